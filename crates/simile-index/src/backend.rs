@@ -1,0 +1,280 @@
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::{Embeddings, Error, Metric, Result};
+
+/// What a backend can and cannot do. The conformance suite checks that every operation a backend
+/// declares unsupported fails with [`Error::NotSupported`] rather than misbehaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Largest `k` a single query may ask for (`None`: unlimited).
+    pub max_k: Option<usize>,
+    /// Least-similar-first queries (`reverse = true`).
+    pub reverse: bool,
+    /// `k = None`: rank every candidate.
+    pub unbounded_k: bool,
+    /// [`SimilarityBackend::get_all`] and [`SimilarityBackend::keys`] (enumerating the index).
+    pub enumerate: bool,
+    /// Exact k-NN (`false`: approximate; the conformance suite then checks recall instead of order).
+    pub exact: bool,
+}
+
+/// One search hit. `distance` follows [`Metric`]'s definition on every backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbor {
+    /// The index key (sample id, or label id for patch indexes).
+    pub key: String,
+    /// The owning sample.
+    pub sample_id: String,
+    pub distance: f32,
+}
+
+/// One k-nearest-neighbour request, after the facade has resolved ids/prompts to a single vector.
+#[derive(Debug, Clone, Copy)]
+pub struct KnnQuery<'a> {
+    /// The query vector (several queries are averaged by the caller: the "mean" aggregation).
+    pub vector: &'a [f32],
+    /// Number of results; `None` ranks every candidate (needs [`Capabilities::unbounded_k`]).
+    pub k: Option<usize>,
+    /// Farthest first (needs [`Capabilities::reverse`]).
+    pub reverse: bool,
+    /// Only these keys are candidates (a view). Keys absent from the index are ignored.
+    /// `None`: the whole index.
+    pub restrict: Option<&'a [String]>,
+}
+
+impl<'a> KnnQuery<'a> {
+    /// The `k` nearest in the whole index.
+    pub fn nearest(vector: &'a [f32], k: usize) -> Self {
+        KnnQuery {
+            vector,
+            k: Some(k),
+            reverse: false,
+            restrict: None,
+        }
+    }
+}
+
+/// The contract every similarity backend implements.
+///
+/// All methods take `&self`: backends use interior mutability so one handle can be shared across
+/// threads. All methods are blocking; network backends drive their async client on a runtime of
+/// their own, so callers need no runtime (and must not call them on an async worker thread: use
+/// `spawn_blocking`).
+pub trait SimilarityBackend: Send + Sync + fmt::Debug {
+    /// The backend's registered name ("sklearn", "milvus", ...).
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    fn metric(&self) -> Metric;
+    /// The vectors' dimension; `None` while the index is empty and has never been given one.
+    fn dim(&self) -> Result<Option<usize>>;
+
+    /// Insert-or-replace: a key already present gets the new vector (size unchanged); within one
+    /// batch the last row of a key wins. All-or-nothing for exact backends.
+    fn upsert(&self, batch: &Embeddings) -> Result<()>;
+    /// Deletes the given keys; absent keys are ignored. Returns how many were present.
+    fn remove(&self, keys: &[String]) -> Result<usize>;
+    /// For each key, whether it is in the index.
+    fn contains(&self, keys: &[String]) -> Result<Vec<bool>>;
+    /// The rows of the keys that are present, in the order asked (absent keys are skipped).
+    fn get(&self, keys: &[String]) -> Result<Embeddings>;
+    /// The rows owned by the given samples (all patches of each sample for patch indexes),
+    /// grouped in the order the samples were asked.
+    fn get_by_sample_ids(&self, sample_ids: &[String]) -> Result<Embeddings>;
+    /// Every row (needs [`Capabilities::enumerate`]).
+    fn get_all(&self) -> Result<Embeddings>;
+    /// Every key with its owning sample (needs [`Capabilities::enumerate`]).
+    fn keys(&self) -> Result<Vec<(String, String)>>;
+    /// Number of vectors in the index, exact.
+    fn size(&self) -> Result<usize>;
+    /// Nearest (or farthest) neighbours, closest first (or farthest first), ties broken by key.
+    fn knn(&self, query: &KnnQuery<'_>) -> Result<Vec<Neighbor>>;
+
+    /// Makes every change durable (local backends write their files; servers flush). The facade
+    /// calls this after each change to a registered index.
+    fn persist(&self) -> Result<()>;
+    /// Deletes the backend's data (files, collection). The handle is unusable afterwards except
+    /// for `size()`, which reports 0.
+    fn cleanup(&self) -> Result<()>;
+
+    /// Non-secret settings to store in the run record and pass back to [`BackendFactory::open`].
+    /// Must never contain credentials.
+    fn persisted_config(&self) -> Map<String, Value>;
+
+    /// For downcasting to the concrete backend (e.g. to reach the Milvus client).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// What a factory gets when it creates or reopens an index.
+#[derive(Debug, Clone)]
+pub struct BackendParams {
+    /// Merged parameters for this backend: config file → env vars → per-call overrides, and, on
+    /// open, the persisted config on top of the credentials. Secrets may be present here; backends
+    /// keep them in [`Secret`]s and never persist them.
+    pub params: Map<String, Value>,
+    /// A directory reserved for this index, for backends that keep local files.
+    pub storage_dir: PathBuf,
+    /// The dataset's name (used for auto-generated collection names).
+    pub dataset_name: String,
+    /// The brain key, if the run is registered.
+    pub brain_key: Option<String>,
+    /// Whether the index holds patches (keys are label ids).
+    pub patches: bool,
+}
+
+impl BackendParams {
+    /// The string value of `name`, if set. Numbers and booleans are rendered as strings.
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        match self.params.get(name)? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The metric from `params["metric"]`, or `default`.
+    pub fn metric_or(&self, default: Metric) -> Result<Metric> {
+        match self.get_str("metric") {
+            Some(m) => m.parse(),
+            None => Ok(default),
+        }
+    }
+
+    /// A boolean from `true/false/1/0/yes/no` strings or JSON booleans.
+    pub fn get_bool(&self, backend: &'static str, name: &str) -> Result<Option<bool>> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => {
+                let s = match v {
+                    Value::String(s) => s.to_ascii_lowercase(),
+                    other => other.to_string(),
+                };
+                match s.as_str() {
+                    "true" | "1" | "yes" | "on" => Ok(Some(true)),
+                    "false" | "0" | "no" | "off" | "" => Ok(Some(false)),
+                    _ => Err(Error::InvalidParam {
+                        backend,
+                        param: name.to_string(),
+                        reason: format!("expected a boolean, got {v}"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// An unsigned integer from a JSON number or a numeric string.
+    pub fn get_u64(&self, backend: &'static str, name: &str) -> Result<Option<u64>> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().parse().ok()),
+            Some(v) => Err(Error::InvalidParam {
+                backend,
+                param: name.to_string(),
+                reason: format!("expected a non-negative integer, got {v}"),
+            }),
+        }
+    }
+}
+
+/// Creates and reopens indexes of one backend. The facade keeps one per backend name.
+pub trait BackendFactory: Send + Sync + fmt::Debug {
+    /// The name users select the backend by (`backend="sklearn"`).
+    fn name(&self) -> &'static str;
+    /// The metric a new index gets when none is configured.
+    fn default_metric(&self) -> Metric;
+    /// Creates a new (empty) index, or connects to an existing one where the params name it.
+    fn create(&self, params: &BackendParams) -> Result<Box<dyn SimilarityBackend>>;
+    /// Reopens an index from a run record.
+    fn open(&self, params: &BackendParams) -> Result<Box<dyn SimilarityBackend>>;
+}
+
+/// A secret string (password, token). `Debug` and `Display` print `***`; it does not implement
+/// `Serialize`, so it cannot end up in a run record by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret value: call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Names of backend parameters that are credentials: never persisted, never logged.
+pub const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "token",
+    "api_key",
+    "secret",
+    "client_key_path",
+    "client_pem_path",
+    "ca_pem_path",
+    "server_pem_path",
+];
+
+/// Connection parameters: not secret, but supplied per machine (from config/env/overrides) and
+/// therefore not persisted either.
+pub const CONNECTION_PARAMS: &[&str] = &["uri", "user", "secure", "db_name", "server_name"];
+
+/// Removes credentials and connection settings from a parameter map.
+pub fn strip_credentials(params: &mut Map<String, Value>) {
+    for k in SECRET_PARAMS.iter().chain(CONNECTION_PARAMS) {
+        params.remove(*k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn params_parse_leniently() {
+        let mut params = Map::new();
+        params.insert("secure".into(), Value::String("True".into()));
+        params.insert("batch".into(), Value::String("500".into()));
+        params.insert("password".into(), Value::String("123".into()));
+        params.insert("bad".into(), Value::String("maybe".into()));
+        let p = BackendParams {
+            params,
+            storage_dir: PathBuf::new(),
+            dataset_name: "d".into(),
+            brain_key: None,
+            patches: false,
+        };
+        assert_eq!(p.get_bool("x", "secure").unwrap(), Some(true));
+        assert_eq!(p.get_u64("x", "batch").unwrap(), Some(500));
+        assert_eq!(p.get_str("password").as_deref(), Some("123"));
+        assert!(matches!(p.get_bool("x", "bad"), Err(Error::InvalidParam { .. })));
+        let mut m = p.params.clone();
+        strip_credentials(&mut m);
+        assert!(!m.contains_key("password"));
+        assert!(m.contains_key("batch"));
+    }
+}

@@ -1,0 +1,1 @@
+//! simile-runs
