@@ -1,1 +1,40 @@
-fn main() {}
+//! `cargo xtask <task>`: the one automation entry of the workspace.
+//!
+//! - `ci`     fmt check, clippy -D warnings, the whole test suite (with a real Milvus server and the
+//!            ONNX Runtime library set up first)
+//! - `bench`  end-to-end benchmarks, written to docs/benchmarks.md
+//! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
+//! - `models ...`                ONNX Runtime library and CLIP test models
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod milvus;
+mod models;
+mod util;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        print_help();
+        return Ok(());
+    };
+    match task.as_str() {
+        "ci" => ci::ci(rest),
+        "bench" => ci::bench(rest),
+        "milvus" => milvus::main(rest),
+        "models" => models::main(rest),
+        "-h" | "--help" | "help" => {
+            print_help();
+            Ok(())
+        }
+        other => bail!("unknown task '{other}'; run `cargo xtask help`"),
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <task>\n\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models"
+    );
+}

@@ -1,0 +1,37 @@
+//! Small helpers shared by the tasks.
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root (the parent of xtask/).
+pub fn root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
+}
+
+/// Cache dir for downloaded tools (Python venvs, ONNX Runtime): `$SIMILE_XTASK_CACHE`, else
+/// `<root>/target/xtask-cache`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("SIMILE_XTASK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("xtask-cache"))
+}
+
+/// Runs a command in the workspace root, failing on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {cmd:?}");
+    }
+    Ok(())
+}
+
+/// `cargo` as invoked for this xtask.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
