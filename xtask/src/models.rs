@@ -1,6 +1,182 @@
-//! `cargo xtask models ...` (to be filled in by the CLIP work).
-use anyhow::{bail, Result};
+//! `cargo xtask models ...`: the ONNX Runtime library and the CLIP test models.
+//!
+//! - `fetch-ort`      downloads the PyPI `onnxruntime==1.31.1` wheel with pip (no ort CDN) and extracts
+//!                    `libonnxruntime.so.1.31.1` into the xtask cache; prints its path.
+//! - `export-tiny`    regenerates the tiny random-weight CLIP committed under
+//!                    `crates/simile-embed/tests/assets/clip-tiny-random` (torch + open_clip venv).
+//! - `export-vitb32`  exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0) into
+//!                    `<cache>/models/clip-vit-b32-random` for benchmarks (~600 MB, not committed).
+//! - `golden`         regenerates the golden tokenizer / preprocessing fixtures with open_clip.
+//!
+//! Everything is idempotent: a second run finds the files and returns at once.
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-pub fn main(_args: &[String]) -> Result<()> {
-    bail!("model tasks are not implemented yet")
+use anyhow::{bail, Context, Result};
+
+use crate::util::{cache_dir, root, run};
+
+/// The ONNX Runtime release `ort` 2.0.0-rc.15 with `api-31` is built against.
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// Python packages of the export venv (torch from PyPI pulls CUDA wheels: ~6 GB, kept in the cache).
+const EXPORT_PACKAGES: &[&str] = &[
+    "torch",
+    "open_clip_torch",
+    "onnx",
+    "onnxruntime==1.31.1",
+    "pillow",
+    "numpy",
+];
+
+pub fn main(args: &[String]) -> Result<()> {
+    let Some((cmd, rest)) = args.split_first() else {
+        print_help();
+        return Ok(());
+    };
+    match cmd.as_str() {
+        "fetch-ort" => {
+            let lib = ensure_ort()?;
+            println!("{}", lib.display());
+            eprintln!(
+                "ONNX Runtime ready. For tests and the CLI:\n  export SIMILE_ORT_DYLIB_PATH={0}\n  export ORT_DYLIB_PATH={0}",
+                lib.display()
+            );
+            Ok(())
+        }
+        "export-tiny" => {
+            let out = root().join("crates/simile-embed/tests/assets/clip-tiny-random");
+            export(&out, "tiny", rest)
+        }
+        "export-vitb32" => {
+            let out = vitb32_dir();
+            export(&out, "vitb32", rest)
+        }
+        "golden" => golden(),
+        "-h" | "--help" | "help" => {
+            print_help();
+            Ok(())
+        }
+        other => bail!("unknown models command '{other}'; run `cargo xtask models help`"),
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel into the xtask cache\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip"
+    );
+}
+
+/// Where `export-vitb32` writes the random-weight ViT-B/32 (benchmarks read it from here).
+pub fn vitb32_dir() -> PathBuf {
+    cache_dir().join("models").join("clip-vit-b32-random")
+}
+
+/// Makes sure `libonnxruntime.so.1.31.1` is in the xtask cache and returns its absolute path.
+///
+/// Downloads the PyPI wheel with `pip download --no-deps` (no ort CDN, works with only PyPI
+/// reachable) and extracts the one library file with Python's `zipfile`. Idempotent.
+pub fn ensure_ort() -> Result<PathBuf> {
+    let dir = cache_dir().join(format!("onnxruntime-{ORT_VERSION}"));
+    let lib_name = lib_file_name();
+    let lib = dir.join(&lib_name);
+    if lib.is_file() {
+        return Ok(lib);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let wheel_dir = dir.join("wheel");
+    let wheel = match find_wheel(&wheel_dir)? {
+        Some(w) => w,
+        None => {
+            run(Command::new(python())
+                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d"])
+                .arg(&wheel_dir)
+                .arg(format!("onnxruntime=={ORT_VERSION}")))
+            .context("downloading the onnxruntime wheel from PyPI with pip")?;
+            find_wheel(&wheel_dir)?
+                .with_context(|| format!("pip left no onnxruntime wheel in {}", wheel_dir.display()))?
+        }
+    };
+    let member = format!("onnxruntime/capi/{lib_name}");
+    let tmp = dir.join(format!("{lib_name}.partial"));
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nopen(sys.argv[3], 'wb').write(z.read(sys.argv[2]))\n";
+    run(Command::new(python())
+        .args(["-c", script])
+        .arg(&wheel)
+        .arg(&member)
+        .arg(&tmp))
+    .with_context(|| format!("extracting {member} from {}", wheel.display()))?;
+    std::fs::rename(&tmp, &lib).with_context(|| format!("moving {} into place", tmp.display()))?;
+    // The wheel is only needed once; keep the cache small.
+    let _ = std::fs::remove_dir_all(&wheel_dir);
+    Ok(lib)
+}
+
+/// The library file name inside the wheel's `onnxruntime/capi/`.
+fn lib_file_name() -> String {
+    if cfg!(target_os = "macos") {
+        format!("libonnxruntime.{ORT_VERSION}.dylib")
+    } else if cfg!(windows) {
+        "onnxruntime.dll".to_string()
+    } else {
+        format!("libonnxruntime.so.{ORT_VERSION}")
+    }
+}
+
+fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && name.ends_with(".whl") {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// The system Python (`$SIMILE_PYTHON`, else `python3`).
+fn python() -> String {
+    std::env::var("SIMILE_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// The torch + open_clip venv used by the export scripts (`<cache>/clip-venv`), created on demand.
+fn export_venv() -> Result<PathBuf> {
+    let venv = cache_dir().join("clip-venv");
+    let py = venv.join("bin").join("python");
+    let marker = venv.join(".simile-ready");
+    if marker.is_file() {
+        return Ok(py);
+    }
+    if !py.is_file() {
+        std::fs::create_dir_all(cache_dir())?;
+        run(Command::new(python()).args(["-m", "venv"]).arg(&venv))?;
+    }
+    eprintln!("installing torch + open_clip into {} (~6 GB, a few minutes)", venv.display());
+    run(Command::new(&py).args(["-m", "pip", "install", "-q"]).args(EXPORT_PACKAGES))?;
+    std::fs::write(&marker, EXPORT_PACKAGES.join("\n"))?;
+    Ok(py)
+}
+
+fn export(out: &Path, arch: &str, rest: &[String]) -> Result<()> {
+    let force = rest.iter().any(|a| a == "--force");
+    if !force && out.join("manifest.json").is_file() {
+        eprintln!("{} already exists (use --force to re-export)", out.display());
+        return Ok(());
+    }
+    let py = export_venv()?;
+    run(Command::new(py)
+        .arg(root().join("tools/export_clip.py"))
+        .args(["--arch", arch, "--out"])
+        .arg(out))
+}
+
+fn golden() -> Result<()> {
+    let py = export_venv()?;
+    run(Command::new(py)
+        .arg(root().join("tools/make_golden.py"))
+        .arg("--out")
+        .arg(root().join("crates/simile-embed/tests/assets/golden")))
 }
