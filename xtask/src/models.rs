@@ -1,12 +1,12 @@
 //! `cargo xtask models ...`: the ONNX Runtime library and the CLIP test models.
 //!
-//! - `fetch-ort`      downloads the PyPI `onnxruntime==1.31.1` wheel with pip (no ort CDN) and extracts
-//!                    `libonnxruntime.so.1.31.1` into the xtask cache; prints its path.
-//! - `export-tiny`    regenerates the tiny random-weight CLIP committed under
-//!                    `crates/simile-embed/tests/assets/clip-tiny-random` (torch + open_clip venv).
-//! - `export-vitb32`  exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0) into
-//!                    `<cache>/models/clip-vit-b32-random` for benchmarks (~600 MB, not committed).
-//! - `golden`         regenerates the golden tokenizer / preprocessing fixtures with open_clip.
+//! - `fetch-ort`: downloads the PyPI `onnxruntime==1.31.1` wheel with pip (no ort CDN) and
+//!   extracts `libonnxruntime.so.1.31.1` into the xtask cache; prints its path.
+//! - `export-tiny`: regenerates the tiny random-weight CLIP committed under
+//!   `crates/simile-embed/tests/assets/clip-tiny-random` (torch + open_clip venv).
+//! - `export-vitb32`: exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0)
+//!   into `<cache>/models/clip-vit-b32-random` for benchmarks (~600 MB, not committed).
+//! - `golden`: regenerates the golden tokenizer / preprocessing fixtures with open_clip.
 //!
 //! Everything is idempotent: a second run finds the files and returns at once.
 use std::path::{Path, PathBuf};
@@ -89,12 +89,21 @@ pub fn ensure_ort() -> Result<PathBuf> {
         Some(w) => w,
         None => {
             run(Command::new(python())
-                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-q",
+                    "-d",
+                ])
                 .arg(&wheel_dir)
                 .arg(format!("onnxruntime=={ORT_VERSION}")))
             .context("downloading the onnxruntime wheel from PyPI with pip")?;
-            find_wheel(&wheel_dir)?
-                .with_context(|| format!("pip left no onnxruntime wheel in {}", wheel_dir.display()))?
+            find_wheel(&wheel_dir)?.with_context(|| {
+                format!("pip left no onnxruntime wheel in {}", wheel_dir.display())
+            })?
         }
     };
     let member = format!("onnxruntime/capi/{lib_name}");
@@ -129,7 +138,10 @@ fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
     }
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && name.ends_with(".whl") {
             return Ok(Some(path));
         }
@@ -154,8 +166,13 @@ fn export_venv() -> Result<PathBuf> {
         std::fs::create_dir_all(cache_dir())?;
         run(Command::new(python()).args(["-m", "venv"]).arg(&venv))?;
     }
-    eprintln!("installing torch + open_clip into {} (~6 GB, a few minutes)", venv.display());
-    run(Command::new(&py).args(["-m", "pip", "install", "-q"]).args(EXPORT_PACKAGES))?;
+    eprintln!(
+        "installing torch + open_clip into {} (~6 GB, a few minutes)",
+        venv.display()
+    );
+    run(Command::new(&py)
+        .args(["-m", "pip", "install", "-q"])
+        .args(EXPORT_PACKAGES))?;
     std::fs::write(&marker, EXPORT_PACKAGES.join("\n"))?;
     Ok(py)
 }
@@ -163,7 +180,10 @@ fn export_venv() -> Result<PathBuf> {
 fn export(out: &Path, arch: &str, rest: &[String]) -> Result<()> {
     let force = rest.iter().any(|a| a == "--force");
     if !force && out.join("manifest.json").is_file() {
-        eprintln!("{} already exists (use --force to re-export)", out.display());
+        eprintln!(
+            "{} already exists (use --force to re-export)",
+            out.display()
+        );
         return Ok(());
     }
     let py = export_venv()?;
