@@ -1,0 +1,219 @@
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::{Dataset, DatasetError, Result};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "simile.db";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS datasets (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL UNIQUE,
+    filepath    TEXT NOT NULL,
+    fields      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS samples_by_dataset ON samples(dataset_id, seq);
+CREATE TABLE IF NOT EXISTS sample_vectors (
+    sample_seq  INTEGER NOT NULL REFERENCES samples(seq) ON DELETE CASCADE,
+    field       TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    PRIMARY KEY (sample_seq, field)
+);
+CREATE TABLE IF NOT EXISTS dataset_fields (
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, name)
+);
+"#;
+
+/// The embedded store: one SQLite file (`simile.db`, WAL mode) in a data directory.
+///
+/// Cheap to clone; clones share one connection. Several processes may open the same directory:
+/// readers never block writers (WAL) and writers wait for each other (busy timeout + immediate
+/// transactions), so "database is locked" does not reach users under normal contention.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    home: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("home", &self.inner.home)
+            .finish()
+    }
+}
+
+/// Extra schema a layer above registers (the brain-run registry, for example).
+pub type Migration = fn(&Connection) -> rusqlite::Result<()>;
+
+impl Store {
+    /// Opens (creating if needed) the store in `home`.
+    pub fn open(home: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(home, &[])
+    }
+
+    /// Opens the store and applies extra migrations (idempotent `CREATE ... IF NOT EXISTS`).
+    pub fn open_with(home: impl AsRef<Path>, migrations: &[Migration]) -> Result<Store> {
+        let home = home.as_ref().to_path_buf();
+        std::fs::create_dir_all(&home).map_err(|source| DatasetError::Io {
+            path: home.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open_with_flags(
+            home.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        // WAL: readers and one writer at a time across processes, crash-safe.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = conn;
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            for m in migrations {
+                m(&tx)?;
+            }
+            tx.commit()?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                home,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Path {
+        &self.inner.home
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll back
+        // on drop), so a poisoned lock is safe to reuse.
+        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs read-only work on the connection.
+    pub fn read<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.lock();
+        f(&conn)
+    }
+
+    /// Runs `f` in an immediate write transaction: committed if `f` returns `Ok`, rolled back
+    /// otherwise, so a failed call leaves the store unchanged.
+    pub fn write<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Creates a new, empty dataset.
+    pub fn create_dataset(&self, name: &str) -> Result<Dataset> {
+        check_dataset_name(name)?;
+        let created = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let id = self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM datasets WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(DatasetError::AlreadyExists(name.to_string()));
+            }
+            tx.execute(
+                "INSERT INTO datasets(name, created_at) VALUES (?1, ?2)",
+                (name, &created),
+            )?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(Dataset::from_parts(self.clone(), id, name.to_string()))
+    }
+
+    /// Loads an existing dataset by name.
+    pub fn load_dataset(&self, name: &str) -> Result<Dataset> {
+        let id: Option<i64> = self.read(|c| {
+            let mut st = c.prepare_cached("SELECT id FROM datasets WHERE name = ?1")?;
+            let mut rows = st.query([name])?;
+            Ok::<_, DatasetError>(match rows.next()? {
+                Some(r) => Some(r.get(0)?),
+                None => None,
+            })
+        })?;
+        match id {
+            Some(id) => Ok(Dataset::from_parts(self.clone(), id, name.to_string())),
+            None => Err(DatasetError::NotFound(name.to_string())),
+        }
+    }
+
+    /// Whether a dataset of that name exists.
+    pub fn dataset_exists(&self, name: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM datasets WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Names of all datasets, sorted.
+    pub fn list_datasets(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT name FROM datasets ORDER BY name")?;
+            let names = st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })
+    }
+
+    /// Deletes a dataset with its samples (and, through cascading deletes, anything keyed on it).
+    pub fn delete_dataset(&self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute("DELETE FROM datasets WHERE name = ?1", [name])?;
+            if n == 0 {
+                return Err(DatasetError::NotFound(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn check_dataset_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().any(char::is_control) || name.len() > 200 {
+        return Err(DatasetError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}

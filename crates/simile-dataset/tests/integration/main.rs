@@ -1,0 +1,252 @@
+//! Integration tests of the dataset store, on real SQLite files in temp dirs.
+
+use serde_json::json;
+use simile_dataset::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn with_samples(store: &Store, n: usize) -> (Dataset, Vec<String>) {
+    let ds = store.create_dataset("d").unwrap();
+    let samples = (0..n)
+        .map(|i| {
+            NewSample::new(format!("/img/{i}.jpg"))
+                .with_field("idx", json!(i))
+                .with_field("emb", vec![i as f32, 1.0])
+        })
+        .collect();
+    let ids = ds.add_samples(samples).unwrap();
+    (ds, ids)
+}
+
+#[test]
+fn datasets_are_created_listed_loaded_and_deleted() {
+    let (_d, store) = store();
+    store.create_dataset("b").unwrap();
+    store.create_dataset("a").unwrap();
+    assert!(matches!(store.create_dataset("a"), Err(DatasetError::AlreadyExists(n)) if n == "a"));
+    assert!(matches!(
+        store.create_dataset(" "),
+        Err(DatasetError::InvalidName(_))
+    ));
+    assert_eq!(store.list_datasets().unwrap(), vec!["a", "b"]);
+    assert_eq!(store.load_dataset("a").unwrap().name(), "a");
+    store.delete_dataset("a").unwrap();
+    assert!(matches!(
+        store.load_dataset("a"),
+        Err(DatasetError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_dataset("a"),
+        Err(DatasetError::NotFound(_))
+    ));
+}
+
+#[test]
+fn samples_fields_and_vectors_round_trip() {
+    let (_d, store) = store();
+    let (ds, ids) = with_samples(&store, 5);
+    assert_eq!(ds.len().unwrap(), 5);
+    assert!(ids.iter().all(|i| is_object_id(i)));
+    let s = ds.sample(&ids[3]).unwrap();
+    assert_eq!(s.filepath().to_str(), Some("/img/3.jpg"));
+    assert_eq!(s.get("idx"), Some(&json!(3)));
+    assert!(s.get("emb").is_none(), "vectors are not in the JSON fields");
+    let v = ds
+        .vectors("emb", &[ids[2].clone(), "0123456789abcdef01234567".into()])
+        .unwrap();
+    assert_eq!(v, vec![Some(vec![2.0, 1.0]), None]);
+    assert_eq!(ds.field_kind("emb").unwrap(), FieldKind::Vector);
+    assert_eq!(ds.field_kind("idx").unwrap(), FieldKind::Json);
+    assert!(matches!(
+        ds.field_kind("nope"),
+        Err(DatasetError::UnknownField { .. })
+    ));
+}
+
+#[test]
+fn failed_writes_change_nothing() {
+    let (_d, store) = store();
+    let (ds, ids) = with_samples(&store, 3);
+    // A bad vector in the middle of a batch: nothing of the batch is added.
+    let batch = vec![
+        NewSample::new("/x/1.jpg").with_field("emb", vec![1.0, 2.0]),
+        NewSample::new("/x/2.jpg").with_field("emb", vec![f32::NAN, 2.0]),
+    ];
+    assert!(matches!(
+        ds.add_samples(batch),
+        Err(DatasetError::NonFiniteVector { .. })
+    ));
+    assert_eq!(ds.len().unwrap(), 3);
+    // A field of another kind is refused.
+    let r = ds.set_values("idx", vec![(ids[0].clone(), FieldValue::Vector(vec![1.0]))]);
+    assert!(matches!(r, Err(DatasetError::FieldKind { .. })));
+    // An unknown id in a set_values batch rolls the whole batch back.
+    let r = ds.set_values(
+        "score",
+        vec![
+            (ids[0].clone(), json!(1).into()),
+            ("0123456789abcdef01234567".into(), json!(2).into()),
+        ],
+    );
+    assert!(matches!(r, Err(DatasetError::UnknownSample(..))));
+    assert!(ds.sample(&ids[0]).unwrap().get("score").is_none());
+    assert!(matches!(
+        ds.field_kind("score"),
+        Err(DatasetError::UnknownField { .. })
+    ));
+    // Bad ids and bad boxes.
+    assert!(matches!(
+        ds.add_sample(NewSample::new("a").with_id("xyz")),
+        Err(DatasetError::InvalidId(_))
+    ));
+    let bad = Detections::new(vec![Detection {
+        id: new_object_id(),
+        label: "cat".into(),
+        bounding_box: [0.5, 0.5, 0.9, 0.1],
+        confidence: None,
+        attributes: Default::default(),
+    }]);
+    assert!(matches!(
+        ds.add_sample(NewSample::new("a").with_field("gt", bad)),
+        Err(DatasetError::InvalidBoundingBox { .. })
+    ));
+    assert_eq!(ds.len().unwrap(), 3);
+}
+
+#[test]
+fn view_stages() {
+    let (_d, store) = store();
+    let (ds, ids) = with_samples(&store, 10);
+    let v = ds.view();
+    assert_eq!(v.ids().unwrap(), ids);
+    assert_eq!(v.limit(3).ids().unwrap(), ids[..3].to_vec());
+    assert_eq!(v.skip(8).ids().unwrap(), ids[8..].to_vec());
+    assert_eq!(v.skip(2).limit(2).ids().unwrap(), ids[2..4].to_vec());
+    let sel = vec![
+        ids[5].clone(),
+        ids[1].clone(),
+        "0123456789abcdef01234567".into(),
+    ];
+    assert_eq!(
+        v.select(&sel).ids().unwrap(),
+        vec![ids[1].clone(), ids[5].clone()]
+    );
+    assert_eq!(
+        v.select_ordered(&sel).ids().unwrap(),
+        vec![ids[5].clone(), ids[1].clone()]
+    );
+    assert_eq!(v.exclude(&ids[1..]).ids().unwrap(), vec![ids[0].clone()]);
+    let t1 = v.take(4, Some(51)).ids().unwrap();
+    assert_eq!(t1.len(), 4);
+    assert_eq!(
+        t1,
+        v.take(4, Some(51)).ids().unwrap(),
+        "same seed, same samples"
+    );
+    let t = v.take(4, None);
+    assert_eq!(
+        t.ids().unwrap(),
+        t.ids().unwrap(),
+        "a view keeps its drawn seed"
+    );
+    let m = v.match_field(Filter::Gte("idx".into(), 7.0));
+    assert_eq!(m.ids().unwrap(), ids[7..].to_vec());
+    let m = v.match_field(Filter::Or(vec![
+        Filter::Eq("idx".into(), json!(0)),
+        Filter::Lt("idx".into(), -1.0),
+    ]));
+    assert_eq!(m.len().unwrap(), 1);
+    assert_eq!(v.first().unwrap().unwrap().id(), ids[0]);
+    assert_eq!(v.last().unwrap().unwrap().id(), ids[9]);
+    assert_eq!(v.values("idx").unwrap()[4], Some(json!(4)));
+    assert_eq!(
+        v.limit(2).vectors("emb").unwrap(),
+        vec![Some(vec![0.0, 1.0]), Some(vec![1.0, 1.0])]
+    );
+    assert_eq!(ds.delete_samples(&ids[..2]).unwrap(), 2);
+    assert_eq!(v.len().unwrap(), 8);
+}
+
+#[test]
+fn label_fields_and_filter_labels() {
+    let (_d, store) = store();
+    let ds = store.create_dataset("labels").unwrap();
+    let dets = |labels: &[&str]| {
+        Detections::new(
+            labels
+                .iter()
+                .map(|l| Detection::new(*l, [0.1, 0.1, 0.2, 0.2]).unwrap())
+                .collect(),
+        )
+    };
+    let ids = ds
+        .add_samples(vec![
+            NewSample::new("a.jpg").with_field("gt", dets(&["cat", "dog"])),
+            NewSample::new("b.jpg").with_field("gt", dets(&["dog"])),
+            NewSample::new("c.jpg").with_field("gt", dets(&["cat", "cat"])),
+        ])
+        .unwrap();
+    let all = ds.view().label_ids("gt").unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].0, ids[0]);
+    let cats = ds
+        .view()
+        .filter_labels("gt", LabelFilter::LabelIn(vec!["cat".into()]));
+    assert_eq!(cats.ids().unwrap(), vec![ids[0].clone(), ids[2].clone()]);
+    let l = cats.label_ids("gt").unwrap();
+    assert_eq!(l.len(), 3);
+    let s = &cats.samples().unwrap()[0];
+    assert_eq!(s.detections("gt").unwrap().unwrap().detections.len(), 1);
+    // Per-label values.
+    let mut vals = std::collections::HashMap::new();
+    vals.insert(l[0].1.clone(), json!(0.25));
+    ds.set_label_values("gt", "dist", &vals).unwrap();
+    let d = ds
+        .sample(&ids[0])
+        .unwrap()
+        .detections("gt")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.detections[0].attributes.get("dist"), Some(&json!(0.25)));
+}
+
+#[test]
+fn second_store_on_same_home_sees_writes_and_concurrent_access_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path()).unwrap();
+    let ds = a.create_dataset("shared").unwrap();
+    ds.add_sample(NewSample::new("x.jpg")).unwrap();
+    let b = Store::open(dir.path()).unwrap();
+    assert_eq!(b.load_dataset("shared").unwrap().len().unwrap(), 1);
+
+    // A writer and a reader on separate connections at once: no "database is locked".
+    let home = dir.path().to_path_buf();
+    let writer = std::thread::spawn(move || {
+        let s = Store::open(&home).unwrap();
+        let d = s.load_dataset("shared").unwrap();
+        for i in 0..50 {
+            d.add_samples(vec![
+                NewSample::new(format!("{i}.jpg")).with_field("emb", vec![i as f32])
+            ])
+            .unwrap();
+        }
+    });
+    let mut last = 0;
+    for _ in 0..50 {
+        let n = b
+            .load_dataset("shared")
+            .unwrap()
+            .view()
+            .ids()
+            .unwrap()
+            .len();
+        assert!(n >= last, "counts only grow");
+        last = n;
+    }
+    writer.join().unwrap();
+    assert_eq!(b.load_dataset("shared").unwrap().len().unwrap(), 51);
+}
