@@ -67,9 +67,9 @@ pub enum LabelFilter {
 impl LabelFilter {
     fn keep(&self, d: &Detection) -> bool {
         match self {
-            LabelFilter::LabelIn(ls) => ls.iter().any(|l| *l == d.label),
+            LabelFilter::LabelIn(ls) => ls.contains(&d.label),
             LabelFilter::ConfidenceAtLeast(x) => d.confidence.is_some_and(|c| c >= *x),
-            LabelFilter::Ids(ids) => ids.iter().any(|i| *i == d.id),
+            LabelFilter::Ids(ids) => ids.contains(&d.id),
             LabelFilter::And(fs) => fs.iter().all(|f| f.keep(d)),
         }
     }
