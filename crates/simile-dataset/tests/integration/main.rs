@@ -1,4 +1,5 @@
 //! Integration tests of the dataset store, on real SQLite files in temp dirs.
+#![allow(clippy::unwrap_used)]
 
 use serde_json::json;
 use simile_dataset::*;
