@@ -100,6 +100,14 @@ pub trait SimilarityBackend: Send + Sync + fmt::Debug {
     /// for `size()`, which reports 0.
     fn cleanup(&self) -> Result<()>;
 
+    /// Whether this handle created the storage it uses (`false` when it attached to data that
+    /// existed before, such as an existing Milvus collection). When a `compute_similarity` call
+    /// fails, the facade calls `cleanup()` only on indexes that created their storage, so user
+    /// data is never dropped.
+    fn created_storage(&self) -> bool {
+        true
+    }
+
     /// Non-secret settings to store in the run record and pass back to [`BackendFactory::open`].
     /// Must never contain credentials.
     fn persisted_config(&self) -> Map<String, Value>;
