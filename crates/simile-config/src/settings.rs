@@ -1,0 +1,135 @@
+use std::path::PathBuf;
+
+use crate::{ConfigError, EnvSnapshot};
+
+/// simile's own (non-brain) settings.
+///
+/// | field | variable | default |
+/// |---|---|---|
+/// | `home` | `SIMILE_HOME` | `~/.simile` |
+/// | `models_dir` | `SIMILE_MODELS_DIR` | none |
+/// | `model_cache_dir` | `SIMILE_MODEL_CACHE` | `<home>/models` |
+/// | `ort_dylib_path` | `SIMILE_ORT_DYLIB_PATH`, else `ORT_DYLIB_PATH` | none |
+///
+/// Blank variables count as unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The data directory (datasets, indexes).
+    pub home: PathBuf,
+    /// A directory of ready model files to use instead of the cache.
+    pub models_dir: Option<PathBuf>,
+    /// Where downloaded/exported models are cached.
+    pub model_cache_dir: PathBuf,
+    /// The ONNX Runtime shared library to load.
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Whether `model_cache_dir` was set explicitly (else it follows `home`).
+    model_cache_explicit: bool,
+}
+
+impl Settings {
+    /// Loads the settings from the process environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        Settings::load_from(&EnvSnapshot::from_process())
+    }
+
+    /// Loads the settings with `env` standing in for the process environment.
+    pub fn load_from(env: &EnvSnapshot) -> Result<Settings, ConfigError> {
+        let path = |var: &str| env.get_nonempty(var).map(PathBuf::from);
+        let home = match path("SIMILE_HOME") {
+            Some(home) => home,
+            None => env
+                .home_dir()
+                .map(|h| h.join(".simile"))
+                .ok_or(ConfigError::NoHomeDir { var: "SIMILE_HOME" })?,
+        };
+        let cache = path("SIMILE_MODEL_CACHE");
+        Ok(Settings {
+            models_dir: path("SIMILE_MODELS_DIR"),
+            model_cache_explicit: cache.is_some(),
+            model_cache_dir: cache.unwrap_or_else(|| home.join("models")),
+            ort_dylib_path: path("SIMILE_ORT_DYLIB_PATH").or_else(|| path("ORT_DYLIB_PATH")),
+            home,
+        })
+    }
+
+    /// Settings rooted at `home`, ignoring the environment: no models dir, the model cache in
+    /// `<home>/models`, no ONNX Runtime path.
+    pub fn for_home(home: impl Into<PathBuf>) -> Settings {
+        let home = home.into();
+        Settings {
+            models_dir: None,
+            model_cache_dir: home.join("models"),
+            ort_dylib_path: None,
+            model_cache_explicit: false,
+            home,
+        }
+    }
+
+    /// These settings with another home (a `--home` flag beating `SIMILE_HOME`). The model cache
+    /// follows the new home unless `SIMILE_MODEL_CACHE` set it.
+    #[must_use]
+    pub fn with_home(mut self, home: impl Into<PathBuf>) -> Settings {
+        self.home = home.into();
+        if !self.model_cache_explicit {
+            self.model_cache_dir = self.home.join("models");
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_home() {
+        let s = Settings::load_from(&EnvSnapshot::new().home("/u")).unwrap();
+        assert_eq!(s.home, PathBuf::from("/u/.simile"));
+        assert_eq!(s.model_cache_dir, PathBuf::from("/u/.simile/models"));
+        assert_eq!(s.models_dir, None);
+        assert_eq!(s.ort_dylib_path, None);
+        assert_eq!(s, Settings::for_home("/u/.simile"));
+    }
+
+    #[test]
+    fn no_home_is_an_error() {
+        let err = Settings::load_from(&EnvSnapshot::new()).unwrap_err();
+        assert!(matches!(err, ConfigError::NoHomeDir { var: "SIMILE_HOME" }));
+        let s = Settings::load_from(&EnvSnapshot::new().set("SIMILE_HOME", "/data")).unwrap();
+        assert_eq!(s.home, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn with_home_moves_the_default_cache_only() {
+        let env = EnvSnapshot::new().home("/u");
+        let s = Settings::load_from(&env).unwrap().with_home("/cli");
+        assert_eq!(s.model_cache_dir, PathBuf::from("/cli/models"));
+        let env = env.set("SIMILE_MODEL_CACHE", "/cache");
+        let s = Settings::load_from(&env).unwrap().with_home("/cli");
+        assert_eq!(s.home, PathBuf::from("/cli"));
+        assert_eq!(s.model_cache_dir, PathBuf::from("/cache"));
+    }
+
+    #[test]
+    fn ort_path_prefers_simile_var() {
+        let env = EnvSnapshot::new()
+            .home("/u")
+            .set("ORT_DYLIB_PATH", "/a/libonnxruntime.so")
+            .set("SIMILE_MODELS_DIR", "/m");
+        let s = Settings::load_from(&env).unwrap();
+        assert_eq!(
+            s.ort_dylib_path,
+            Some(PathBuf::from("/a/libonnxruntime.so"))
+        );
+        assert_eq!(s.models_dir, Some(PathBuf::from("/m")));
+        let s = Settings::load_from(&env.set("SIMILE_ORT_DYLIB_PATH", "/b/libort.so")).unwrap();
+        assert_eq!(s.ort_dylib_path, Some(PathBuf::from("/b/libort.so")));
+        let s = Settings::load_from(
+            &EnvSnapshot::new()
+                .home("/u")
+                .set("SIMILE_ORT_DYLIB_PATH", " "),
+        )
+        .unwrap();
+        assert_eq!(s.ort_dylib_path, None);
+    }
+}
