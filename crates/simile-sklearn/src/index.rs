@@ -1,0 +1,265 @@
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use simile_index::{Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend};
+
+use crate::store::Store;
+use crate::{search, storage, BACKEND};
+
+/// The exact, in-process similarity index: brute-force k-NN over contiguous `f32` rows, persisted
+/// as one compact binary file (`vectors.simv`) in its storage directory.
+///
+/// Thread-safe: queries run concurrently under a read lock, changes take a write lock.
+pub struct SklearnIndex {
+    metric: Metric,
+    /// `None`: memory only (`persist` is a no-op).
+    dir: Option<PathBuf>,
+    store: RwLock<Store>,
+    /// The store generation last written to disk; also serialises concurrent `persist` calls.
+    persisted: Mutex<u64>,
+}
+
+impl fmt::Debug for SklearnIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("SklearnIndex");
+        d.field("metric", &self.metric).field("dir", &self.dir);
+        if let Ok(s) = self.store.try_read() {
+            d.field("size", &s.len()).field("dim", &s.dim);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+impl SklearnIndex {
+    /// An empty index that lives in memory only.
+    pub fn in_memory(metric: Metric) -> Self {
+        SklearnIndex {
+            metric,
+            dir: None,
+            store: RwLock::new(Store::default()),
+            persisted: Mutex::new(0),
+        }
+    }
+
+    /// An empty index whose file will live in `dir` (created if needed). Nothing is written until
+    /// [`persist`](SimilarityBackend::persist); an existing index file there is replaced then.
+    pub fn create(dir: impl AsRef<Path>, metric: Metric) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let store = Store {
+            // Not yet on disk: the first persist writes the (possibly empty) file.
+            generation: 1,
+            ..Store::default()
+        };
+        Ok(SklearnIndex {
+            metric,
+            dir: Some(dir.to_path_buf()),
+            store: RwLock::new(store),
+            persisted: Mutex::new(0),
+        })
+    }
+
+    /// Loads the index persisted in `dir`. A missing file is [`Error::IndexMissing`]; a truncated
+    /// or damaged one is [`Error::Corrupt`] naming the file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let started = Instant::now();
+        let (metric, store) = storage::read(dir)?;
+        tracing::debug!(
+            dir = %dir.display(),
+            rows = store.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "loaded sklearn index"
+        );
+        Ok(SklearnIndex {
+            metric,
+            dir: Some(dir.to_path_buf()),
+            store: RwLock::new(store),
+            persisted: Mutex::new(0),
+        })
+    }
+
+    /// The storage directory (`None` for an in-memory index).
+    pub fn storage_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The index file (`None` for an in-memory index).
+    pub fn file_path(&self) -> Option<PathBuf> {
+        self.dir.as_deref().map(storage::file_path)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn missing(&self) -> Error {
+        Error::IndexMissing {
+            backend: BACKEND,
+            name: self
+                .dir
+                .as_deref()
+                .map_or_else(|| "in-memory".to_string(), |d| d.display().to_string()),
+        }
+    }
+
+    fn check_query(&self, store: &Store, q: &[f32]) -> Result<()> {
+        if q.is_empty() {
+            return Err(Error::Empty("the query vector has no values"));
+        }
+        if !q.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFinite { what: "query".into() });
+        }
+        store.check_dim(q.len())
+    }
+}
+
+impl SimilarityBackend for SklearnIndex {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_k: None,
+            reverse: true,
+            unbounded_k: true,
+            enumerate: true,
+            exact: true,
+        }
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn dim(&self) -> Result<Option<usize>> {
+        Ok(self.read().dim)
+    }
+
+    fn upsert(&self, batch: &Embeddings) -> Result<()> {
+        let mut store = self.write();
+        if store.dropped {
+            return Err(self.missing());
+        }
+        store.upsert(batch)
+    }
+
+    fn remove(&self, keys: &[String]) -> Result<usize> {
+        let mut store = self.write();
+        if store.dropped {
+            return Err(self.missing());
+        }
+        Ok(store.remove(keys))
+    }
+
+    fn contains(&self, keys: &[String]) -> Result<Vec<bool>> {
+        let store = self.read();
+        Ok(keys.iter().map(|k| store.rows.contains_key(k)).collect())
+    }
+
+    fn get(&self, keys: &[String]) -> Result<Embeddings> {
+        let store = self.read();
+        let rows: Vec<usize> = keys.iter().filter_map(|k| store.rows.get(k).copied()).collect();
+        store.select(&rows)
+    }
+
+    fn get_by_sample_ids(&self, sample_ids: &[String]) -> Result<Embeddings> {
+        let store = self.read();
+        // Group number of each asked sample (first occurrence wins).
+        let mut group: HashMap<&str, usize> = HashMap::with_capacity(sample_ids.len());
+        for s in sample_ids {
+            let next = group.len();
+            group.entry(s.as_str()).or_insert(next);
+        }
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); group.len()];
+        for (r, s) in store.sample_ids.iter().enumerate() {
+            if let Some(&g) = group.get(s.as_str()) {
+                groups[g].push(r);
+            }
+        }
+        let rows: Vec<usize> = groups.into_iter().flatten().collect();
+        store.select(&rows)
+    }
+
+    fn get_all(&self) -> Result<Embeddings> {
+        let store = self.read();
+        let rows: Vec<usize> = (0..store.len()).collect();
+        store.select(&rows)
+    }
+
+    fn keys(&self) -> Result<Vec<(String, String)>> {
+        let store = self.read();
+        Ok(store.keys.iter().cloned().zip(store.sample_ids.iter().cloned()).collect())
+    }
+
+    fn size(&self) -> Result<usize> {
+        Ok(self.read().len())
+    }
+
+    fn knn(&self, query: &KnnQuery<'_>) -> Result<Vec<Neighbor>> {
+        let store = self.read();
+        self.check_query(&store, query.vector)?;
+        Ok(search::knn(
+            &store,
+            self.metric,
+            query.vector,
+            query.k,
+            query.reverse,
+            query.restrict,
+        ))
+    }
+
+    fn persist(&self) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let mut persisted = self.persisted.lock().unwrap_or_else(PoisonError::into_inner);
+        let store = self.read();
+        if store.dropped || store.generation == *persisted {
+            return Ok(());
+        }
+        let started = Instant::now();
+        storage::write(dir, self.metric, &store)?;
+        *persisted = store.generation;
+        tracing::debug!(
+            dir = %dir.display(),
+            rows = store.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "persisted sklearn index"
+        );
+        Ok(())
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        let _persisting = self.persisted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut store = self.write();
+        store.clear();
+        if let Some(dir) = &self.dir {
+            storage::delete(dir)?;
+        }
+        Ok(())
+    }
+
+    fn persisted_config(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("metric".into(), Value::String(self.metric.as_str().into()));
+        m
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

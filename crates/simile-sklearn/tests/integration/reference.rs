@@ -1,0 +1,142 @@
+//! The backend must return exactly what the naive `f64` reference returns: the same keys in the
+//! same order, and the reference distances rounded to `f32`, bit for bit.
+
+use simile_index::conformance::{oid, random_vectors, reference_knn};
+use simile_index::{Embeddings, KnnQuery, Metric, SimilarityBackend};
+use simile_sklearn::SklearnIndex;
+
+/// The reference answer, ordered like the backend promises: by the `f32` distance, ties by key.
+fn expected(batch: &Embeddings, metric: Metric, q: &[f32], k: Option<usize>, reverse: bool) -> Vec<(String, f32)> {
+    let mut all: Vec<(String, f32)> = reference_knn(batch, metric, q, reverse)
+        .into_iter()
+        .map(|(key, d)| (key, d as f32))
+        .collect();
+    all.sort_by(|a, b| {
+        let o = a.1.total_cmp(&b.1);
+        let o = if reverse { o.reverse() } else { o };
+        o.then_with(|| a.0.cmp(&b.0))
+    });
+    if let Some(k) = k {
+        all.truncate(k);
+    }
+    all
+}
+
+/// Random rows, with a few exact duplicates (ties), a scaled copy and a zero row mixed in.
+fn batch(n: usize, dim: usize, seed: u64) -> Embeddings {
+    let mut data = random_vectors(n, dim, seed);
+    // Rows 1 and 2 duplicate row 0; row 3 is row 0 scaled (a cosine tie); row 4 is zero.
+    let row0: Vec<f32> = data[..dim].to_vec();
+    data[dim..2 * dim].copy_from_slice(&row0);
+    data[2 * dim..3 * dim].copy_from_slice(&row0);
+    for (j, v) in row0.iter().enumerate() {
+        data[3 * dim + j] = v * 2.0;
+        data[4 * dim + j] = 0.0;
+    }
+    let ids: Vec<String> = (0..n).map(|i| oid(0x42, i)).collect();
+    Embeddings::for_samples(dim, data, ids).unwrap()
+}
+
+fn check(index: &SklearnIndex, full: &Embeddings, metric: Metric) {
+    let n = full.len();
+    let dim = full.dim();
+    let outside = random_vectors(1, dim, 4242);
+    let queries: Vec<Vec<f32>> = vec![
+        full.row(0).to_vec(),
+        full.row(n / 2).to_vec(),
+        full.row(n - 1).to_vec(),
+        outside,
+    ];
+    // A view: every third row, plus a key the index does not hold, plus a repeat.
+    let sub_rows: Vec<usize> = (0..n).step_by(3).collect();
+    let sub = full.select_rows(&sub_rows);
+    let mut view: Vec<String> = sub.keys().to_vec();
+    view.push(oid(0x99, 1));
+    view.push(sub.keys()[0].clone());
+
+    for q in &queries {
+        for reverse in [false, true] {
+            for k in [Some(1), Some(10), Some(257), None] {
+                let hits = index
+                    .knn(&KnnQuery {
+                        vector: q,
+                        k,
+                        reverse,
+                        restrict: None,
+                    })
+                    .unwrap();
+                let got: Vec<(String, f32)> = hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
+                assert_eq!(got, expected(full, metric, q, k, reverse), "{metric} k={k:?} reverse={reverse}");
+
+                let hits = index
+                    .knn(&KnnQuery {
+                        vector: q,
+                        k,
+                        reverse,
+                        restrict: Some(&view),
+                    })
+                    .unwrap();
+                let got: Vec<(String, f32)> = hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
+                assert_eq!(got, expected(&sub, metric, q, k, reverse), "{metric} restricted k={k:?} reverse={reverse}");
+            }
+        }
+    }
+}
+
+fn run(n: usize, dim: usize) {
+    for (i, metric) in Metric::ALL.into_iter().enumerate() {
+        let full = batch(n, dim, 17 + i as u64);
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        check(&index, &full, metric);
+    }
+}
+
+/// Small enough for the single-threaded scan.
+#[test]
+fn identical_to_reference_small() {
+    run(300, 24);
+}
+
+/// Large enough (n·dim above the threshold) for the threaded scan.
+#[test]
+fn identical_to_reference_threaded() {
+    run(4100, 320);
+}
+
+/// After removals and replacements, results still match the reference of the current content.
+#[test]
+fn identical_to_reference_after_changes() {
+    let metric = Metric::Cosine;
+    let dim = 40;
+    let full = batch(900, dim, 3);
+    let index = SklearnIndex::in_memory(metric);
+    index.upsert(&full).unwrap();
+    let gone: Vec<String> = full.keys().iter().step_by(4).cloned().collect();
+    assert_eq!(index.remove(&gone).unwrap(), gone.len());
+    let replaced: Vec<String> = full.keys().iter().skip(1).step_by(4).cloned().collect();
+    let newer = Embeddings::for_samples(dim, random_vectors(replaced.len(), dim, 8), replaced).unwrap();
+    index.upsert(&newer).unwrap();
+    // The current content, read back, is what the reference ranks.
+    let now = index.get_all().unwrap();
+    assert_eq!(now.len(), 900 - gone.len());
+    assert_eq!(index.get(newer.keys()).unwrap().data(), newer.data());
+    check(&index, &now, metric);
+}
+
+/// A self match is exactly 0 for Euclidean (and within rounding of 0 for cosine).
+#[test]
+fn self_match_is_zero() {
+    for metric in [Metric::Euclidean, Metric::Cosine] {
+        let full = batch(2000, 512, 5);
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        let hits = index.knn(&KnnQuery::nearest(full.row(1234), 3)).unwrap();
+        assert_eq!(hits[0].key, full.keys()[1234]);
+        if metric == Metric::Euclidean {
+            assert_eq!(hits[0].distance, 0.0);
+        } else {
+            assert!(hits[0].distance.abs() < 1e-6, "cosine self distance {}", hits[0].distance);
+        }
+    }
+}
