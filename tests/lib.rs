@@ -1,1 +1,72 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: isolated sessions and synthetic datasets.
+#![allow(clippy::unwrap_used)]
+
+use rand::{Rng, SeedableRng};
+use simile::ndarray::Array2;
+use simile::{BrainConfig, NewSample, Settings, Simile};
+
+/// A session on a fresh temp home, with the default brain config (nothing read from the
+/// machine's `~/.fiftyone` or environment).
+pub fn session() -> (tempfile::TempDir, Simile) {
+    let dir = tempfile::tempdir().unwrap();
+    let simile = open(dir.path());
+    (dir, simile)
+}
+
+/// Opens another session on the same home (as a second process would).
+pub fn open(home: &std::path::Path) -> Simile {
+    Simile::builder()
+        .settings(Settings::for_home(home))
+        .brain_config(BrainConfig::default())
+        .open()
+        .unwrap()
+}
+
+/// A dataset of `n` samples (`filepath` = `img{i}.jpg`, field `idx`), and `n × dim` random
+/// embeddings aligned with it.
+pub fn dataset_with(
+    simile: &Simile,
+    name: &str,
+    n: usize,
+    dim: usize,
+) -> (simile::Dataset, Vec<String>, Array2<f32>) {
+    let ds = simile.create_dataset(name).unwrap();
+    let ids = ds
+        .add_samples(
+            (0..n)
+                .map(|i| {
+                    NewSample::new(format!("img{i}.jpg")).with_field("idx", serde_json::json!(i))
+                })
+                .collect(),
+        )
+        .unwrap();
+    (ds, ids, random_array(n, dim, 51))
+}
+
+/// Seeded `n × dim` values in [-1, 1).
+pub fn random_array(n: usize, dim: usize, seed: u64) -> Array2<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_fn((n, dim), |_| rng.random_range(-1.0..1.0))
+}
+
+/// Exact cosine ranking of all rows against row `q` (reference for assertions).
+pub fn cosine_rank(emb: &Array2<f32>, q: &[f32]) -> Vec<(usize, f64)> {
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nq = norm(q);
+    let mut out: Vec<(usize, f64)> = emb
+        .rows()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let r = r.to_vec();
+            let dot: f64 = r
+                .iter()
+                .zip(q)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            (i, 1.0 - dot / (norm(&r) * nq))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}

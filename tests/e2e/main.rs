@@ -1,1 +1,7 @@
+//! The spec's Python recipes (milvus-integration.rst) that need neither Milvus nor a model,
+//! as Rust twins through the `simile` facade, on the embedded default backend.
+#![allow(clippy::unwrap_used)]
 
+mod errors;
+mod recipes;
+mod runs;

@@ -1,1 +1,240 @@
-fn main() {}
+//! `simile`: datasets, similarity indexes and brain runs from the shell. Every command takes
+//! `--json` for scripts; errors go to stderr with a non-zero exit and change nothing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod commands;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "simile",
+    version,
+    about = "Similarity search for computer-vision datasets"
+)]
+pub struct Cli {
+    /// Data directory (default: $SIMILE_HOME, else ~/.simile).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create, inspect and delete datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Build, query and maintain similarity indexes.
+    #[command(subcommand)]
+    Similarity(SimilarityCmd),
+    /// List, inspect, rename and delete brain runs.
+    #[command(subcommand)]
+    Brain(BrainCmd),
+    /// The whole workflow on a generated demo dataset with the embedded default backend.
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCmd {
+    /// Create a dataset from a folder of images or a list of paths.
+    Create {
+        name: String,
+        /// Folder to scan recursively for images.
+        #[arg(
+            long,
+            conflicts_with = "from_paths",
+            required_unless_present = "from_paths"
+        )]
+        from_dir: Option<PathBuf>,
+        /// Text file with one image path per line.
+        #[arg(long)]
+        from_paths: Option<PathBuf>,
+    },
+    /// List datasets.
+    List,
+    /// Samples, fields and brain runs of a dataset.
+    Info { name: String },
+    /// The first samples.
+    Head {
+        name: String,
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+    },
+    /// Delete a dataset and its brain-run records.
+    Delete { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// Dataset name.
+    pub name: String,
+    /// Brain key of the index.
+    #[arg(long)]
+    pub brain_key: String,
+    /// Backend parameter for loading (credentials, uri): key=value, repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimilarityCmd {
+    /// Build a similarity index and register it as a brain run.
+    Compute {
+        name: String,
+        #[arg(long)]
+        brain_key: String,
+        /// Backend (default from the brain config, else sklearn).
+        #[arg(long)]
+        backend: Option<String>,
+        /// float32 .npy with one row per sample (or patch), in dataset order.
+        #[arg(long, group = "source")]
+        embeddings: Option<PathBuf>,
+        /// Vector field holding the embeddings.
+        #[arg(long, group = "source")]
+        embeddings_field: Option<String>,
+        /// Create an empty index (fill it with `similarity add`).
+        #[arg(long, group = "source")]
+        no_embeddings: bool,
+        /// Model name to compute embeddings (e.g. clip-vit-base32-torch).
+        #[arg(long)]
+        model: Option<String>,
+        /// Index the detections of this label field (a patch index).
+        #[arg(long)]
+        patches_field: Option<String>,
+        /// cosine, dotproduct or euclidean.
+        #[arg(long)]
+        metric: Option<String>,
+        /// Backend parameter key=value (collection_name, consistency_level, uri, ...), repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Sort a dataset by similarity to ids, a vector, or a text prompt.
+    Sort {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Query sample/patch id (repeat for the mean of several).
+        #[arg(long = "id", group = "query")]
+        ids: Vec<String>,
+        /// Query vector(s) as a float32 .npy (1 row, or several averaged).
+        #[arg(long, group = "query")]
+        vector: Option<PathBuf>,
+        /// Text prompt (needs an index built with a CLIP model).
+        #[arg(long, group = "query")]
+        text: Option<String>,
+        /// Number of results (default: all).
+        #[arg(short = 'k', long)]
+        k: Option<usize>,
+        /// Least similar first.
+        #[arg(long)]
+        reverse: bool,
+        /// Write each result's distance to this field.
+        #[arg(long)]
+        dist_field: Option<String>,
+    },
+    /// Add (upsert) embeddings to an index.
+    Add {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// float32 .npy, one row per id.
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Sample ids (repeatable), aligned with the rows.
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// File with one sample id per line, aligned with the rows.
+        #[arg(long)]
+        ids_file: Option<PathBuf>,
+        /// File with one label id per line (patch indexes).
+        #[arg(long)]
+        label_ids_file: Option<PathBuf>,
+        /// Keep existing vectors of ids already present.
+        #[arg(long)]
+        no_overwrite: bool,
+    },
+    /// Remove samples from an index.
+    Remove {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long = "id", required = true)]
+        ids: Vec<String>,
+        /// Fail (changing nothing) if an id is not in the index.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Read embeddings back from an index.
+    Get {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Sample ids (default: every sample of the index).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Write the vectors to this float32 .npy.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Index sizes.
+    Size {
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BrainCmd {
+    /// Brain keys of a dataset.
+    List {
+        name: String,
+        #[arg(long = "type")]
+        run_type: Option<String>,
+        #[arg(long)]
+        method: Option<String>,
+        #[arg(long)]
+        patches_field: Option<String>,
+        #[arg(long)]
+        supports_prompts: Option<bool>,
+    },
+    /// A run's record.
+    Info { name: String, key: String },
+    /// Rename a run.
+    Rename {
+        name: String,
+        old: String,
+        new: String,
+    },
+    /// Delete a run's record (and with --cleanup its backend data first).
+    Delete {
+        name: String,
+        key: String,
+        #[arg(long)]
+        cleanup: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIMILE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -41,6 +41,8 @@ pub enum DatasetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("a schema migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored data for '{what}' is corrupt")]

@@ -61,7 +61,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Extra schema a layer above registers (the brain-run registry, for example).
-pub type Migration = fn(&Connection) -> rusqlite::Result<()>;
+pub type Migration = fn(&Connection) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 impl Store {
     /// Opens (creating if needed) the store in `home`.
@@ -92,7 +92,7 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(SCHEMA)?;
             for m in migrations {
-                m(&tx)?;
+                m(&tx).map_err(DatasetError::Migration)?;
             }
             tx.commit()?;
         }

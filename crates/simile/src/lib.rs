@@ -1,1 +1,61 @@
-//! simile
+//! # simile
+//!
+//! Similarity search for computer-vision datasets: FiftyOne Brain's `compute_similarity`,
+//! `sort_by_similarity`, brain runs and similarity indexes, in Rust.
+//!
+//! ```no_run
+//! use simile::{Simile, SimilarityOptions, SortOptions, Query};
+//! # fn main() -> Result<(), simile::Error> {
+//! let simile = Simile::open()?;
+//! let dataset = simile.load_dataset("quickstart")?;
+//! # let embeddings = ndarray::Array2::<f32>::zeros((dataset.len()?, 512));
+//! let index = dataset.compute_similarity(
+//!     SimilarityOptions::new().brain_key("img_sim").embeddings(embeddings),
+//! )?;
+//! let first = dataset.view().first()?.expect("a sample");
+//! let view = dataset.sort_by_similarity(Query::id(first.id()), SortOptions::new().k(10).brain_key("img_sim"))?;
+//! for sample in view.samples()? {
+//!     println!("{} {}", sample.id(), sample.filepath().display());
+//! }
+//! index.cleanup()?;                     // delete the backend's data
+//! dataset.delete_brain_run("img_sim")?; // delete the run record
+//! # Ok(()) }
+//! ```
+//!
+//! ## Sync and async
+//! The API is blocking and needs no runtime: call it from a plain `fn main()`. Inside an async
+//! application, call it from `tokio::task::spawn_blocking` so searches and I/O do not block the
+//! runtime's workers; network backends drive their own runtime and never panic when called from
+//! inside another one.
+
+mod brain;
+mod collection;
+mod compute;
+mod context;
+mod error;
+mod index;
+pub mod model;
+mod model_loader;
+pub mod npy;
+mod options;
+mod query;
+mod sort;
+
+pub use brain::BrainInfo;
+pub use collection::{Collection, Dataset, View};
+pub use compute::compute_similarity;
+pub use context::{Simile, SimileBuilder};
+pub use error::{Error, Result};
+pub use index::{IndexEmbeddings, IndexInfo, SimilarityIndex};
+pub use options::{
+    AddOptions, EmbeddingsSource, MissingOptions, RunFilter, SimilarityOptions, SortOptions,
+};
+pub use query::Query;
+
+pub use ndarray;
+pub use simile_config::{BrainConfig, Settings};
+pub use simile_dataset::{
+    DatasetError, Detection, Detections, FieldKind, FieldValue, Filter, LabelFilter, NewSample,
+    Sample, Stage,
+};
+pub use simile_index::{BackendFactory, Error as IndexError, Metric, SimilarityBackend};

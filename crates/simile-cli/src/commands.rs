@@ -1,0 +1,464 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use simile::{
+    AddOptions, MissingOptions, NewSample, Query, RunFilter, SimilarityOptions, Simile, SortOptions,
+};
+
+use crate::{BrainCmd, Cli, Command, DatasetCmd, KeyArgs, SimilarityCmd};
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
+
+pub fn run(cli: Cli) -> Result<()> {
+    let simile = match &cli.home {
+        Some(h) => Simile::open_at(h)?,
+        None => Simile::open()?,
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Dataset(c) => dataset(&simile, c, json),
+        Command::Similarity(c) => similarity(&simile, c, json),
+        Command::Brain(c) => brain(&simile, c, json),
+        Command::Quickstart(args) => crate::quickstart::run(&simile, args, json),
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Parses repeated `key=value` flags; values that parse as JSON numbers/booleans stay strings
+/// unless quoted JSON is wanted: backends parse their own types.
+pub fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for s in sets {
+        let Some((k, v)) = s.split_once('=') else {
+            bail!("--set expects key=value, got '{s}'");
+        };
+        if k.trim().is_empty() {
+            bail!("--set expects key=value, got '{s}'");
+        }
+        m.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    Ok(m)
+}
+
+fn scan_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot read folder {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            scan_images(&p, out)?;
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
+    match cmd {
+        DatasetCmd::Create {
+            name,
+            from_dir,
+            from_paths,
+        } => {
+            let paths = if let Some(dir) = from_dir {
+                let mut v = Vec::new();
+                scan_images(&dir, &mut v)?;
+                v.into_iter()
+                    .map(|p| std::path::absolute(&p).unwrap_or(p))
+                    .collect::<Vec<_>>()
+            } else if let Some(file) = from_paths {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            } else {
+                bail!("give --from-dir or --from-paths");
+            };
+            if simile.dataset_exists(&name)? {
+                bail!("dataset '{name}' already exists");
+            }
+            let ds = simile.create_dataset(&name)?;
+            let n = paths.len();
+            let added = ds.add_samples(paths.into_iter().map(NewSample::new).collect());
+            if let Err(e) = added {
+                // Nothing half-made: the dataset goes too.
+                simile.delete_dataset(&name)?;
+                return Err(e.into());
+            }
+            if json {
+                print_json(&json!({"name": name, "samples": n}));
+            } else {
+                println!("created dataset '{name}' with {n} samples");
+            }
+        }
+        DatasetCmd::List => {
+            let names = simile.list_datasets()?;
+            if json {
+                print_json(&json!(names));
+            } else {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        DatasetCmd::Info { name } => {
+            let ds = simile.load_dataset(&name)?;
+            let fields: Map<String, Value> = ds
+                .schema()?
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v.as_str().to_string())))
+                .collect();
+            let runs = ds.list_brain_runs(&RunFilter::new())?;
+            let info =
+                json!({"name": name, "samples": ds.len()?, "fields": fields, "brain_runs": runs});
+            if json {
+                print_json(&info);
+            } else {
+                println!("name:       {name}");
+                println!("samples:    {}", ds.len()?);
+                println!(
+                    "fields:     {}",
+                    fields
+                        .iter()
+                        .map(|(k, v)| format!("{k} ({})", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                println!("brain runs: {}", runs.join(", "));
+            }
+        }
+        DatasetCmd::Head { name, n } => {
+            let ds = simile.load_dataset(&name)?;
+            let samples = ds.view().head(n)?;
+            if json {
+                print_json(&Value::Array(samples.iter().map(|s| s.to_json()).collect()));
+            } else {
+                for s in samples {
+                    println!("{}  {}", s.id(), s.filepath().display());
+                }
+            }
+        }
+        DatasetCmd::Delete { name } => {
+            simile.delete_dataset(&name)?;
+            if json {
+                print_json(&json!({"deleted": name}));
+            } else {
+                println!("deleted dataset '{name}'");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+fn load_index(
+    simile: &Simile,
+    key: &KeyArgs,
+) -> Result<(simile::Dataset, simile::SimilarityIndex)> {
+    let ds = simile.load_dataset(&key.name)?;
+    let overrides = parse_sets(&key.set)?;
+    let index = ds.load_brain_results_with(&key.brain_key, &overrides)?;
+    Ok((ds, index))
+}
+
+fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Result<()> {
+    match cmd {
+        SimilarityCmd::Compute {
+            name,
+            brain_key,
+            backend,
+            embeddings,
+            embeddings_field,
+            no_embeddings,
+            model,
+            patches_field,
+            metric,
+            set,
+        } => {
+            let ds = simile.load_dataset(&name)?;
+            let mut opts = SimilarityOptions::new().brain_key(&brain_key);
+            if let Some(b) = backend {
+                opts = opts.backend(b);
+            }
+            for (k, v) in parse_sets(&set)? {
+                opts = opts.set(k, v);
+            }
+            if let Some(m) = metric {
+                opts = opts.set("metric", m);
+            }
+            if let Some(p) = patches_field {
+                opts = opts.patches_field(p);
+            }
+            if let Some(m) = model {
+                opts = opts.model(m);
+            }
+            if let Some(path) = embeddings {
+                opts = opts.embeddings(simile::npy::read_npy(&path)?);
+            } else if let Some(f) = embeddings_field {
+                opts = opts.embeddings_field(f);
+            } else if no_embeddings {
+                opts = opts.no_embeddings();
+            }
+            let spinner = progress_spinner(json, "computing similarity index");
+            let index = ds.compute_similarity(opts);
+            spinner.finish_and_clear();
+            let index = index?;
+            let out = json!({
+                "brain_key": brain_key,
+                "backend": index.backend_name(),
+                "metric": index.metric().as_str(),
+                "total_index_size": index.total_index_size()?,
+            });
+            if json {
+                print_json(&out);
+            } else {
+                println!(
+                    "index '{brain_key}' ({} backend, {}) holds {} vectors",
+                    index.backend_name(),
+                    index.metric(),
+                    out["total_index_size"]
+                );
+            }
+        }
+        SimilarityCmd::Sort {
+            key,
+            ids,
+            vector,
+            text,
+            k,
+            reverse,
+            dist_field,
+        } => {
+            let (ds, index) = load_index(simile, &key)?;
+            let query = if !ids.is_empty() {
+                Query::ids(ids)
+            } else if let Some(p) = vector {
+                Query::from(simile::npy::read_npy(&p)?)
+            } else if let Some(t) = text {
+                Query::text(t)
+            } else {
+                bail!("give a query: --id, --vector or --text");
+            };
+            let mut opts = SortOptions::new()
+                .limit(k)
+                .reverse(reverse)
+                .brain_key(&key.brain_key);
+            if let Some(f) = dist_field {
+                opts = opts.dist_field(f);
+            }
+            let view = index.sort_by_similarity(query, opts)?;
+            let (ids, dists) = view
+                .similarity()
+                .map(|(i, d)| (i.to_vec(), d.to_vec()))
+                .unwrap_or_default();
+            let samples = view.samples()?;
+            let paths: std::collections::HashMap<&str, String> = samples
+                .iter()
+                .map(|s| (s.id(), s.filepath().display().to_string()))
+                .collect();
+            if json {
+                let rows: Vec<Value> = ids
+                    .iter()
+                    .zip(&dists)
+                    .map(|(id, d)| json!({"id": id, "distance": d, "filepath": paths.get(id.as_str())}))
+                    .collect();
+                print_json(&Value::Array(rows));
+            } else {
+                for (i, (id, d)) in ids.iter().zip(&dists).enumerate() {
+                    println!(
+                        "{:>4}  {id}  {d:>10.6}  {}",
+                        i + 1,
+                        paths.get(id.as_str()).map_or("", String::as_str)
+                    );
+                }
+            }
+            drop(ds);
+        }
+        SimilarityCmd::Add {
+            key,
+            embeddings,
+            ids,
+            ids_file,
+            label_ids_file,
+            no_overwrite,
+        } => {
+            let (_ds, index) = load_index(simile, &key)?;
+            let array = simile::npy::read_npy(&embeddings)?;
+            let sample_ids = match ids_file {
+                Some(f) => read_lines(&f)?,
+                None => ids,
+            };
+            let label_ids = label_ids_file.map(|f| read_lines(&f)).transpose()?;
+            let opts = AddOptions {
+                overwrite: !no_overwrite,
+                ..AddOptions::default()
+            };
+            index.add_to_index(array.view(), &sample_ids, label_ids.as_deref(), opts)?;
+            let total = index.total_index_size()?;
+            if json {
+                print_json(&json!({"added": sample_ids.len(), "total_index_size": total}));
+            } else {
+                println!(
+                    "added {} vectors; the index holds {total}",
+                    sample_ids.len()
+                );
+            }
+        }
+        SimilarityCmd::Remove { key, ids, strict } => {
+            let (_ds, index) = load_index(simile, &key)?;
+            let opts = MissingOptions {
+                allow_missing: !strict,
+                warn_missing: true,
+            };
+            let removed = index.remove_from_index(&ids, opts)?;
+            let total = index.total_index_size()?;
+            if json {
+                print_json(&json!({"removed": removed, "total_index_size": total}));
+            } else {
+                println!("removed {removed} vectors; the index holds {total}");
+            }
+        }
+        SimilarityCmd::Get { key, ids, out } => {
+            let (_ds, index) = load_index(simile, &key)?;
+            let got = if ids.is_empty() {
+                index.get_all_embeddings()?
+            } else {
+                index.get_embeddings(
+                    &ids,
+                    MissingOptions {
+                        allow_missing: true,
+                        warn_missing: true,
+                    },
+                )?
+            };
+            if let Some(path) = &out {
+                simile::npy::write_npy(path, &got.embeddings)?;
+            }
+            let shape = [got.embeddings.nrows(), got.embeddings.ncols()];
+            if json {
+                print_json(
+                    &json!({"shape": shape, "sample_ids": got.sample_ids, "label_ids": got.label_ids}),
+                );
+            } else {
+                println!(
+                    "{} x {} embeddings{}",
+                    shape[0],
+                    shape[1],
+                    out.map(|p| format!(" written to {}", p.display()))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        SimilarityCmd::Size { key } => {
+            let (_ds, index) = load_index(simile, &key)?;
+            let total = index.total_index_size()?;
+            if json {
+                print_json(&json!({"total_index_size": total}));
+            } else {
+                println!("{total}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn brain(simile: &Simile, cmd: BrainCmd, json: bool) -> Result<()> {
+    match cmd {
+        BrainCmd::List {
+            name,
+            run_type,
+            method,
+            patches_field,
+            supports_prompts,
+        } => {
+            let ds = simile.load_dataset(&name)?;
+            let mut f = RunFilter::new();
+            if let Some(t) = run_type {
+                f = f.run_type(t);
+            }
+            if let Some(m) = method {
+                f = f.method(m);
+            }
+            if let Some(p) = patches_field {
+                f = f.patches_field(p);
+            }
+            if let Some(b) = supports_prompts {
+                f = f.supports_prompts(b);
+            }
+            let keys = ds.list_brain_runs(&f)?;
+            if json {
+                print_json(&json!(keys));
+            } else {
+                for k in keys {
+                    println!("{k}");
+                }
+            }
+        }
+        BrainCmd::Info { name, key } => {
+            let ds = simile.load_dataset(&name)?;
+            let info = ds.get_brain_info(&key)?;
+            let v = serde_json::to_value(&info)?;
+            print_json(&v);
+            let _ = json;
+        }
+        BrainCmd::Rename { name, old, new } => {
+            let ds = simile.load_dataset(&name)?;
+            ds.rename_brain_run(&old, &new)?;
+            if json {
+                print_json(&json!({"renamed": old, "to": new}));
+            } else {
+                println!("renamed brain run '{old}' to '{new}'");
+            }
+        }
+        BrainCmd::Delete { name, key, cleanup } => {
+            let ds = simile.load_dataset(&name)?;
+            if cleanup {
+                ds.load_brain_results(&key)?.cleanup()?;
+            }
+            ds.delete_brain_run(&key)?;
+            if json {
+                print_json(&json!({"deleted": key, "cleanup": cleanup}));
+            } else {
+                println!(
+                    "deleted brain run '{key}'{}",
+                    if cleanup { " and its index data" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn progress_spinner(json: bool, msg: &'static str) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg);
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}

@@ -1,0 +1,160 @@
+use std::ops::Deref;
+use std::sync::Arc;
+
+use simile_dataset::{Filter, LabelFilter};
+
+use crate::context::Ctx;
+use crate::{Query, Result, SimilarityIndex, SimilarityOptions, SortOptions};
+
+/// A dataset, with the brain methods on it (`sort_by_similarity`, `list_brain_runs`, ...).
+/// Dereferences to [`simile_dataset::Dataset`] for sample management (`add_samples`, `len`, ...).
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub(crate) inner: simile_dataset::Dataset,
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl Deref for Dataset {
+    type Target = simile_dataset::Dataset;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+/// A view of a dataset (stages applied lazily), with the brain methods on it.
+/// Dereferences to [`simile_dataset::View`] (`ids`, `samples`, `first`, `values`, ...).
+#[derive(Clone, Debug)]
+pub struct View {
+    pub(crate) inner: simile_dataset::View,
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl Deref for View {
+    type Target = simile_dataset::View;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl Dataset {
+    pub(crate) fn new(inner: simile_dataset::Dataset, ctx: Arc<Ctx>) -> Self {
+        Dataset { inner, ctx }
+    }
+    /// The underlying dataset-model handle.
+    pub fn inner(&self) -> &simile_dataset::Dataset {
+        &self.inner
+    }
+    /// The whole dataset as a view.
+    pub fn view(&self) -> View {
+        View {
+            inner: self.inner.view(),
+            ctx: self.ctx.clone(),
+        }
+    }
+    pub fn take(&self, n: usize, seed: Option<u64>) -> View {
+        self.view().take(n, seed)
+    }
+    pub fn limit(&self, n: usize) -> View {
+        self.view().limit(n)
+    }
+    pub fn skip(&self, n: usize) -> View {
+        self.view().skip(n)
+    }
+    pub fn select(&self, ids: &[String]) -> View {
+        self.view().select(ids)
+    }
+    pub fn exclude(&self, ids: &[String]) -> View {
+        self.view().exclude(ids)
+    }
+    pub fn match_field(&self, filter: Filter) -> View {
+        self.view().match_field(filter)
+    }
+    pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
+        self.view().filter_labels(field, filter)
+    }
+    /// Builds a similarity index of the whole dataset (see [`crate::compute_similarity`]).
+    pub fn compute_similarity(&self, options: SimilarityOptions) -> Result<SimilarityIndex> {
+        crate::compute::compute_similarity(&self.view(), options)
+    }
+    /// Sorts the dataset by similarity to a query (see [`View::sort_by_similarity`]).
+    pub fn sort_by_similarity(
+        &self,
+        query: impl Into<Query>,
+        options: SortOptions,
+    ) -> Result<View> {
+        self.view().sort_by_similarity(query, options)
+    }
+}
+
+impl View {
+    fn wrap(&self, inner: simile_dataset::View) -> View {
+        View {
+            inner,
+            ctx: self.ctx.clone(),
+        }
+    }
+    /// The underlying dataset-model view.
+    pub fn inner(&self) -> &simile_dataset::View {
+        &self.inner
+    }
+    /// The dataset this view is of.
+    pub fn dataset(&self) -> Dataset {
+        Dataset::new(self.inner.dataset().clone(), self.ctx.clone())
+    }
+    pub fn take(&self, n: usize, seed: Option<u64>) -> View {
+        self.wrap(self.inner.take(n, seed))
+    }
+    pub fn limit(&self, n: usize) -> View {
+        self.wrap(self.inner.limit(n))
+    }
+    pub fn skip(&self, n: usize) -> View {
+        self.wrap(self.inner.skip(n))
+    }
+    pub fn select(&self, ids: &[String]) -> View {
+        self.wrap(self.inner.select(ids))
+    }
+    pub fn select_ordered(&self, ids: &[String]) -> View {
+        self.wrap(self.inner.select_ordered(ids))
+    }
+    pub fn exclude(&self, ids: &[String]) -> View {
+        self.wrap(self.inner.exclude(ids))
+    }
+    pub fn match_field(&self, filter: Filter) -> View {
+        self.wrap(self.inner.match_field(filter))
+    }
+    pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
+        self.wrap(self.inner.filter_labels(field, filter))
+    }
+    pub(crate) fn with_stage(&self, stage: simile_dataset::Stage) -> View {
+        self.wrap(self.inner.with_stage(stage))
+    }
+    /// Builds a similarity index of this view's samples, registered on the dataset.
+    pub fn compute_similarity(&self, options: SimilarityOptions) -> Result<SimilarityIndex> {
+        crate::compute::compute_similarity(self, options)
+    }
+    /// Sorts this view by similarity to `query`: an id (sample or patch), several ids (their mean),
+    /// a vector, several vectors (their mean), or a text prompt. Only samples of this view that
+    /// are in the index are returned; query ids may lie outside the view.
+    pub fn sort_by_similarity(
+        &self,
+        query: impl Into<Query>,
+        options: SortOptions,
+    ) -> Result<View> {
+        crate::sort::sort_by_similarity(self, query.into(), options)
+    }
+}
+
+/// Anything `compute_similarity` accepts: a dataset or a view.
+pub trait Collection {
+    fn to_view(&self) -> View;
+}
+impl Collection for Dataset {
+    fn to_view(&self) -> View {
+        self.view()
+    }
+}
+impl Collection for View {
+    fn to_view(&self) -> View {
+        self.clone()
+    }
+}

@@ -1,0 +1,343 @@
+//! `compute_similarity`: build an index from an array, a field, a model, or nothing.
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::Rng;
+use serde_json::{Map, Value};
+use simile_dataset::{FieldKind, FieldValue};
+use simile_index::{BackendParams, Embeddings, Metric, SimilarityBackend};
+use simile_runs::{RunRecord, RunRegistry, RunState};
+
+use crate::collection::{Collection, View};
+use crate::index::{IndexInfo, IndexState};
+use crate::model::{EmbeddingModel, ImageInput};
+use crate::options::EmbeddingsSource;
+use crate::{DatasetError, Error, Result, SimilarityIndex, SimilarityOptions};
+
+/// Builds a similarity index of a dataset or view and, with a brain key, registers it as a brain
+/// run on the dataset.
+///
+/// Embeddings come from an array (rows in the collection's order), a vector field, a model, or
+/// nothing (`no_embeddings()`: an empty index to fill with `add_to_index`). The backend is
+/// `options.backend`, else the brain config's default, else "sklearn". On any error nothing is
+/// registered and any backend storage this call created is deleted.
+pub fn compute_similarity(
+    collection: &impl Collection,
+    options: SimilarityOptions,
+) -> Result<SimilarityIndex> {
+    compute(&collection.to_view(), options)
+}
+
+pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<SimilarityIndex> {
+    let ctx = view.ctx.clone();
+    let dataset = view.inner.dataset().clone();
+    let ds = dataset.db_id();
+    if let Some(key) = &options.brain_key {
+        simile_runs::validate_key(key)?;
+        if ctx.store.read(|c| RunRegistry::exists(c, ds, key))? {
+            return Err(simile_runs::RunsError::DuplicateKey(key.clone()).into());
+        }
+    }
+    let method = ctx.config.resolve_backend(options.backend.as_deref());
+    let factory = ctx.factory(&method)?;
+    let mut params = ctx.config.backend_params(&method, &options.params);
+    let metric: Metric = match params.get("metric") {
+        Some(Value::String(m)) => m.parse()?,
+        Some(Value::Null) | None => factory.default_metric(),
+        Some(other) => return Err(simile_index::Error::InvalidMetric(other.to_string()).into()),
+    };
+    params.insert("metric".into(), metric.as_str().into());
+    if let Some(f) = &options.patches_field {
+        match dataset.field_kind(f)? {
+            FieldKind::Detections => {}
+            other => {
+                return Err(DatasetError::FieldKind {
+                    field: f.clone(),
+                    expected: "detections",
+                    found: format!("a {} field", other.as_str()),
+                }
+                .into())
+            }
+        }
+    }
+
+    let model: Option<Arc<dyn EmbeddingModel>> = match (&options.model_instance, &options.model) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(name)) => Some(crate::model_loader::load(&ctx, name)?),
+        (None, None) => None,
+    };
+
+    // Which rows the collection has: (key, sample id) per sample or per patch.
+    let rows: Vec<(String, String)> = match &options.patches_field {
+        None => view
+            .inner
+            .ids()?
+            .into_iter()
+            .map(|id| (id.clone(), id))
+            .collect(),
+        Some(f) => view
+            .inner
+            .label_ids(f)?
+            .into_iter()
+            .map(|(s, l)| (l, s))
+            .collect(),
+    };
+    let what = if options.patches_field.is_some() {
+        "patches"
+    } else {
+        "samples"
+    };
+
+    let source = match options.embeddings.clone() {
+        Some(s) => s,
+        None if model.is_some() => EmbeddingsSource::Field(String::new()),
+        None => return Err(Error::NoEmbeddingsSource),
+    };
+    let embeddings: Option<Embeddings> = match source {
+        EmbeddingsSource::None => None,
+        EmbeddingsSource::Array(a) => {
+            if rows.is_empty() {
+                return Err(Error::EmptyCollection(dataset.name().to_string()));
+            }
+            if a.nrows() != rows.len() {
+                return Err(Error::EmbeddingsCount {
+                    what,
+                    expected: rows.len(),
+                    got: a.nrows(),
+                });
+            }
+            let (keys, sids): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
+            Some(Embeddings::new(
+                a.ncols(),
+                a.iter().copied().collect(),
+                keys,
+                sids,
+            )?)
+        }
+        EmbeddingsSource::Field(field) => {
+            if rows.is_empty() {
+                return Err(Error::EmptyCollection(dataset.name().to_string()));
+            }
+            Some(embeddings_from_field_or_model(
+                view,
+                &rows,
+                &field,
+                model.as_deref(),
+                &options,
+            )?)
+        }
+    };
+
+    let storage_dir = format!("indexes/{ds}/{:016x}", rand::rng().random::<u64>());
+    let backend_params = BackendParams {
+        params,
+        storage_dir: ctx.store.home().join(&storage_dir),
+        dataset_name: dataset.name().to_string(),
+        brain_key: options.brain_key.clone(),
+        patches: options.patches_field.is_some(),
+    };
+    let backend: Arc<dyn SimilarityBackend> = Arc::from(factory.create(&backend_params)?);
+    let info = IndexInfo {
+        method: method.clone(),
+        metric,
+        embeddings_field: options.embeddings_field.clone(),
+        model: options.model.clone(),
+        patches_field: options.patches_field.clone(),
+        supports_prompts: model.as_ref().is_some_and(|m| m.supports_prompts())
+            && options.model.is_some(),
+    };
+
+    let filled = (|| -> Result<()> {
+        if let Some(e) = &embeddings {
+            if !e.is_empty() {
+                backend.upsert(e)?;
+            }
+        }
+        backend.persist()?;
+        if let Some(key) = &options.brain_key {
+            let mut results = Map::new();
+            results.insert("storage_dir".into(), storage_dir.clone().into());
+            results.insert("revision".into(), 0.into());
+            let record = RunRecord {
+                key: key.clone(),
+                run_type: "similarity".into(),
+                method: method.clone(),
+                config: info.to_config(backend.as_ref()),
+                timestamp: time::OffsetDateTime::now_utc(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                state: RunState::Completed,
+                results: Some(Value::Object(results)),
+            };
+            ctx.store
+                .write(|tx| RunRegistry::register(tx, ds, &record))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = filled {
+        if backend.created_storage() {
+            if let Err(c) = backend.cleanup() {
+                tracing::warn!(error = %c, "could not clean up after a failed compute_similarity");
+            }
+        }
+        return Err(e);
+    }
+
+    let state = Arc::new(IndexState {
+        backend: RwLock::new(backend),
+        info,
+        key: Mutex::new(options.brain_key.clone()),
+        revision: AtomicU64::new(0),
+        model: Mutex::new(model),
+    });
+    if let Some(key) = &options.brain_key {
+        ctx.cache_lock().insert((ds, key.clone()), state.clone());
+    }
+    let index = SimilarityIndex {
+        ctx,
+        dataset,
+        state,
+        view: None,
+    };
+    Ok(index)
+}
+
+/// Vectors from a field; missing ones are computed with the model (and written back to the
+/// field, when one is named) or, without a model, skipped with a warning.
+fn embeddings_from_field_or_model(
+    view: &View,
+    rows: &[(String, String)],
+    field: &str,
+    model: Option<&dyn EmbeddingModel>,
+    options: &SimilarityOptions,
+) -> Result<Embeddings> {
+    let dataset = view.inner.dataset();
+    let patches = options.patches_field.is_some();
+    let mut have: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+    if !field.is_empty() && !patches {
+        match dataset.field_kind(field) {
+            Ok(FieldKind::Vector) => {
+                let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+                have = dataset.vectors(field, &ids)?;
+            }
+            Ok(other) => {
+                return Err(DatasetError::FieldKind {
+                    field: field.to_string(),
+                    expected: "vector",
+                    found: format!("a {} field", other.as_str()),
+                }
+                .into())
+            }
+            Err(e) if model.is_none() => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    let missing: Vec<usize> = (0..rows.len()).filter(|i| have[*i].is_none()).collect();
+    if !missing.is_empty() {
+        match model {
+            Some(m) => {
+                let computed = embed_rows(view, rows, &missing, m, options)?;
+                let mut to_store = Vec::new();
+                for (i, v) in computed {
+                    if !field.is_empty() && !patches {
+                        to_store.push((rows[i].1.clone(), FieldValue::Vector(v.clone())));
+                    }
+                    have[i] = Some(v);
+                }
+                if !to_store.is_empty() {
+                    dataset.set_values(field, to_store)?;
+                }
+            }
+            None => tracing::warn!(
+                count = missing.len(),
+                field,
+                "samples without embeddings in the field are not indexed"
+            ),
+        }
+    }
+    let mut dim = None;
+    let mut data = Vec::new();
+    let mut keys = Vec::new();
+    let mut sids = Vec::new();
+    for (i, v) in have.into_iter().enumerate() {
+        let Some(v) = v else { continue };
+        let d = *dim.get_or_insert(v.len());
+        if v.len() != d {
+            return Err(simile_index::Error::DimensionMismatch {
+                expected: d,
+                got: v.len(),
+            }
+            .into());
+        }
+        data.extend(v);
+        keys.push(rows[i].0.clone());
+        sids.push(rows[i].1.clone());
+    }
+    Ok(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
+}
+
+/// Runs the model over the given rows (samples or patches). Returns (row index, vector) for the
+/// rows that could be embedded; failures are skipped with a warning or, with
+/// `skip_failures(false)`, an error.
+pub(crate) fn embed_rows(
+    view: &View,
+    rows: &[(String, String)],
+    which: &[usize],
+    model: &dyn EmbeddingModel,
+    options: &SimilarityOptions,
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    let wanted: HashSet<&String> = which.iter().map(|i| &rows[*i].1).collect();
+    let mut paths = std::collections::HashMap::new();
+    let mut boxes = std::collections::HashMap::new();
+    for s in view.inner.samples()? {
+        if !wanted.contains(&s.id().to_string()) {
+            continue;
+        }
+        if let Some(f) = &options.patches_field {
+            if let Some(d) = s.detections(f)? {
+                for det in d.detections {
+                    let b = det.bounding_box;
+                    boxes.insert(det.id, [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]);
+                }
+            }
+        }
+        paths.insert(s.id().to_string(), s.filepath().to_path_buf());
+    }
+    let inputs: Vec<ImageInput> = which
+        .iter()
+        .map(|i| ImageInput {
+            path: paths.get(&rows[*i].1).cloned().unwrap_or_default(),
+            crop: if options.patches_field.is_some() {
+                boxes.get(&rows[*i].0).copied()
+            } else {
+                None
+            },
+            force_square: false,
+            alpha: None,
+        })
+        .collect();
+    let batch = options.batch_size.unwrap_or(64).max(1);
+    let mut out = Vec::with_capacity(which.len());
+    for (chunk_i, chunk) in inputs.chunks(batch).enumerate() {
+        let results = model.embed_images(chunk).map_err(|source| Error::Model {
+            model: model.name().to_string(),
+            source,
+        })?;
+        for (j, r) in results.into_iter().enumerate() {
+            let row = which[chunk_i * batch + j];
+            match r {
+                Ok(v) => out.push((row, v)),
+                Err(e) if options.skip_failures => {
+                    tracing::warn!(error = %e, "skipping a sample that could not be embedded")
+                }
+                Err(source) => {
+                    return Err(Error::SampleFailed {
+                        sample: rows[row].1.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok(out)
+}

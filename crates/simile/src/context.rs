@@ -1,0 +1,194 @@
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use simile_config::{BrainConfig, Settings};
+use simile_dataset::Store;
+use simile_index::BackendFactory;
+
+use crate::collection::Dataset;
+use crate::index::IndexState;
+use crate::{Error, Result};
+
+/// Everything a simile session shares: the store, the configuration, the registered backends and
+/// the cache of loaded indexes.
+pub(crate) struct Ctx {
+    pub(crate) store: Store,
+    pub(crate) settings: Settings,
+    pub(crate) config: BrainConfig,
+    pub(crate) backends: BTreeMap<String, Arc<dyn BackendFactory>>,
+    /// Loaded indexes by (dataset db id, brain key).
+    pub(crate) cache: Mutex<HashMap<(i64, String), Arc<IndexState>>>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simile")
+            .field("home", &self.store.home())
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Ctx {
+    pub(crate) fn factory(&self, name: &str) -> Result<Arc<dyn BackendFactory>> {
+        self.backends
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownBackend {
+                name: name.to_string(),
+                available: self.backends.keys().cloned().collect(),
+            })
+    }
+
+    pub(crate) fn cache_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(i64, String), Arc<IndexState>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A simile session: the entry point of the API.
+///
+/// ```no_run
+/// # fn main() -> Result<(), simile::Error> {
+/// let simile = simile::Simile::open()?;            // SIMILE_HOME, brain config, env
+/// let dataset = simile.load_dataset("quickstart")?;
+/// # Ok(()) }
+/// ```
+///
+/// All methods are blocking and need no async runtime. Inside an async application, call them
+/// from `tokio::task::spawn_blocking` (they may do disk or network I/O and CPU-heavy search).
+#[derive(Clone, Debug)]
+pub struct Simile {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// Builds a [`Simile`] with a custom home, config or extra backends.
+#[derive(Debug, Default)]
+pub struct SimileBuilder {
+    home: Option<PathBuf>,
+    config: Option<BrainConfig>,
+    settings: Option<Settings>,
+    backends: Vec<Arc<dyn BackendFactory>>,
+}
+
+impl SimileBuilder {
+    /// The data directory (overrides `SIMILE_HOME`).
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
+        self
+    }
+    /// A brain config instead of the one from the file and environment.
+    pub fn brain_config(mut self, config: BrainConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+    /// Settings instead of the ones from the environment.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = Some(settings);
+        self
+    }
+    /// Registers another backend (or replaces a built-in one of the same name).
+    pub fn backend(mut self, factory: Arc<dyn BackendFactory>) -> Self {
+        self.backends.push(factory);
+        self
+    }
+
+    pub fn open(self) -> Result<Simile> {
+        let mut settings = match self.settings {
+            Some(s) => s,
+            None => Settings::load()?,
+        };
+        if let Some(home) = self.home {
+            settings = settings.with_home(home);
+        }
+        let config = match self.config {
+            Some(c) => c,
+            None => BrainConfig::load()?,
+        };
+        let store = Store::open_with(&settings.home, &[migrate_runs])?;
+        let mut backends: BTreeMap<String, Arc<dyn BackendFactory>> = BTreeMap::new();
+        for f in builtin_backends().into_iter().chain(self.backends) {
+            backends.insert(f.name().to_string(), f);
+        }
+        Ok(Simile {
+            ctx: Arc::new(Ctx {
+                store,
+                settings,
+                config,
+                backends,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn migrate_runs(
+    conn: &rusqlite::Connection,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Ok(simile_runs::RunRegistry::migrate(conn)?)
+}
+
+fn builtin_backends() -> Vec<Arc<dyn BackendFactory>> {
+    vec![Arc::new(simile_sklearn::SklearnFactory)]
+}
+
+impl Simile {
+    /// Opens the session from the environment: `SIMILE_HOME` (default `~/.simile`), the brain
+    /// config file and `FIFTYONE_BRAIN_*` / `SIMILE_*` variables.
+    pub fn open() -> Result<Simile> {
+        SimileBuilder::default().open()
+    }
+    /// Opens the session on a given data directory (config still from file and environment).
+    pub fn open_at(home: impl AsRef<Path>) -> Result<Simile> {
+        SimileBuilder::default().home(home.as_ref()).open()
+    }
+    pub fn builder() -> SimileBuilder {
+        SimileBuilder::default()
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Path {
+        self.ctx.store.home()
+    }
+    pub fn brain_config(&self) -> &BrainConfig {
+        &self.ctx.config
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.ctx.settings
+    }
+    /// Names of the available similarity backends.
+    pub fn backends(&self) -> Vec<String> {
+        self.ctx.backends.keys().cloned().collect()
+    }
+
+    fn wrap(&self, inner: simile_dataset::Dataset) -> Dataset {
+        Dataset::new(inner, self.ctx.clone())
+    }
+    pub fn create_dataset(&self, name: &str) -> Result<Dataset> {
+        Ok(self.wrap(self.ctx.store.create_dataset(name)?))
+    }
+    pub fn load_dataset(&self, name: &str) -> Result<Dataset> {
+        Ok(self.wrap(self.ctx.store.load_dataset(name)?))
+    }
+    pub fn dataset_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.ctx.store.dataset_exists(name)?)
+    }
+    pub fn list_datasets(&self) -> Result<Vec<String>> {
+        Ok(self.ctx.store.list_datasets()?)
+    }
+    /// Deletes a dataset and its brain-run records (backend data is left alone: clean up indexes
+    /// first if you want them gone).
+    pub fn delete_dataset(&self, name: &str) -> Result<()> {
+        let ds = self.ctx.store.load_dataset(name)?;
+        let id = ds.db_id();
+        self.ctx.store.write(|tx| {
+            simile_runs::RunRegistry::delete_all(tx, id)?;
+            tx.execute("DELETE FROM datasets WHERE id = ?1", [id])?;
+            Ok::<_, Error>(())
+        })?;
+        self.ctx.cache_lock().retain(|(d, _), _| *d != id);
+        Ok(())
+    }
+}

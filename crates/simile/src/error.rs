@@ -1,0 +1,115 @@
+use simile_dataset::DatasetError;
+
+/// Errors of the simile facade. Lower layers' errors are kept as typed sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Runs(#[from] simile_runs::RunsError),
+    #[error(transparent)]
+    Config(#[from] simile_config::ConfigError),
+    #[error(transparent)]
+    Index(#[from] simile_index::Error),
+
+    /// No backend registered under that name.
+    #[error("unsupported backend '{name}'; the available backends are {available:?}")]
+    UnknownBackend {
+        name: String,
+        available: Vec<String>,
+    },
+
+    /// `sort_by_similarity` without a brain key on a dataset with no usable similarity run.
+    #[error("dataset '{dataset}' has no compatible similarity results for its {what}")]
+    NoSimilarityRun { dataset: String, what: String },
+
+    /// An embeddings array whose rows do not match the samples (or patches) being indexed.
+    #[error("the number of embeddings ({got}) does not match the number of {what} ({expected}) in the collection")]
+    EmbeddingsCount {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+
+    /// Nothing to index.
+    #[error("the collection '{0}' is empty: there is nothing to index")]
+    EmptyCollection(String),
+
+    /// Query ids not in the index.
+    #[error("query ids {ids:?} do not exist in the index '{key}'")]
+    QueryIdsNotFound { key: String, ids: Vec<String> },
+
+    /// A text query on an index whose model cannot embed prompts.
+    #[error("invalid query {query:?}: the index '{key}' does not support text prompts (it has no model with a text tower)")]
+    PromptsNotSupported { key: String, query: String },
+
+    /// An empty query.
+    #[error("at least one query must be provided")]
+    EmptyQuery,
+
+    /// `add_to_index(allow_existing = false)` with ids already in the index.
+    #[error("found {count} ids (e.g. '{example}') that are already present in the index")]
+    ExistingIds { count: usize, example: String },
+
+    /// `remove_from_index` / `get_embeddings` with `allow_missing = false` and absent ids.
+    #[error("found {count} ids (e.g. '{example}') that are not present in the index")]
+    MissingIds { count: usize, example: String },
+
+    /// A patch index needs label ids.
+    #[error("this index holds patches of '{field}': label ids are required")]
+    LabelIdsRequired { field: String },
+
+    /// Label ids given to a sample index.
+    #[error("this index does not support label ids (it is not a patch index)")]
+    LabelIdsNotSupported,
+
+    /// A brain-run record that cannot be used (e.g. it names a backend that is not available).
+    #[error("brain run '{key}' cannot be loaded: {reason}")]
+    BadRun { key: String, reason: String },
+
+    /// No embeddings source and no model.
+    #[error("no embeddings source: pass embeddings (an array or a field name), a model, or `no_embeddings()`")]
+    NoEmbeddingsSource,
+
+    /// Reading or writing a `.npy` file failed.
+    #[error("cannot read or write the .npy file {path}: {reason}")]
+    Npy { path: String, reason: String },
+
+    /// Filesystem error.
+    #[error("I/O error on {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An embedding model failed as a whole.
+    #[error("model '{model}' failed")]
+    Model {
+        model: String,
+        #[source]
+        source: crate::model::EmbedError,
+    },
+
+    /// One sample could not be embedded (with `skip_failures(false)`).
+    #[error("cannot embed sample '{sample}'")]
+    SampleFailed {
+        sample: String,
+        #[source]
+        source: crate::model::ItemError,
+    },
+
+    /// The operation needs a feature this build or this index does not have.
+    #[error("not supported: {0}")]
+    NotSupported(String),
+}
+
+/// `Result` with the facade's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Dataset(DatasetError::Sqlite(e))
+    }
+}

@@ -1,0 +1,182 @@
+//! `sort_by_similarity`: resolve the query, search the index within the view, build the result.
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+use simile_dataset::{FieldValue, LabelFilter, Stage};
+use simile_index::{mean_of_rows, KnnQuery};
+use simile_runs::RunRegistry;
+
+use crate::collection::View;
+use crate::{Error, Query, Result, SimilarityIndex, SortOptions};
+
+pub(crate) fn sort_by_similarity(view: &View, query: Query, options: SortOptions) -> Result<View> {
+    query.check()?;
+    let dataset = view.inner.dataset();
+    let key = match &options.brain_key {
+        Some(k) => k.clone(),
+        None => default_key(view, &query)?,
+    };
+    let state = crate::brain::load_state(&view.ctx, dataset, &key, &Map::new())?;
+    let index = SimilarityIndex {
+        ctx: view.ctx.clone(),
+        dataset: dataset.clone(),
+        state,
+        view: None,
+    };
+    sort_with_index(view, &index, query, options)
+}
+
+/// The peer's rule: sample-level runs first, patch runs as a fallback; prompt queries need a
+/// run that supports prompts; several candidates → a warning and the first key in sort order.
+fn default_key(view: &View, query: &Query) -> Result<String> {
+    let dataset = view.inner.dataset();
+    let prompts = matches!(query, Query::Text(_));
+    let filter = simile_runs::RunFilter {
+        run_type: Some("similarity".into()),
+        ..Default::default()
+    };
+    let (samples, patches) = view.ctx.store.read(|c| {
+        let keys = RunRegistry::list(c, dataset.db_id(), &filter)?;
+        let mut samples = Vec::new();
+        let mut patches = Vec::new();
+        for k in keys {
+            let rec = RunRegistry::get(c, dataset.db_id(), &k)?;
+            if prompts && rec.config.get("supports_prompts").and_then(Value::as_bool) != Some(true)
+            {
+                continue;
+            }
+            match rec.config.get("patches_field") {
+                Some(Value::String(_)) => patches.push(k),
+                _ => samples.push(k),
+            }
+        }
+        Ok::<_, Error>((samples, patches))
+    })?;
+    let candidates = if samples.is_empty() { patches } else { samples };
+    match candidates.as_slice() {
+        [] => Err(Error::NoSimilarityRun {
+            dataset: dataset.name().to_string(),
+            what: if prompts {
+                "samples that supports text prompts".into()
+            } else {
+                "samples".into()
+            },
+        }),
+        [one] => Ok(one.clone()),
+        [first, ..] => {
+            tracing::warn!("multiple similarity runs found; using '{first}'");
+            Ok(first.clone())
+        }
+    }
+}
+
+pub(crate) fn sort_with_index(
+    view: &View,
+    index: &SimilarityIndex,
+    query: Query,
+    options: SortOptions,
+) -> Result<View> {
+    query.check()?;
+    let backend = index.backend();
+    let key = index.key().unwrap_or_default();
+    let (vector, self_key) = match query {
+        Query::Ids(ids) => {
+            let rows = backend.get(&ids)?;
+            if rows.len() < ids.len() {
+                let found: HashSet<&String> = rows.keys().iter().collect();
+                let missing: Vec<String> = ids
+                    .iter()
+                    .filter(|i| !found.contains(i))
+                    .take(5)
+                    .cloned()
+                    .collect();
+                return Err(Error::QueryIdsNotFound { key, ids: missing });
+            }
+            let self_key = if ids.len() == 1 {
+                Some(ids[0].clone())
+            } else {
+                None
+            };
+            (rows.mean()?, self_key)
+        }
+        Query::Vectors { dim, data } => (mean_of_rows(dim, &data)?, None),
+        Query::Text(prompts) => {
+            if !index.supports_prompts() {
+                return Err(Error::PromptsNotSupported {
+                    key,
+                    query: prompts.join(" | "),
+                });
+            }
+            let model = crate::model_loader::index_model(index)?;
+            let embedded = model.embed_prompts(&prompts).map_err(|e| Error::Model {
+                model: model.name().to_string(),
+                source: e,
+            })?;
+            let dim = embedded.first().map_or(0, Vec::len);
+            let flat: Vec<f32> = embedded.into_iter().flatten().collect();
+            (mean_of_rows(dim, &flat)?, None)
+        }
+    };
+
+    let restrict = if view.inner.is_full() {
+        None
+    } else {
+        Some(index.view_keys(&view.inner)?)
+    };
+    let mut hits = backend.knn(&KnnQuery {
+        vector: &vector,
+        k: options.k,
+        reverse: options.reverse,
+        restrict: restrict.as_deref(),
+    })?;
+    // An id query returns the query itself first, at distance 0, on every backend.
+    if let Some(q) = &self_key {
+        if let Some(pos) = hits.iter().position(|h| &h.key == q) {
+            let mut h = hits.remove(pos);
+            h.distance = 0.0;
+            if options.reverse {
+                hits.push(h);
+            } else {
+                hits.insert(0, h);
+            }
+        }
+    }
+
+    let dataset = view.inner.dataset();
+    let patches_field = index.patches_field().map(str::to_string);
+    // Samples in order (best match first) with their best distance.
+    let mut ids = Vec::with_capacity(hits.len());
+    let mut distances = Vec::with_capacity(hits.len());
+    let mut seen = HashSet::new();
+    for h in &hits {
+        if seen.insert(h.sample_id.clone()) {
+            ids.push(h.sample_id.clone());
+            distances.push(h.distance);
+        }
+    }
+    if let Some(field) = &options.dist_field {
+        let values: Vec<(String, FieldValue)> = ids
+            .iter()
+            .zip(&distances)
+            .map(|(id, d)| (id.clone(), FieldValue::Json(Value::from(f64::from(*d)))))
+            .collect();
+        dataset.set_values(field, values)?;
+        if let Some(pf) = &patches_field {
+            let per_label: HashMap<String, Value> = hits
+                .iter()
+                .map(|h| (h.key.clone(), Value::from(f64::from(h.distance))))
+                .collect();
+            dataset.set_label_values(pf, field, &per_label)?;
+        }
+    }
+    let mut out = view.with_stage(Stage::SortBySimilarity {
+        ids,
+        distances,
+        brain_key: key,
+    });
+    if let (Some(pf), Some(_)) = (&patches_field, options.k) {
+        let matched: Vec<String> = hits.into_iter().map(|h| h.key).collect();
+        out = out.filter_labels(pf, LabelFilter::Ids(matched));
+    }
+    Ok(out)
+}
