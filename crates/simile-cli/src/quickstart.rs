@@ -126,7 +126,7 @@ pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
         SortOptions::new().k(5),
     )?;
     say(format!(
-        "  by two ids (mean): {:?}",
+        "  by two ids (an airplane and a cat, their mean): {:?}",
         labels_of(&two)?
     ));
 
@@ -134,11 +134,7 @@ pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
         dataset.sort_by_similarity(Query::vector(centers[3].clone()), SortOptions::new().k(5))?;
     say(format!(
         "  by vector (the 'cat' centre): {:?}",
-        by_vector
-            .values("label")?
-            .iter()
-            .flatten()
-            .collect::<Vec<_>>()
+        labels_of(&by_vector)?
     ));
 
     let subset = dataset.take(50, Some(51));
@@ -219,6 +215,9 @@ fn labels_of(view: &simile::View) -> Result<Vec<String>> {
     Ok(view
         .values("label")?
         .into_iter()
-        .map(|l| l.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .map(|l| {
+            l.and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
         .collect())
 }
