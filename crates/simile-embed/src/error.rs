@@ -1,0 +1,138 @@
+use std::path::PathBuf;
+
+/// A boxed error from a dependency (ONNX Runtime, HTTP client, ...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the embedding engine. Callers can match on the variants; messages say what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The ONNX Runtime shared library could not be loaded (missing, wrong file, too old).
+    #[error(
+        "cannot load the ONNX Runtime library from {path}: {reason}. Point `ort_dylib_path` \
+         (SIMILE_ORT_DYLIB_PATH) at libonnxruntime.so >= 1.31 (in a checkout: `cargo xtask models fetch-ort`)"
+    )]
+    RuntimeLoad { path: PathBuf, reason: String },
+
+    /// No ONNX Runtime library was configured.
+    #[error(
+        "no ONNX Runtime library configured: set `ort_dylib_path` (env SIMILE_ORT_DYLIB_PATH) to \
+         libonnxruntime.so >= 1.31 (from the PyPI `onnxruntime` wheel, onnxruntime/capi/; in a \
+         checkout: `cargo xtask models fetch-ort`)"
+    )]
+    RuntimeNotConfigured,
+
+    /// ONNX Runtime failed (creating a session, running the model).
+    #[error("ONNX Runtime failed during {op}")]
+    Runtime {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
+
+    /// A model name that is neither built in nor found in the models directory.
+    #[error("unknown model '{name}'; known models: {known}")]
+    UnknownModel { name: String, known: String },
+
+    /// The model is known but its files are not available and cannot be downloaded.
+    #[error("model '{name}' is not available offline: {hint}")]
+    ModelUnavailable { name: String, hint: String },
+
+    /// A model manifest is malformed or inconsistent with the model files.
+    #[error("invalid model manifest {path}: {reason}")]
+    InvalidManifest { path: PathBuf, reason: String },
+
+    /// The model has no text tower, so it cannot embed prompts.
+    #[error("model '{0}' cannot embed text prompts")]
+    PromptsNotSupported(String),
+
+    /// A download failed (HTTP status, network, I/O).
+    #[error("downloading {url} failed: {reason}")]
+    Download {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A downloaded or local file does not have the expected checksum.
+    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {got}")]
+    ChecksumMismatch {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
+
+    /// A downloaded file has another size than announced.
+    #[error("{url}: expected {expected} bytes, received {got}")]
+    Truncated {
+        url: String,
+        expected: u64,
+        got: u64,
+    },
+
+    /// One input failed and the caller asked not to skip failures.
+    #[error("input #{index} ({path}) failed")]
+    Item {
+        index: usize,
+        path: PathBuf,
+        #[source]
+        source: ItemError,
+    },
+
+    /// A bad option value.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
+
+    /// Local file I/O.
+    #[error("I/O error on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why one input (image or crop) could not be embedded. Reported per sample, like FiftyOne's
+/// `skip_failures=True`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ItemError {
+    /// The file could not be read.
+    #[error("cannot read image {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a decodable image.
+    #[error("cannot decode image {path}")]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    /// The crop box is invalid (non-finite, or empty once mapped to pixels).
+    #[error("invalid crop {crop:?} for a {width}x{height} image: {reason}")]
+    InvalidCrop {
+        crop: [f32; 4],
+        width: u32,
+        height: u32,
+        reason: &'static str,
+    },
+}
+
+/// `Result` with [`EmbedError`].
+pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
+
+impl EmbedError {
+    pub(crate) fn runtime(op: &'static str, e: impl Into<BoxError>) -> Self {
+        EmbedError::Runtime {
+            op,
+            source: e.into(),
+        }
+    }
+}

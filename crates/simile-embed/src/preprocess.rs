@@ -1,0 +1,382 @@
+//! Image preprocessing identical to open_clip's eval transform (torchvision on PIL images):
+//! RGB, shortest side to 224 with PIL's antialiased bicubic filter, center crop 224 (Python
+//! rounding), `/255`, CLIP mean/std, NCHW `f32`.
+//!
+//! The resampler is a port of Pillow's `ImagingResample` 8-bit path (fixed-point coefficients,
+//! horizontal pass then vertical pass, each clipped to `u8`), so the pixels equal PIL's exactly;
+//! the `image` crate's filters differ by a few grey levels at edges.
+use std::path::Path;
+
+use image::RgbImage;
+
+use crate::error::ItemError;
+
+/// CLIP's per-channel mean (OpenAI).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel standard deviation (OpenAI).
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// Preprocessing parameters of a model (from its manifest).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PreprocessConfig {
+    /// Output side (224 for CLIP ViT-B/32).
+    pub image_size: u32,
+    /// Per-channel mean.
+    pub mean: [f32; 3],
+    /// Per-channel std.
+    pub std: [f32; 3],
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        PreprocessConfig {
+            image_size: 224,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+        }
+    }
+}
+
+/// Decodes an image file into RGB (alpha dropped, grey expanded, like PIL's `convert("RGB")`).
+/// EXIF orientation is ignored, as PIL and open_clip do.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, ItemError> {
+    let bytes = std::fs::read(path).map_err(|source| ItemError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let img = image::load_from_memory(&bytes).map_err(|source| ItemError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// Pixel box `[x1, y1, x2, y2)` of a relative `[x, y, w, h]` crop, with FiftyOne's patch semantics
+/// (`alpha` expands/contracts the box by `100*alpha %` and clamps it to the image; `force_square`
+/// minimally grows the short side, shrinking the long side only if the image is too small;
+/// coordinates are truncated like `int(w * x)`).
+pub fn patch_box(
+    width: u32,
+    height: u32,
+    crop: [f32; 4],
+    force_square: bool,
+    alpha: Option<f32>,
+) -> Result<[u32; 4], ItemError> {
+    let bad = |reason| ItemError::InvalidCrop {
+        crop,
+        width,
+        height,
+        reason,
+    };
+    if crop.iter().any(|v| !v.is_finite()) || alpha.is_some_and(|a| !a.is_finite()) {
+        return Err(bad("non-finite value"));
+    }
+    let [x, y, w, h] = crop.map(f64::from);
+    let (mut tlx, mut tly, mut brx, mut bry) = (x, y, x + w, y + h);
+    if let Some(a) = alpha {
+        let a = f64::from(a).max(-1.0);
+        let wpad = 0.5 * a * (brx - tlx);
+        let hpad = 0.5 * a * (bry - tly);
+        let c = |v: f64| v.clamp(0.0, 1.0);
+        (tlx, tly, brx, bry) = (c(tlx - wpad), c(tly - hpad), c(brx + wpad), c(bry + hpad));
+    }
+    let (wi, hi) = (i64::from(width), i64::from(height));
+    // Python's int() truncates toward zero.
+    let px = |v: f64, n: i64| (n as f64 * v).trunc() as i64;
+    let (mut xs, mut ys) = ((px(tlx, wi), px(brx, wi)), (px(tly, hi), px(bry, hi)));
+    if force_square {
+        (xs, ys) = make_square(xs, ys, wi, hi);
+    }
+    // numpy slicing clamps to the array.
+    let clampi = |v: i64, n: i64| v.clamp(0, n);
+    let (x1, x2) = (clampi(xs.0, wi), clampi(xs.1, wi));
+    let (y1, y2) = (clampi(ys.0, hi), clampi(ys.1, hi));
+    if x2 <= x1 || y2 <= y1 {
+        return Err(bad("the box is empty in pixels"));
+    }
+    // All four values are within [0, width|height], so they fit in u32.
+    Ok([x1 as u32, y1 as u32, x2 as u32, y2 as u32])
+}
+
+/// ETA's `_make_square` on `(start, stop)` slices.
+fn make_square(x: (i64, i64), y: (i64, i64), w: i64, h: i64) -> ((i64, i64), (i64, i64)) {
+    let ws = x.1 - x.0;
+    let hs = y.1 - y.0;
+    let dx = hs - ws;
+    if dx < 0 {
+        let (b, a) = make_square(y, x, h, w);
+        return (a, b);
+    }
+    let pad = |z: (i64, i64), dz: i64, zmax: i64| {
+        // int(0.5 * dz) truncates toward zero
+        let dz1 = (0.5 * dz as f64).trunc() as i64;
+        let dz2 = dz - dz1;
+        let ddz = 0.max(dz1 - z.0) - 0.max(z.1 + dz2 - zmax);
+        (z.0 - dz1 + ddz, z.1 + dz2 + ddz)
+    };
+    let dy = 0.min(w - dx - ws);
+    (pad(x, dx + dy, w), pad(y, dy, h))
+}
+
+/// Crops `[x1, y1, x2, y2)` out of an RGB image.
+pub fn crop_rgb(img: &RgbImage, b: [u32; 4]) -> RgbImage {
+    image::imageops::crop_imm(img, b[0], b[1], b[2] - b[0], b[3] - b[1]).to_image()
+}
+
+/// Size after torchvision's `Resize(size)` (shortest side to `size`, long side `int(size*long/short)`).
+pub fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
+    if width <= height {
+        let long = (f64::from(size) * f64::from(height) / f64::from(width)).trunc() as u32;
+        (size, long.max(1))
+    } else {
+        let long = (f64::from(size) * f64::from(width) / f64::from(height)).trunc() as u32;
+        (long.max(1), size)
+    }
+}
+
+/// Resize + center crop + normalise into `out` (`3*size*size`, CHW).
+pub fn preprocess_into(img: &RgbImage, cfg: &PreprocessConfig, out: &mut [f32]) {
+    let size = cfg.image_size;
+    let (nw, nh) = resized_size(img.width(), img.height(), size);
+    let resized = resize_bicubic(img, nw, nh);
+    // torchvision CenterCrop: int(round((h - size) / 2.0)) with round-half-to-even.
+    let top = round_half_even(f64::from(nh.saturating_sub(size)) / 2.0);
+    let left = round_half_even(f64::from(nw.saturating_sub(size)) / 2.0);
+    let s = size as usize;
+    let plane = s * s;
+    let (rw, rh) = (resized.width() as usize, resized.height() as usize);
+    let raw = resized.as_raw();
+    for y in 0..s {
+        let sy = y + top as usize;
+        for x in 0..s {
+            let sx = x + left as usize;
+            let o = y * s + x;
+            if sy >= rh || sx >= rw {
+                // torchvision pads with zeros when the image is smaller than the crop.
+                for c in 0..3 {
+                    out[c * plane + o] = (0.0 - cfg.mean[c]) / cfg.std[c];
+                }
+                continue;
+            }
+            let p = (sy * rw + sx) * 3;
+            for c in 0..3 {
+                let v = f32::from(raw[p + c]) / 255.0;
+                out[c * plane + o] = (v - cfg.mean[c]) / cfg.std[c];
+            }
+        }
+    }
+}
+
+/// Convenience: the preprocessed `[3, size, size]` tensor as a vector.
+pub fn preprocess(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
+    let s = cfg.image_size as usize;
+    let mut out = vec![0.0; 3 * s * s];
+    preprocess_into(img, cfg, &mut out);
+    out
+}
+
+fn round_half_even(v: f64) -> u32 {
+    let r = v.round();
+    let r = if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - v.signum()
+    } else {
+        r
+    };
+    r.max(0.0) as u32
+}
+
+// ---- Pillow's resampler (libImaging/Resample.c), bicubic, 8 bits per channel ----
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Per output pixel: first input index, count, and `ksize` fixed-point weights.
+struct Coeffs {
+    ksize: usize,
+    bounds: Vec<(usize, usize)>,
+    weights: Vec<i32>,
+}
+
+fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
+    const SUPPORT: f64 = 2.0;
+    let (in0, in1) = (0.0f64, in_size as f64);
+    let scale = (in1 - in0) / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = SUPPORT * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * ksize];
+    let mut k = vec![0f64; ksize];
+    for xx in 0..out_size {
+        let center = in0 + (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let n = xmax.saturating_sub(xmin).min(ksize);
+        let mut ww = 0.0;
+        for (x, kx) in k.iter_mut().enumerate().take(n) {
+            let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
+            *kx = w;
+            ww += w;
+        }
+        let row = &mut weights[xx * ksize..(xx + 1) * ksize];
+        for (x, slot) in row.iter_mut().enumerate().take(n) {
+            let v = if ww != 0.0 { k[x] / ww } else { k[x] };
+            let f = v * f64::from(1u32 << PRECISION_BITS);
+            *slot = if v < 0.0 {
+                (-0.5 + f) as i32
+            } else {
+                (0.5 + f) as i32
+            };
+        }
+        bounds.push((xmin, n));
+    }
+    Coeffs {
+        ksize,
+        bounds,
+        weights,
+    }
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    if v >= (1 << PRECISION_BITS << 8) {
+        255
+    } else if v <= 0 {
+        0
+    } else {
+        (v >> PRECISION_BITS) as u8
+    }
+}
+
+/// PIL `Image.resize((w, h), Image.BICUBIC)` for RGB images, bit-exact.
+pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
+    let (ow, oh) = (out_w as usize, out_h as usize);
+    if (in_w, in_h) == (ow, oh) {
+        return img.clone();
+    }
+    let src = img.as_raw();
+    let need_h = ow != in_w;
+    let need_v = oh != in_h;
+    let ch = precompute_coeffs(in_w, ow);
+    let cv = precompute_coeffs(in_h, oh);
+    let half = 1i32 << (PRECISION_BITS - 1);
+
+    // Horizontal pass over the rows the vertical pass needs.
+    let (tmp, tmp_w, row_first, tmp_h);
+    let first = cv.bounds.first().map_or(0, |b| b.0);
+    let last = cv.bounds.last().map_or(in_h, |b| b.0 + b.1);
+    if need_h {
+        row_first = first;
+        tmp_h = last - first;
+        tmp_w = ow;
+        let mut t = vec![0u8; tmp_w * tmp_h * 3];
+        for (ty, y) in (first..last).enumerate() {
+            let srow = &src[y * in_w * 3..(y + 1) * in_w * 3];
+            let drow = &mut t[ty * tmp_w * 3..(ty + 1) * tmp_w * 3];
+            for xx in 0..ow {
+                let (xmin, n) = ch.bounds[xx];
+                let k = &ch.weights[xx * ch.ksize..xx * ch.ksize + n];
+                let (mut s0, mut s1, mut s2) = (half, half, half);
+                let px = &srow[xmin * 3..(xmin + n) * 3];
+                for (w, p) in k.iter().zip(px.chunks_exact(3)) {
+                    s0 += i32::from(p[0]) * w;
+                    s1 += i32::from(p[1]) * w;
+                    s2 += i32::from(p[2]) * w;
+                }
+                drow[xx * 3] = clip8(s0);
+                drow[xx * 3 + 1] = clip8(s1);
+                drow[xx * 3 + 2] = clip8(s2);
+            }
+        }
+        tmp = t;
+    } else {
+        row_first = 0;
+        tmp_h = in_h;
+        tmp_w = in_w;
+        tmp = src.to_vec();
+    }
+    if !need_v {
+        return RgbImage::from_raw(tmp_w as u32, tmp_h as u32, tmp)
+            .unwrap_or_else(|| RgbImage::new(out_w, out_h));
+    }
+    // Vertical pass.
+    let mut out = vec![0u8; ow * oh * 3];
+    let stride = tmp_w * 3;
+    let mut acc = vec![0i32; stride];
+    for yy in 0..oh {
+        let (ymin, n) = cv.bounds[yy];
+        let ymin = ymin - row_first;
+        let k = &cv.weights[yy * cv.ksize..yy * cv.ksize + n];
+        acc.fill(half);
+        for (j, &w) in k.iter().enumerate() {
+            let row = &tmp[(ymin + j) * stride..(ymin + j + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * w;
+            }
+        }
+        let drow = &mut out[yy * stride..(yy + 1) * stride];
+        for (d, &a) in drow.iter_mut().zip(&acc) {
+            *d = clip8(a);
+        }
+    }
+    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_sizes_like_torchvision() {
+        assert_eq!(resized_size(320, 200, 224), (358, 224));
+        assert_eq!(resized_size(180, 300, 224), (224, 373));
+        assert_eq!(resized_size(224, 224, 224), (224, 224));
+        assert_eq!(resized_size(100, 61, 224), (367, 224));
+    }
+
+    #[test]
+    fn python_rounding() {
+        assert_eq!(round_half_even(0.5), 0);
+        assert_eq!(round_half_even(1.5), 2);
+        assert_eq!(round_half_even(2.5), 2);
+        assert_eq!(round_half_even(67.0), 67);
+    }
+
+    #[test]
+    fn constant_image_stays_constant() {
+        let img = RgbImage::from_pixel(50, 30, image::Rgb([10, 128, 250]));
+        let r = resize_bicubic(&img, 373, 224);
+        assert!(r.pixels().all(|p| p.0 == [10, 128, 250]));
+        let t = preprocess(&img, &PreprocessConfig::default());
+        let expect = (128.0f32 / 255.0 - CLIP_MEAN[1]) / CLIP_STD[1];
+        assert!((t[224 * 224 + 5] - expect).abs() < 1e-6);
+    }
+
+    #[test]
+    fn patch_boxes_like_eta() {
+        // plain box: int() truncation
+        assert_eq!(
+            patch_box(640, 427, [0.1, 0.2, 0.3, 0.5], false, None).unwrap(),
+            [64, 85, 256, 298]
+        );
+        // skinny box grown to a square
+        let b = patch_box(640, 427, [0.1, 0.2, 0.3, 0.5], true, None).unwrap();
+        assert_eq!(b[2] - b[0], b[3] - b[1]);
+        // zero-area box is an error
+        assert!(patch_box(100, 100, [0.5, 0.5, 0.0, 0.2], false, None).is_err());
+        assert!(patch_box(100, 100, [f32::NAN, 0.5, 0.1, 0.2], false, None).is_err());
+    }
+}
