@@ -69,6 +69,70 @@ pub(crate) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc)
 }
 
+/// Unit roundoff of bfloat16 (8 significant bits): `|bf16(x) − x| ≤ BF16_UNIT · |x|` for normal
+/// `x` (round to nearest even).
+pub(crate) const BF16_UNIT: f32 = 1.0 / 256.0;
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as raw bits. Finite inputs only (large
+/// values may round to infinity, which the search treats as "always re-score").
+#[inline(always)]
+pub(crate) fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+#[inline(always)]
+fn from_bf16(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// Appends the bfloat16 rounding of `data` to `out`.
+pub(crate) fn extend_bf16(data: &[f32], out: &mut Vec<u16>) {
+    out.extend(data.iter().map(|v| to_bf16(*v)));
+}
+
+/// `a · b̃` with `b̃` in bfloat16, `f32` accumulation in 16 lanes.
+#[inline(always)]
+fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * from_bf16(y[i]);
+        }
+    }
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[i] += x * from_bf16(*y);
+    }
+    reduce(acc)
+}
+
+/// `‖a − b̃‖²` with `b̃` in bfloat16.
+#[inline(always)]
+fn l2sq_bf16(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            let d = x[i] - from_bf16(y[i]);
+            acc[i] += d * d;
+        }
+    }
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        let d = x - from_bf16(*y);
+        acc[i] += d * d;
+    }
+    reduce(acc)
+}
+
 /// Which rows a scan visits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rows<'a> {
@@ -79,48 +143,224 @@ pub(crate) enum Rows<'a> {
 }
 
 /// Writes the raw kernel value (dot product, or squared distance when `l2`) of `q` against each
-/// visited row into `out`.
+/// visited row into `out`, with the per-row kernels `dot` / `l2sq`.
 #[inline(always)]
-fn scan_body(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+fn scan_rows<E>(
+    data: &[E],
+    dim: usize,
+    rows: Rows<'_>,
+    out: &mut [f32],
+    mut kernel: impl FnMut(&[E]) -> f32,
+) {
     match rows {
         Rows::Range(start) => {
             let block = &data[start * dim..(start + out.len()) * dim];
             for (o, row) in out.iter_mut().zip(block.chunks_exact(dim)) {
-                *o = if l2 { l2sq(q, row) } else { dot(q, row) };
+                *o = kernel(row);
             }
         }
         Rows::List(list) => {
             for (o, &r) in out.iter_mut().zip(list) {
                 let r = r as usize;
-                let row = &data[r * dim..(r + 1) * dim];
-                *o = if l2 { l2sq(q, row) } else { dot(q, row) };
+                *o = kernel(&data[r * dim..(r + 1) * dim]);
             }
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn scan_avx2(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
-    scan_body(data, dim, rows, q, l2, out);
-}
-
-fn scan_portable(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
-    scan_body(data, dim, rows, q, l2, out);
-}
-
-/// Raw kernel values of `q` against the visited rows of the row-major `data` (`dim` wide): dot
-/// products, or squared Euclidean distances when `l2`. `out.len()` rows are visited.
-pub(crate) fn scan(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+/// Whether the AVX2+FMA kernels can run here.
+#[inline]
+fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { scan_avx2(data, dim, rows, q, l2, out) };
-            return;
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Raw kernel values of `q` against the visited rows of the row-major `f32` `data` (`dim` wide):
+/// dot products, or squared Euclidean distances when `l2`. `out.len()` rows are visited.
+pub(crate) fn scan_f32(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { avx2::scan_f32(data, dim, rows, q, l2, out) };
+        return;
+    }
+    scan_f32_portable(data, dim, rows, q, l2, out);
+}
+
+fn scan_f32_portable(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    if l2 {
+        scan_rows(data, dim, rows, out, |r| l2sq(q, r));
+    } else {
+        scan_rows(data, dim, rows, out, |r| dot(q, r));
+    }
+}
+
+/// [`scan_f32`] over the bfloat16 copy of the rows.
+pub(crate) fn scan_bf16(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { avx2::scan_bf16(data, dim, rows, q, l2, out) };
+        return;
+    }
+    scan_bf16_portable(data, dim, rows, q, l2, out);
+}
+
+fn scan_bf16_portable(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    if l2 {
+        scan_rows(data, dim, rows, out, |r| l2sq_bf16(q, r));
+    } else {
+        scan_rows(data, dim, rows, out, |r| dot_bf16(q, r));
+    }
+}
+
+/// Hand-written AVX2+FMA kernels: four 8-lane accumulators, 32 values per step.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{from_bf16, scan_rows, Rows};
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load(v: &[f32], at: usize) -> __m256 {
+        assert!(at + 8 <= v.len());
+        // SAFETY: `at + 8 <= v.len()` (asserted; the optimiser hoists or drops the check).
+        unsafe { _mm256_loadu_ps(v.as_ptr().add(at)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load16(v: &[u16], at: usize) -> __m256i {
+        assert!(at + 16 <= v.len());
+        // SAFETY: `at + 16 <= v.len()`: 32 readable bytes; `loadu` has no alignment requirement.
+        unsafe { _mm256_loadu_si256(v.as_ptr().add(at).cast::<__m256i>()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn step<const L2: bool>(acc: __m256, x: __m256, y: __m256) -> __m256 {
+        if L2 {
+            let d = _mm256_sub_ps(x, y);
+            _mm256_fmadd_ps(d, d, acc)
+        } else {
+            _mm256_fmadd_ps(x, y, acc)
         }
     }
-    scan_portable(data, dim, rows, q, l2, out);
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn kernel_f32<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = step::<L2>(*acc, load(a, i + 8 * j), load(b, i + 8 * j));
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = step::<L2>(acc[0], load(a, i), load(b, i));
+            i += 8;
+        }
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (x, y) in a[i..].iter().zip(&b[i..]) {
+            s += if L2 { (x - y) * (x - y) } else { x * y };
+        }
+        s
+    }
+
+    /// `q` reordered per block of 16 to match how [`kernel_bf16`] widens bfloat16 values:
+    /// `unpacklo/hi_epi16` work per 128-bit lane, giving elements `0..4, 8..12` then `4..8, 12..16`.
+    fn permute(q: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(q.len() / 16 * 16);
+        for b in q.chunks_exact(16) {
+            out.extend_from_slice(&b[0..4]);
+            out.extend_from_slice(&b[8..12]);
+            out.extend_from_slice(&b[4..8]);
+            out.extend_from_slice(&b[12..16]);
+        }
+        out
+    }
+
+    /// One block of 16 bfloat16 values against the permuted query: `(low 8, high 8)` widened.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn widen(b: &[u16], at: usize) -> (__m256, __m256) {
+        let raw = load16(b, at);
+        let zero = _mm256_setzero_si256();
+        // Interleaving zeros below each 16-bit value makes it the high half of a 32-bit lane:
+        // exactly the f32 with those upper bits.
+        (
+            _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, raw)),
+            _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, raw)),
+        )
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn kernel_bf16<const L2: bool>(qp: &[f32], q: &[f32], b: &[u16]) -> f32 {
+        let n = q.len().min(b.len());
+        let full = (n / 16 * 16).min(qp.len());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= full {
+            let (l0, h0) = widen(b, i);
+            let (l1, h1) = widen(b, i + 16);
+            acc[0] = step::<L2>(acc[0], load(qp, i), l0);
+            acc[1] = step::<L2>(acc[1], load(qp, i + 8), h0);
+            acc[2] = step::<L2>(acc[2], load(qp, i + 16), l1);
+            acc[3] = step::<L2>(acc[3], load(qp, i + 24), h1);
+            i += 32;
+        }
+        if i + 16 <= full {
+            let (l0, h0) = widen(b, i);
+            acc[0] = step::<L2>(acc[0], load(qp, i), l0);
+            acc[1] = step::<L2>(acc[1], load(qp, i + 8), h0);
+            i += 16;
+        }
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (x, y) in q[i..n].iter().zip(&b[i..n]) {
+            let y = from_bf16(*y);
+            s += if L2 { (x - y) * (x - y) } else { x * y };
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn scan_f32(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+        if l2 {
+            scan_rows(data, dim, rows, out, |r| kernel_f32::<true>(q, r));
+        } else {
+            scan_rows(data, dim, rows, out, |r| kernel_f32::<false>(q, r));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn scan_bf16(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+        let qp = permute(q);
+        if l2 {
+            scan_rows(data, dim, rows, out, |r| kernel_bf16::<true>(&qp, q, r));
+        } else {
+            scan_rows(data, dim, rows, out, |r| kernel_bf16::<false>(&qp, q, r));
+        }
+    }
 }
 
 /// `‖a‖₂` computed exactly like [`Metric::reference_distance`] does (sequential `f64` sum), so
@@ -180,6 +420,47 @@ pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32], rn
     }
 }
 
+/// [`exact_distance`] of `q` to four rows at once (four independent `f64` chains, each in the
+/// reference's order, so the bits are identical).
+#[inline]
+pub(crate) fn exact_distance4(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 4], rn: [f64; 4]) -> [f64; 4] {
+    let n = q.len();
+    let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
+    // `Sum for f64` starts from -0.0; do the same.
+    let mut s = [-0.0f64; 4];
+    if metric == Metric::Euclidean {
+        for j in 0..n {
+            let x = f64::from(q[j]);
+            let d = [x - f64::from(r0[j]), x - f64::from(r1[j]), x - f64::from(r2[j]), x - f64::from(r3[j])];
+            for i in 0..4 {
+                s[i] += d[i] * d[i];
+            }
+        }
+        return s.map(f64::sqrt);
+    }
+    for j in 0..n {
+        let x = f64::from(q[j]);
+        s[0] += x * f64::from(r0[j]);
+        s[1] += x * f64::from(r1[j]);
+        s[2] += x * f64::from(r2[j]);
+        s[3] += x * f64::from(r3[j]);
+    }
+    let mut out = [0f64; 4];
+    for i in 0..4 {
+        out[i] = match metric {
+            Metric::DotProduct => -s[i],
+            _ => {
+                if qn == 0.0 || rn[i] == 0.0 {
+                    1.0
+                } else {
+                    (1.0 - s[i] / (qn * rn[i])).clamp(0.0, 2.0)
+                }
+            }
+        };
+    }
+    out
+}
+
 #[inline]
 fn dot64(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
@@ -211,14 +492,50 @@ mod tests {
             let bound = f64::from(rel_error(dim)) * norm64(&a) * norm64(&b);
             assert!((f64::from(dot(&a, &b)) - exact_dot).abs() <= bound, "dot dim {dim}");
             assert!((f64::from(l2sq(&a, &b)) - exact_l2).abs() <= f64::from(rel_error(dim)) * exact_l2);
-            let mut out = [0f32; 2];
+            // The dispatched (SIMD) scans obey the same bounds, and agree with the portable ones.
             let mut data = a.clone();
             data.extend_from_slice(&b);
-            scan(&data, dim, Rows::Range(0), &b, false, &mut out);
-            assert_eq!(out[1], dot(&b, &b));
-            scan(&data, dim, Rows::List(&[1, 0]), &a, true, &mut out);
-            assert_eq!(out, [l2sq(&a, &b), 0.0]);
+            let mut lo = Vec::new();
+            extend_bf16(&data, &mut lo);
+            for l2 in [false, true] {
+                let mut fast = [0f32; 2];
+                let mut slow = [0f32; 2];
+                scan_f32(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut fast);
+                scan_f32_portable(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut slow);
+                let want = if l2 { exact_l2 } else { exact_dot };
+                let tol = if l2 { f64::from(rel_error(dim)) * exact_l2 } else { bound };
+                assert!((f64::from(fast[0]) - want).abs() <= tol, "scan dim {dim} l2 {l2}");
+                assert!((f64::from(fast[1]) - f64::from(slow[1])).abs() <= 1e-4 * f64::from(slow[1].abs().max(1.0)));
+                scan_bf16(&lo, dim, Rows::Range(0), &a, l2, &mut fast);
+                scan_bf16_portable(&lo, dim, Rows::Range(0), &a, l2, &mut slow);
+                for i in 0..2 {
+                    let tol = 1e-4 * f64::from(slow[i].abs().max(1.0));
+                    assert!((f64::from(fast[i]) - f64::from(slow[i])).abs() <= tol, "bf16 dim {dim} l2 {l2}");
+                }
+            }
         }
+    }
+
+    #[test]
+    fn bf16_rounding() {
+        for x in [1.0f32, -2.5, 0.1, 3.14159, 1e-20, -7e30, 0.0, -0.0] {
+            let r = from_bf16(to_bf16(x));
+            assert!((r - x).abs() <= BF16_UNIT * x.abs(), "{x} -> {r}");
+        }
+        // Ties go to even.
+        assert_eq!(to_bf16(f32::from_bits(0x3F80_8000)), 0x3F80);
+        assert_eq!(to_bf16(f32::from_bits(0x3F81_8000)), 0x3F82);
+        let dim = 100;
+        let a = vecs(dim, 3);
+        let b = vecs(dim, 4);
+        let mut lo = Vec::new();
+        extend_bf16(&b, &mut lo);
+        let bound = f64::from(BF16_UNIT + rel_error(dim) * 1.01) * norm64(&a) * norm64(&b);
+        let exact_dot: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        assert!((f64::from(dot_bf16(&a, &lo)) - exact_dot).abs() <= bound);
+        let mut out = [0f32; 1];
+        scan_bf16_portable(&lo, dim, Rows::Range(0), &a, true, &mut out);
+        assert_eq!(out[0], l2sq_bf16(&a, &lo));
     }
 
     #[test]
@@ -243,6 +560,12 @@ mod tests {
                     let want = m.reference_distance(&q, row);
                     let got = exact_distance(m, &q, qn, row, norms[i]);
                     assert_eq!(got.to_bits(), want.to_bits(), "{m} row {i}");
+                    if i + 4 <= 9 {
+                        let rows: [&[f32]; 4] = std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
+                        let rn: [f64; 4] = std::array::from_fn(|j| norms[i + j]);
+                        let got4 = exact_distance4(m, &q, qn, rows, rn);
+                        assert_eq!(got4[0].to_bits(), want.to_bits(), "{m} row {i} (x4)");
+                    }
                 }
             }
         }

@@ -71,10 +71,10 @@ impl Ord for Ord32 {
     }
 }
 
-/// The `k` smallest finite values of `keys` (unordered).
-fn k_smallest(keys: &[f32], k: usize) -> Vec<f32> {
+/// The `k` smallest finite values (unordered).
+fn k_smallest(values: impl Iterator<Item = f32>, k: usize) -> Vec<f32> {
     let mut heap: BinaryHeap<Ord32> = BinaryHeap::with_capacity(k + 1);
-    for &v in keys {
+    for v in values {
         if !v.is_finite() {
             continue;
         }
@@ -142,18 +142,206 @@ pub(crate) fn knn(
     if m == 0 {
         return Vec::new();
     }
-    let qn = kernel::norm64(q);
-    let threads = threads_for(m.saturating_mul(dim));
+    let search = Search {
+        store,
+        metric,
+        q,
+        qn: kernel::norm64(q),
+        sign: if reverse { -1.0 } else { 1.0 },
+    };
 
     let mut hits = match k {
-        Some(k) if k < m => top_k(store, metric, q, qn, &cands, k, reverse, threads),
-        _ => exact_all(store, metric, q, qn, &cands, threads),
+        Some(k) if k < m => {
+            // Stage 1: bfloat16 scan of every candidate. Stage 2 (when stage 1 left many): `f32`
+            // re-scan of the survivors. Stage 3: exact `f64` scores of the final survivors.
+            let mut rows = search.prune(&cands, k, Precision::Bf16);
+            if rows.len() > k && rows.len() > STAGE2_MIN {
+                rows = search.prune(&Candidates::Subset(rows), k, Precision::F32);
+            }
+            search.exact(&Candidates::Subset(rows))
+        }
+        _ => search.exact(&cands),
     };
     sort_neighbors(&mut hits, reverse);
     if let Some(k) = k {
         hits.truncate(k);
     }
     hits
+}
+
+/// Survivors of stage 1 above which stage 2 re-scans them in `f32` before the exact stage.
+const STAGE2_MIN: usize = 64;
+
+/// Extra relative slack on every error bound.
+const SAFETY: f32 = 1.25;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    Bf16,
+    F32,
+}
+
+struct Search<'a> {
+    store: &'a Store,
+    metric: Metric,
+    q: &'a [f32],
+    qn: f64,
+    /// 1 for nearest first, −1 for farthest first: selection always keeps the k smallest
+    /// `sign · distance`.
+    sign: f32,
+}
+
+impl Search<'_> {
+    fn dim(&self) -> usize {
+        self.q.len()
+    }
+
+    /// Exact scores of every candidate, four rows at a time, threaded for big sets.
+    fn exact(&self, cands: &Candidates) -> Vec<Neighbor> {
+        let store = self.store;
+        let dim = self.dim();
+        let row = |r: usize| &store.data[r * dim..(r + 1) * dim];
+        let mut dists = vec![0f64; cands.len()];
+        let threads = threads_for(cands.len().saturating_mul(dim) * 4);
+        par_chunks(&mut dists, threads, |start, out| {
+            let mut quads = out.chunks_exact_mut(4);
+            let mut pos = start;
+            for quad in &mut quads {
+                let r: [usize; 4] = std::array::from_fn(|i| cands.row(pos + i));
+                let d = kernel::exact_distance4(
+                    self.metric,
+                    self.q,
+                    self.qn,
+                    r.map(row),
+                    r.map(|r| store.norms[r]),
+                );
+                quad.copy_from_slice(&d);
+                pos += 4;
+            }
+            for d in quads.into_remainder() {
+                let r = cands.row(pos);
+                *d = kernel::exact_distance(self.metric, self.q, self.qn, row(r), store.norms[r]);
+                pos += 1;
+            }
+        });
+        dists
+            .iter()
+            .enumerate()
+            .map(|(pos, &d)| neighbor(store, cands.row(pos), d))
+            .collect()
+    }
+
+    /// One approximate pass: scores every candidate at `precision`, with a proven error bound per
+    /// row, and returns the rows that may still be among the best `k` (`k < cands.len()`).
+    ///
+    /// A row is dropped only when its best possible score is worse than the k-th best worst
+    /// possible score (plus a slack that covers rounding the exact distances to `f32`), so no row
+    /// of the exact answer, ties included, is ever dropped.
+    fn prune(&self, cands: &Candidates, k: usize, precision: Precision) -> Vec<u32> {
+        let store = self.store;
+        let dim = self.dim();
+        let m = cands.len();
+        let l2 = self.metric == Metric::Euclidean;
+        let threads = threads_for(m.saturating_mul(dim));
+        let bound = self.bounds(precision);
+        let inv_qn = if self.qn > 0.0 { (1.0 / self.qn) as f32 } else { 0.0 };
+        let sign = self.sign;
+
+        let mut scores = vec![0f32; m];
+        let bests = par_chunks(&mut scores, threads, |start, out| {
+            let rows = cands.rows(start, out.len());
+            match precision {
+                Precision::Bf16 => kernel::scan_bf16(&store.lo, dim, rows, self.q, l2, out),
+                Precision::F32 => kernel::scan_f32(&store.data, dim, rows, self.q, l2, out),
+            }
+            for (i, v) in out.iter_mut().enumerate() {
+                let d = match self.metric {
+                    Metric::Euclidean => v.max(0.0).sqrt(),
+                    Metric::DotProduct => -*v,
+                    Metric::Cosine => {
+                        let rn = store.norms[cands.row(start + i)];
+                        let inv_rn = if rn > 0.0 { (1.0 / rn) as f32 } else { 0.0 };
+                        1.0 - *v * inv_qn * inv_rn
+                    }
+                };
+                *v = sign * d;
+            }
+            // The k smallest worst-case scores of this part.
+            k_smallest(
+                out.iter()
+                    .enumerate()
+                    .map(|(i, &s)| s + bound.error(store.norms[cands.row(start + i)], s)),
+                k,
+            )
+        });
+        let mut best: Vec<f32> = bests.into_iter().flatten().collect();
+        // The k-th best worst case; with fewer than k finite scores everything survives.
+        let threshold = if best.len() >= k {
+            best.select_nth_unstable_by(k - 1, f32::total_cmp);
+            best[k - 1]
+        } else {
+            f32::INFINITY
+        };
+        let limit = threshold + 1e-6 * threshold.abs() + 1e-30;
+        let survivors: Vec<u32> = scores
+            .iter()
+            .enumerate()
+            .filter(|(pos, &s)| {
+                // Non-finite scores (overflow) always survive.
+                !s.is_finite() || s - bound.error(store.norms[cands.row(*pos)], s) <= limit
+            })
+            .map(|(pos, _)| cands.row(pos) as u32)
+            .collect();
+        tracing::trace!(?precision, candidates = m, survivors = survivors.len(), "pruned");
+        survivors
+    }
+
+    /// The error bounds of one pass.
+    fn bounds(&self, precision: Precision) -> Bounds {
+        let rel = kernel::rel_error(self.dim());
+        // Relative error of the rows as stored for this pass, and of the f32 accumulation.
+        let stored = match precision {
+            Precision::Bf16 => kernel::BF16_UNIT,
+            Precision::F32 => 0.0,
+        };
+        let product = (stored + rel * (1.0 + stored)) * SAFETY;
+        let tiny = 1e-30 * (1.0 + self.qn as f32);
+        match self.metric {
+            // |cos̃ − cos| ≤ product, plus a few roundings of the scaling around 1.
+            Metric::Cosine => Bounds {
+                constant: product + 8.0 * f32::EPSILON,
+                per_norm: 0.0,
+                per_score: 0.0,
+            },
+            // |dot̃ − dot| ≤ product · ‖q‖ · ‖r‖.
+            Metric::DotProduct => Bounds {
+                constant: tiny,
+                per_norm: product * self.qn as f32,
+                per_score: product * 1e-6,
+            },
+            // |d̃ − d| ≤ ‖r̃ − r‖ ≤ stored · ‖r‖, plus the accumulation error relative to d̃.
+            Metric::Euclidean => Bounds {
+                constant: tiny,
+                per_norm: stored * SAFETY,
+                per_score: rel * SAFETY,
+            },
+        }
+    }
+}
+
+/// A per-row error bound: `constant + per_norm · ‖row‖ + per_score · |score|`.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    constant: f32,
+    per_norm: f32,
+    per_score: f32,
+}
+
+impl Bounds {
+    #[inline(always)]
+    fn error(&self, norm: f64, score: f32) -> f32 {
+        self.constant + self.per_norm * norm as f32 + self.per_score * score.abs()
+    }
 }
 
 fn neighbor(store: &Store, row: usize, distance: f64) -> Neighbor {
@@ -164,100 +352,16 @@ fn neighbor(store: &Store, row: usize, distance: f64) -> Neighbor {
     }
 }
 
-/// Every candidate, scored exactly.
-fn exact_all(store: &Store, metric: Metric, q: &[f32], qn: f64, cands: &Candidates, threads: usize) -> Vec<Neighbor> {
-    let dim = q.len();
-    let mut dists = vec![0f64; cands.len()];
-    par_chunks(&mut dists, threads, |start, out| {
-        for (i, d) in out.iter_mut().enumerate() {
-            let r = cands.row(start + i);
-            *d = kernel::exact_distance(metric, q, qn, &store.data[r * dim..(r + 1) * dim], store.norms[r]);
-        }
-    });
-    dists
-        .iter()
-        .enumerate()
-        .map(|(pos, &d)| neighbor(store, cands.row(pos), d))
-        .collect()
-}
-
-/// The best `k < m` candidates: fast scan, threshold, exact re-scoring of the margin.
-#[allow(clippy::too_many_arguments)]
-fn top_k(
-    store: &Store,
-    metric: Metric,
-    q: &[f32],
-    qn: f64,
-    cands: &Candidates,
-    k: usize,
-    reverse: bool,
-    threads: usize,
-) -> Vec<Neighbor> {
-    let dim = q.len();
-    let m = cands.len();
-    let rel = kernel::rel_error(dim);
-    let l2 = metric == Metric::Euclidean;
-    let inv_qn = if qn > 0.0 { (1.0 / qn) as f32 } else { 0.0 };
-    let sign = if reverse { -1.0f32 } else { 1.0 };
-
-    // Pass 1: selection keys (approximate distance, negated when reverse), and each part's k best.
-    let mut keys = vec![0f32; m];
-    let bests = par_chunks(&mut keys, threads, |start, out| {
-        kernel::scan(&store.data, dim, cands.rows(start, out.len()), q, l2, out);
-        for (i, v) in out.iter_mut().enumerate() {
-            let d = match metric {
-                Metric::Euclidean => *v,
-                Metric::DotProduct => -*v,
-                Metric::Cosine => {
-                    let rn = store.norms[cands.row(start + i)];
-                    let inv_rn = if rn > 0.0 { (1.0 / rn) as f32 } else { 0.0 };
-                    1.0 - *v * inv_qn * inv_rn
-                }
-            };
-            *v = sign * d;
-        }
-        k_smallest(out, k)
-    });
-    let mut best: Vec<f32> = bests.into_iter().flatten().collect();
-    // The k-th best key; with fewer than k finite keys every row stays a candidate.
-    let threshold = if best.len() >= k {
-        best.select_nth_unstable_by(k - 1, f32::total_cmp);
-        best[k - 1]
-    } else {
-        f32::INFINITY
-    };
-
-    // The error margin: a row whose key exceeds threshold + margin is provably worse than k rows,
-    // even after rounding the exact distances to f32.
-    let margin = match metric {
-        Metric::Cosine => 4.0 * rel + 1e-6,
-        Metric::DotProduct => (4.0 * f64::from(rel) * qn * store.max_norm) as f32 + 1e-30,
-        Metric::Euclidean => 4.0 * rel * threshold.abs() + 1e-30,
-    };
-    let limit = threshold + margin;
-
-    // Pass 2: exact re-scoring of the survivors (non-finite keys always survive).
-    let mut hits = Vec::with_capacity(k + 16);
-    for (pos, &v) in keys.iter().enumerate() {
-        if v <= limit || !v.is_finite() {
-            let r = cands.row(pos);
-            let d = kernel::exact_distance(metric, q, qn, &store.data[r * dim..(r + 1) * dim], store.norms[r]);
-            hits.push(neighbor(store, r, d));
-        }
-    }
-    hits
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn k_smallest_skips_non_finite() {
-        let mut v = k_smallest(&[3.0, f32::NAN, 1.0, 2.0, f32::INFINITY, 0.5], 2);
+        let mut v = k_smallest([3.0, f32::NAN, 1.0, 2.0, f32::INFINITY, 0.5].into_iter(), 2);
         v.sort_by(f32::total_cmp);
         assert_eq!(v, vec![0.5, 1.0]);
-        assert_eq!(k_smallest(&[f32::NAN], 3), Vec::<f32>::new());
+        assert_eq!(k_smallest([f32::NAN].into_iter(), 3), Vec::<f32>::new());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use simile_index::{Error, Metric, Result};
 
+use crate::kernel;
 use crate::store::Store;
 use crate::BACKEND;
 
@@ -303,18 +304,19 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
     if at != ids.len() {
         return Err("id section has trailing bytes".into());
     }
-    let max_norm = norms.iter().copied().fold(0.0f64, f64::max);
+    let mut lo = Vec::with_capacity(data.len());
+    kernel::extend_bf16(&data, &mut lo);
     tracing::debug!(path = %path.display(), n, dim, %metric, "opened sklearn index file");
     Ok((
         metric,
         Store {
             dim: (dim > 0).then_some(dim),
             data,
+            lo,
             norms,
             keys,
             sample_ids,
             rows,
-            max_norm,
             generation: 0,
             dropped: false,
         },

@@ -16,13 +16,13 @@ pub(crate) struct Store {
     pub(crate) dim: Option<usize>,
     /// `n × dim`, row-major.
     pub(crate) data: Vec<f32>,
+    /// `data` rounded to bfloat16: what the first, approximate scan reads (half the bytes).
+    pub(crate) lo: Vec<u16>,
     /// `‖row‖₂` in `f64`, computed like the reference does.
     pub(crate) norms: Vec<f64>,
     pub(crate) keys: Vec<String>,
     pub(crate) sample_ids: Vec<String>,
     pub(crate) rows: HashMap<String, usize>,
-    /// An upper bound of `norms` (not lowered by removals).
-    pub(crate) max_norm: f64,
     /// Bumped by every change (compared with the generation last persisted).
     pub(crate) generation: u64,
     /// `cleanup()` was called.
@@ -59,6 +59,7 @@ impl Store {
         let norms = batch_norms(batch.data(), dim);
         let fresh = batch.keys().iter().filter(|k| !self.rows.contains_key(*k)).count();
         self.data.reserve_exact(fresh * dim);
+        self.lo.reserve_exact(fresh * dim);
         self.norms.reserve_exact(fresh);
         self.keys.reserve_exact(fresh);
         self.sample_ids.reserve_exact(fresh);
@@ -67,10 +68,12 @@ impl Store {
         // (the semantics of `Embeddings::dedup_last_wins`, without copying the batch).
         for (i, (key, sample_id, vector)) in batch.iter().enumerate() {
             let norm = norms[i];
-            self.max_norm = self.max_norm.max(norm);
             match self.rows.get(key) {
                 Some(&r) => {
                     self.data[r * dim..(r + 1) * dim].copy_from_slice(vector);
+                    for (h, v) in self.lo[r * dim..(r + 1) * dim].iter_mut().zip(vector) {
+                        *h = kernel::to_bf16(*v);
+                    }
                     self.norms[r] = norm;
                     if self.sample_ids[r] != sample_id {
                         self.sample_ids[r] = sample_id.to_string();
@@ -79,6 +82,7 @@ impl Store {
                 None => {
                     let r = self.keys.len();
                     self.data.extend_from_slice(vector);
+                    kernel::extend_bf16(vector, &mut self.lo);
                     self.norms.push(norm);
                     self.keys.push(key.to_string());
                     self.sample_ids.push(sample_id.to_string());
@@ -102,11 +106,13 @@ impl Store {
             let last = self.keys.len() - 1;
             if r != last {
                 self.data.copy_within(last * dim..(last + 1) * dim, r * dim);
+                self.lo.copy_within(last * dim..(last + 1) * dim, r * dim);
                 if let Some(slot) = self.rows.get_mut(&self.keys[last]) {
                     *slot = r;
                 }
             }
             self.data.truncate(last * dim);
+            self.lo.truncate(last * dim);
             self.norms.swap_remove(r);
             self.keys.swap_remove(r);
             self.sample_ids.swap_remove(r);
@@ -194,6 +200,8 @@ mod tests {
         }
         assert_eq!(s.row(s.rows["c"]), &[3., 3.]);
         assert_eq!(s.norms[s.rows["c"]], kernel::norm64(&[3., 3.]));
+        assert_eq!(s.lo.len(), s.data.len());
+        assert!(s.data.iter().zip(&s.lo).all(|(v, h)| kernel::to_bf16(*v) == *h));
         assert!(matches!(
             s.upsert(&Embeddings::for_samples(3, vec![0.; 3], vec!["x".into()]).unwrap()),
             Err(Error::DimensionMismatch { expected: 2, got: 3 })
