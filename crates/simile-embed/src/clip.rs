@@ -180,7 +180,13 @@ impl ClipModel {
     pub fn prepare(&self, input: &ImageInput, out: &mut [f32]) -> Result<(), ItemError> {
         let mut img = load_rgb(&input.path)?;
         if let Some(crop) = input.crop {
-            let b = patch_box(img.width(), img.height(), crop, input.force_square, input.alpha)?;
+            let b = patch_box(
+                img.width(),
+                img.height(),
+                crop,
+                input.force_square,
+                input.alpha,
+            )?;
             img = crop_rgb(&img, b);
         }
         preprocess_into(&img, &self.manifest.preprocess, out);

@@ -40,7 +40,10 @@ pub struct DownloadSpec<'a> {
 }
 
 fn part_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".part");
     dest.with_file_name(name)
 }
@@ -139,10 +142,7 @@ pub fn download(spec: &DownloadSpec<'_>, progress: Option<ProgressFn<'_>>) -> Re
         let total = if status == 416 {
             Some(have)
         } else {
-            resp.body()
-                .content_length()
-                .map(|n| n + have)
-                .or(size)
+            resp.body().content_length().map(|n| n + have).or(size)
         };
         if let (Some(t), Some(s)) = (total, size) {
             if t != s {

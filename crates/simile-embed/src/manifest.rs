@@ -353,7 +353,9 @@ mod tests {
     #[test]
     fn fiftyone_alias_resolves_to_vit_b32() {
         let m = builtin_manifests();
-        assert!(m.iter().any(|m| m.answers_to("clip-vit-base32-torch") && m.dim == 512));
+        assert!(m
+            .iter()
+            .any(|m| m.answers_to("clip-vit-base32-torch") && m.dim == 512));
     }
 
     #[test]

@@ -12,8 +12,10 @@ use image::RgbImage;
 use crate::error::ItemError;
 
 /// CLIP's per-channel mean (OpenAI).
+#[allow(clippy::excessive_precision)] // written as in open_clip's constants
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation (OpenAI).
+#[allow(clippy::excessive_precision)] // written as in open_clip's constants
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Preprocessing parameters of a model (from its manifest).
@@ -71,10 +73,10 @@ pub fn patch_box(
     if crop.iter().any(|v| !v.is_finite()) || alpha.is_some_and(|a| !a.is_finite()) {
         return Err(bad("non-finite value"));
     }
-    let [x, y, w, h] = crop.map(f64::from);
+    let [x, y, w, h] = crop.map(widen);
     let (mut tlx, mut tly, mut brx, mut bry) = (x, y, x + w, y + h);
     if let Some(a) = alpha {
-        let a = f64::from(a).max(-1.0);
+        let a = widen(a).max(-1.0);
         let wpad = 0.5 * a * (brx - tlx);
         let hpad = 0.5 * a * (bry - tly);
         let c = |v: f64| v.clamp(0.0, 1.0);
@@ -96,6 +98,13 @@ pub fn patch_box(
     }
     // All four values are within [0, width|height], so they fit in u32.
     Ok([x1 as u32, y1 as u32, x2 as u32, y2 as u32])
+}
+
+/// `f32` to the `f64` with the same shortest decimal form (`0.3f32` -> `0.3f64`, not
+/// `0.30000001192...`): boxes usually come from `f64` values with short decimals (JSON, FiftyOne),
+/// and pixel boundaries computed in `f64` then match Python's exactly.
+fn widen(v: f32) -> f64 {
+    v.to_string().parse::<f64>().unwrap_or(f64::from(v))
 }
 
 /// ETA's `_make_square` on `(start, stop)` slices.

@@ -78,12 +78,12 @@ pub fn environment(dylib: Option<&Path>) -> Result<Environment> {
 /// decoding threads get the CPU while ONNX Runtime waits).
 pub(crate) fn session(env: &Environment, model: &Path, threads: usize) -> Result<Session> {
     fn build(env: &Environment, model: &Path, threads: usize) -> ort::Result<Session> {
-        Ok(Session::builder(env)?
+        Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)?
             .with_intra_threads(threads)?
             .with_inter_threads(1)?
             .with_intra_op_spinning(false)?
-            .commit_from_file(model)?)
+            .commit_from_file(model)
     }
     build(env, model, threads).map_err(|e| EmbedError::Runtime {
         op: "loading an ONNX model",
@@ -99,7 +99,10 @@ mod tests {
     fn missing_library_is_a_typed_error() {
         // No unit test loads a real library, so this must fail with RuntimeLoad, not panic.
         let err = environment(Some(Path::new("/nonexistent/libonnxruntime.so.1.31.1")));
-        assert!(matches!(err, Err(EmbedError::RuntimeLoad { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(EmbedError::RuntimeLoad { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -108,6 +111,9 @@ mod tests {
         let fake = dir.path().join("libonnxruntime.so");
         std::fs::write(&fake, b"not an ELF file").unwrap();
         let err = environment(Some(&fake));
-        assert!(matches!(err, Err(EmbedError::RuntimeLoad { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(EmbedError::RuntimeLoad { .. })),
+            "{err:?}"
+        );
     }
 }
