@@ -1,15 +1,133 @@
 //! `cargo xtask ci` and `cargo xtask bench`.
-use anyhow::Result;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
 
-use crate::util::{cargo, run};
+use anyhow::{bail, Context, Result};
 
+use crate::milvus::{MilvusServer, StartOptions};
+use crate::util::{cargo, root, run};
+
+/// fmt check, clippy -D warnings, then the whole test suite with a real Milvus server (auth on)
+/// and the ONNX Runtime library, both set up here. The server is stopped even when tests fail.
 pub fn ci(_args: &[String]) -> Result<()> {
-    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
-    run(cargo().args(["test", "--workspace", "--all-features"]))?;
+    let started = Instant::now();
+    run(cargo().args(["fmt", "--all", "--", "--check"])).context("cargo fmt --check found unformatted code")?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]))?;
+    // Build the tests before starting the server, so it does not idle through compilation.
+    run(cargo().args(["test", "--workspace", "--all-features", "--locked", "--no-run"]))?;
+
+    let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
+    let server = MilvusServer::start(&StartOptions::default()).context("starting the Milvus server for the tests")?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-features", "--locked", "--no-fail-fast"]);
+    for (k, v) in server.test_env() {
+        test.env(k, v);
+    }
+    test.env("SIMILE_ORT_DYLIB_PATH", &ort);
+    let tested = run(&mut test);
+    let stopped = server.stop();
+    tested.context("the test suite failed")?;
+    stopped.context("stopping the Milvus server")?;
+    eprintln!("xtask ci: all green in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-pub fn bench(_args: &[String]) -> Result<()> {
-    anyhow::bail!("benchmarks are not implemented yet")
+/// End-to-end benchmarks. Runs each measured phase in its own process (so peak RSS is per
+/// phase), compares with the Python peer's published numbers, and writes docs/benchmarks.md.
+pub fn bench(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[20_000] } else { &[20_000, 100_000] };
+    run(cargo().args(["build", "--release", "-p", "simile", "--example", "bench"]))?;
+    let bin = root().join("target/release/examples/bench");
+    let mut report = String::new();
+    report.push_str("# Benchmarks\n\n");
+    report.push_str(&format!(
+        "Produced by `cargo xtask bench{}` on this project's CI machine kind (2 cores, 24 GiB). \
+         Peer numbers are FiftyOne 1.22.1 / fiftyone-brain 0.25.0 (sklearn backend, MongoDB 6.0.5) as measured on \
+         the same kind of machine in `shared/reference/fiftyone-brain-behaviour.md` §16; \
+         ratio = peer / simile (higher is better for simile).\n\n",
+        if quick { " --quick" } else { "" }
+    ));
+    report.push_str("## Exact backend (sklearn), 512-d float32, cosine, k=10\n\n");
+    report.push_str("| N | measure | simile | peer | ratio |\n|---|---|---|---|---|\n");
+    for &n in sizes {
+        let home = tempdir_for(n)?;
+        let build = run_json(&bin, &["build", &n.to_string(), "512", home.to_str().unwrap_or(".")])?;
+        let query = run_json(&bin, &["query", &n.to_string(), "512", home.to_str().unwrap_or(".")])?;
+        let _ = std::fs::remove_dir_all(&home);
+        let peer = |m: &str| peer_number(n, m);
+        let rows = [
+            ("compute_similarity from an array (s)", build["compute_s"].as_f64(), peer("compute"), 3),
+            ("cold load_brain_results (s)", query["cold_load_s"].as_f64(), peer("load"), 3),
+            ("sort_by_similarity(id) + ids, median (ms)", query["query_id_median_ms"].as_f64(), peer("query"), 2),
+            ("sort_by_similarity(id) + ids, p90 (ms)", query["query_id_p90_ms"].as_f64(), peer("query_p90"), 2),
+            ("sort_by_similarity(vector) + ids, median (ms)", query["query_vec_median_ms"].as_f64(), peer("query_vec"), 2),
+            ("view (half the samples) query, median (ms)", query["query_view_median_ms"].as_f64(), peer("query_view"), 2),
+            ("peak RSS, build process (MB)", build["peak_rss_mb"].as_f64(), None, 0),
+            ("peak RSS, query process (MB)", query["peak_rss_mb"].as_f64(), peer("rss"), 0),
+        ];
+        for (what, ours, theirs, prec) in rows {
+            let ours = ours.unwrap_or(f64::NAN);
+            let (t, r) = match theirs {
+                Some(p) => (format!("{p:.prec$}"), format!("{:.1}×", p / ours)),
+                None => ("–".into(), "–".into()),
+            };
+            report.push_str(&format!("| {n} | {what} | {ours:.prec$} | {t} | {r} |\n"));
+        }
+    }
+    report.push_str("\nThe query process measures: a cold `load_brain_results` (reading the index file), then 20 timed \
+        queries after one warm-up, each `dataset.sort_by_similarity(Query::id(..), k=10)` followed by `view.ids()` \
+        (the ids out of the SQLite store), like the peer's `values(\"id\")`.\n");
+    let extra = root().join("target/bench-extra.md");
+    if let Ok(s) = std::fs::read_to_string(&extra) {
+        report.push('\n');
+        report.push_str(&s);
+    }
+    let out = root().join("docs/benchmarks.md");
+    std::fs::create_dir_all(root().join("docs"))?;
+    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    println!("{report}");
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn tempdir_for(n: usize) -> Result<PathBuf> {
+    let d = root().join("target").join(format!("bench-home-{n}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn run_json(bin: &std::path::Path, args: &[&str]) -> Result<serde_json::Value> {
+    eprintln!("$ {} {}", bin.display(), args.join(" "));
+    let out = Command::new(bin).args(args).output().with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("{} {:?} failed: {}", bin.display(), args, String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("bench output is not JSON: {line}"))
+}
+
+/// The peer's numbers from shared/reference/fiftyone-brain-behaviour.md §16 (medians, or the
+/// first run where several are given).
+fn peer_number(n: usize, what: &str) -> Option<f64> {
+    match (n, what) {
+        (20_000, "compute") => Some(11.59),
+        (20_000, "load") => Some(4.92),
+        (20_000, "query") => Some(24.5),
+        (20_000, "query_p90") => Some(32.7),
+        (20_000, "query_vec") => Some(20.8),
+        (20_000, "query_view") => Some(36.6),
+        (20_000, "rss") => Some(1560.0),
+        (100_000, "compute") => Some(62.17),
+        (100_000, "load") => Some(24.76),
+        (100_000, "query") => Some(148.0),
+        (100_000, "query_p90") => Some(160.0),
+        (100_000, "query_vec") => Some(150.0),
+        (100_000, "query_view") => Some(323.0),
+        (100_000, "rss") => Some(5220.0),
+        _ => None,
+    }
 }

@@ -61,7 +61,8 @@ impl std::fmt::Debug for Store {
 }
 
 /// Extra schema a layer above registers (the brain-run registry, for example).
-pub type Migration = fn(&Connection) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+pub type Migration =
+    fn(&Connection) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 impl Store {
     /// Opens (creating if needed) the store in `home`.

@@ -25,7 +25,104 @@ pub enum Filter {
     Not(Box<Filter>),
 }
 
+/// SQL translation of a filter: a boolean expression over the `samples` row and its parameters.
+struct SqlFilter {
+    expr: String,
+    params: Vec<rusqlite::types::Value>,
+}
+
 impl Filter {
+    /// Translates the filter to SQL where every part can be (JSON scalars, numeric comparisons,
+    /// existence, boolean combinations); `None` otherwise (then it is evaluated in Rust).
+    fn to_sql(&self) -> Option<SqlFilter> {
+        use rusqlite::types::Value as Sql;
+        let mut params = Vec::new();
+        let expr = self.sql_into(&mut params)?;
+        let _: &Vec<Sql> = &params;
+        Some(SqlFilter { expr, params })
+    }
+
+    fn sql_into(&self, p: &mut Vec<rusqlite::types::Value>) -> Option<String> {
+        use rusqlite::types::Value as Sql;
+        // (value expression, type expression) of a field.
+        let field = |f: &str, p: &mut Vec<Sql>| -> (String, String) {
+            match f {
+                "id" => ("id".into(), "'text'".into()),
+                "filepath" => ("filepath".into(), "'text'".into()),
+                _ => {
+                    p.push(Sql::Text(format!("$.\"{f}\"")));
+                    let i = p.len();
+                    (
+                        format!("json_extract(fields, ?{i})"),
+                        format!("json_type(fields, ?{i})"),
+                    )
+                }
+            }
+        };
+        let scalar_eq = |f: &str, v: &Value, p: &mut Vec<Sql>| -> Option<String> {
+            let (val, ty) = field(f, p);
+            Some(match v {
+                Value::Bool(b) => format!("({ty} IS '{}')", if *b { "true" } else { "false" }),
+                Value::String(s) => {
+                    p.push(Sql::Text(s.clone()));
+                    format!("({ty} IS 'text' AND {val} = ?{})", p.len())
+                }
+                Value::Number(n) => {
+                    p.push(Sql::Real(n.as_f64()?));
+                    format!("({ty} IN ('integer', 'real') AND {val} = ?{})", p.len())
+                }
+                _ => return None,
+            })
+        };
+        let cmp = |f: &str, op: &str, x: f64, p: &mut Vec<Sql>| -> String {
+            let (val, ty) = field(f, p);
+            p.push(Sql::Real(x));
+            format!("({ty} IN ('integer', 'real') AND {val} {op} ?{})", p.len())
+        };
+        let exists = |f: &str, p: &mut Vec<Sql>| -> String {
+            let (_, ty) = field(f, p);
+            format!("({ty} IS NOT NULL AND {ty} IS NOT 'null')")
+        };
+        Some(match self {
+            Filter::Eq(f, v) => scalar_eq(f, v, p)?,
+            Filter::Ne(f, v) => format!("(NOT {})", scalar_eq(f, v, p)?),
+            Filter::Gt(f, x) => cmp(f, ">", *x, p),
+            Filter::Gte(f, x) => cmp(f, ">=", *x, p),
+            Filter::Lt(f, x) => cmp(f, "<", *x, p),
+            Filter::Lte(f, x) => cmp(f, "<=", *x, p),
+            Filter::In(f, vs) => {
+                let parts: Option<Vec<String>> = vs.iter().map(|v| scalar_eq(f, v, p)).collect();
+                let parts = parts?;
+                if parts.is_empty() {
+                    "(0)".into()
+                } else {
+                    format!("({})", parts.join(" OR "))
+                }
+            }
+            Filter::Exists(f) => exists(f, p),
+            Filter::Missing(f) => format!("(NOT {})", exists(f, p)),
+            Filter::And(fs) | Filter::Or(fs) => {
+                let joiner = if matches!(self, Filter::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                let parts: Option<Vec<String>> = fs.iter().map(|x| x.sql_into(p)).collect();
+                let parts = parts?;
+                if parts.is_empty() {
+                    if matches!(self, Filter::And(_)) {
+                        "(1)".into()
+                    } else {
+                        "(0)".into()
+                    }
+                } else {
+                    format!("({})", parts.join(joiner))
+                }
+            }
+            Filter::Not(x) => format!("(NOT {})", x.sql_into(p)?),
+        })
+    }
+
     fn eval(&self, id: &str, filepath: &str, fields: &Map<String, Value>) -> bool {
         let get = |f: &str| -> Option<Value> {
             match f {
@@ -201,9 +298,21 @@ impl View {
     }
 
     fn evaluate(&self) -> Result<Vec<Row>> {
-        let need_fields = self.stages.iter().any(Stage::needs_fields);
+        // Leading `match` stages that translate to SQL run inside the base query.
+        let mut pushed = Vec::new();
+        for stage in &self.stages {
+            match stage {
+                Stage::Match(f) => match f.to_sql() {
+                    Some(sql) => pushed.push(sql),
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+        let rest = &self.stages[pushed.len()..];
+        let need_fields = rest.iter().any(Stage::needs_fields);
         let ds = &self.dataset;
-        let mut rows: Vec<Row> = match self.stages.first() {
+        let mut rows: Vec<Row> = match rest.first().filter(|_| pushed.is_empty()) {
             // Fast path: a leading selection fetches only its rows.
             Some(Stage::Select { ids, .. }) | Some(Stage::SortBySimilarity { ids, .. }) => {
                 let mut out = Vec::with_capacity(ids.len());
@@ -227,13 +336,26 @@ impl View {
                 out
             }
             _ => ds.store().read(|c| {
-                let sql = if need_fields {
-                    "SELECT seq, id, filepath, fields FROM samples WHERE dataset_id = ?1 ORDER BY seq"
+                let mut params: Vec<rusqlite::types::Value> = Vec::new();
+                let mut sql = String::from(if need_fields {
+                    "SELECT seq, id, filepath, fields FROM samples WHERE dataset_id = ?1"
                 } else {
-                    "SELECT seq, id, filepath, NULL FROM samples WHERE dataset_id = ?1 ORDER BY seq"
-                };
-                let mut st = c.prepare_cached(sql)?;
-                let mut q = st.query([ds.db_id()])?;
+                    "SELECT seq, id, filepath, NULL FROM samples WHERE dataset_id = ?1"
+                });
+                params.push(rusqlite::types::Value::Integer(ds.db_id()));
+                for f in &pushed {
+                    // Renumber the filter's placeholders after the ones already bound.
+                    let mut expr = f.expr.clone();
+                    for i in (1..=f.params.len()).rev() {
+                        expr = expr.replace(&format!("?{i}"), &format!("?#{}", i + params.len()));
+                    }
+                    sql.push_str(" AND ");
+                    sql.push_str(&expr.replace("?#", "?"));
+                    params.extend(f.params.iter().cloned());
+                }
+                sql.push_str(" ORDER BY seq");
+                let mut st = c.prepare_cached(&sql)?;
+                let mut q = st.query(rusqlite::params_from_iter(params.iter()))?;
                 let mut out = Vec::new();
                 while let Some(r) = q.next()? {
                     let fields: Option<String> = r.get(3)?;
@@ -250,7 +372,7 @@ impl View {
                 Ok::<_, DatasetError>(out)
             })?,
         };
-        for stage in &self.stages {
+        for stage in rest {
             rows = apply(stage, rows)?;
         }
         Ok(rows)

@@ -251,3 +251,68 @@ fn second_store_on_same_home_sees_writes_and_concurrent_access_works() {
     writer.join().unwrap();
     assert_eq!(b.load_dataset("shared").unwrap().len().unwrap(), 51);
 }
+
+#[test]
+fn match_filters_agree_in_sql_and_in_rust() {
+    let (_d, store) = store();
+    let ds = store.create_dataset("m").unwrap();
+    let values = [
+        json!(1),
+        json!(2.5),
+        json!("a"),
+        json!(true),
+        json!(null),
+        json!([1, 2]),
+        json!(-3),
+    ];
+    ds.add_samples(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                NewSample::new(format!("{i}.jpg"))
+                    .with_field("x", v.clone())
+                    .with_field("i", json!(i))
+            })
+            .chain(std::iter::once(NewSample::new("none.jpg")))
+            .collect(),
+    )
+    .unwrap();
+    let filters = vec![
+        Filter::Eq("x".into(), json!(1)),
+        Filter::Eq("x".into(), json!("a")),
+        Filter::Eq("x".into(), json!(true)),
+        Filter::Ne("x".into(), json!("a")),
+        Filter::Gt("x".into(), 1.0),
+        Filter::Gte("x".into(), 1.0),
+        Filter::Lt("x".into(), 2.5),
+        Filter::Lte("x".into(), 2.5),
+        Filter::In("x".into(), vec![json!(1), json!("a")]),
+        Filter::In("x".into(), vec![]),
+        Filter::Exists("x".into()),
+        Filter::Missing("x".into()),
+        Filter::And(vec![
+            Filter::Gt("i".into(), 1.0),
+            Filter::Lt("i".into(), 5.0),
+        ]),
+        Filter::Or(vec![
+            Filter::Eq("x".into(), json!(-3)),
+            Filter::Eq("filepath".into(), json!("none.jpg")),
+        ]),
+        Filter::Not(Box::new(Filter::Exists("x".into()))),
+        Filter::Eq("x".into(), json!([1, 2])),
+    ];
+    for f in filters {
+        // Leading: translated to SQL. After skip(0): evaluated in Rust.
+        let sql = ds.view().match_field(f.clone()).ids().unwrap();
+        let rust = ds.view().skip(0).match_field(f.clone()).ids().unwrap();
+        assert_eq!(sql, rust, "filter {f:?}");
+    }
+    assert_eq!(
+        ds.view()
+            .match_field(Filter::Gt("x".into(), 1.0))
+            .len()
+            .unwrap(),
+        1
+    );
+}

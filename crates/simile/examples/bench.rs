@@ -1,0 +1,129 @@
+//! End-to-end benchmark phases, driven by `cargo xtask bench` (one process per phase, so peak
+//! RSS is per phase). Prints one JSON line.
+//!
+//! `bench build N DIM HOME`  create a dataset of N samples and index N×DIM random vectors
+//! `bench query N DIM HOME`  cold-load the index and time queries
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use simile::ndarray::Array2;
+use simile::{
+    BrainConfig, Filter, NewSample, Query, Settings, SimilarityOptions, Simile, SortOptions,
+};
+
+fn open(home: &str) -> Simile {
+    Simile::builder()
+        .settings(Settings::for_home(home))
+        .brain_config(BrainConfig::default())
+        .open()
+        .unwrap()
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn stats(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let p90 = ms[(ms.len() * 9 / 10).min(ms.len() - 1)];
+    (median, p90)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let phase = args[0].as_str();
+    let n: usize = args[1].parse().unwrap();
+    let dim: usize = args[2].parse().unwrap();
+    let home = args[3].as_str();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(51);
+    match phase {
+        "build" => {
+            let simile = open(home);
+            let t = Instant::now();
+            let ds = simile.create_dataset("bench").unwrap();
+            ds.add_samples(
+                (0..n)
+                    .map(|i| NewSample::new(format!("/data/{i}.jpg")).with_field("idx", json!(i)))
+                    .collect(),
+            )
+            .unwrap();
+            let create_s = t.elapsed().as_secs_f64();
+            let emb = Array2::from_shape_fn((n, dim), |_| rng.random_range(-1.0f32..1.0));
+            let t = Instant::now();
+            let index = ds
+                .compute_similarity(SimilarityOptions::new().brain_key("sim").embeddings(emb))
+                .unwrap();
+            let compute_s = t.elapsed().as_secs_f64();
+            assert_eq!(index.total_index_size().unwrap(), n);
+            println!(
+                "{}",
+                json!({"create_dataset_s": create_s, "compute_s": compute_s, "peak_rss_mb": peak_rss_mb()})
+            );
+        }
+        "query" => {
+            let simile = open(home);
+            let ds = simile.load_dataset("bench").unwrap();
+            let t = Instant::now();
+            let index = ds.load_brain_results("sim").unwrap();
+            let cold_load_s = t.elapsed().as_secs_f64();
+            assert_eq!(index.total_index_size().unwrap(), n);
+            let ids = ds.view().ids().unwrap();
+            let q: Vec<String> = (0..21)
+                .map(|_| ids[rng.random_range(0..n)].clone())
+                .collect();
+            let sort = |query: Query| {
+                let v = ds
+                    .sort_by_similarity(query, SortOptions::new().k(10).brain_key("sim"))
+                    .unwrap();
+                let out = v.ids().unwrap();
+                assert_eq!(out.len(), 10);
+                out
+            };
+            let first = sort(Query::id(&q[0]));
+            assert_eq!(first[0], q[0]);
+            let mut by_id = Vec::new();
+            for id in &q[1..] {
+                let t = Instant::now();
+                let out = sort(Query::id(id));
+                by_id.push(t.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(&out[0], id);
+            }
+            let mut by_vec = Vec::new();
+            for _ in 0..20 {
+                let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let t = Instant::now();
+                sort(Query::vector(v));
+                by_vec.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let half = ds.match_field(Filter::Lt("idx".into(), (n / 2) as f64));
+            let mut by_view = Vec::new();
+            for id in &q[1..11] {
+                let t = Instant::now();
+                let v = half
+                    .sort_by_similarity(Query::id(id), SortOptions::new().k(10).brain_key("sim"))
+                    .unwrap();
+                assert_eq!(v.ids().unwrap().len(), 10);
+                by_view.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let (m, p) = stats(by_id);
+            let (mv, _) = stats(by_vec);
+            let (mw, _) = stats(by_view);
+            println!(
+                "{}",
+                json!({"cold_load_s": cold_load_s, "query_id_median_ms": m, "query_id_p90_ms": p,
+                       "query_vec_median_ms": mv, "query_view_median_ms": mw, "peak_rss_mb": peak_rss_mb()})
+            );
+        }
+        other => panic!("unknown phase {other}"),
+    }
+}
