@@ -1,0 +1,90 @@
+//! The Milvus similarity backend of simile, on the official `milvus-sdk-rust` (V2 client).
+//!
+//! [`MilvusFactory`] creates and reopens [`MilvusIndex`]es; both implement the blocking
+//! `simile-index` contract. The async SDK runs on a runtime owned by this crate (see
+//! [`SimilarityBackend`]'s notes), so callers need no runtime.
+//!
+//! # Parameters (`BackendParams::params`)
+//! | name | default | notes |
+//! |---|---|---|
+//! | `uri` | `http://localhost:19530` | connection, not persisted |
+//! | `user`, `password`, `token` | – | credentials, kept in [`Secret`](simile_index::Secret)s, never persisted or printed |
+//! | `db_name`, `secure` | –, false | connection, not persisted |
+//! | `collection_name` | `fiftyone_<dataset>_<6 random>` | an existing collection is connected to (dim read from it) |
+//! | `metric` | dotproduct | cosine→COSINE, dotproduct→IP, euclidean→L2 |
+//! | `consistency_level` | Session | Strong, Session, Bounded, Eventually |
+//! | `index_type` | HNSW | HNSW (approximate) or FLAT (exact) |
+//! | `hnsw_m`, `hnsw_ef_construction` | 16, 128 | HNSW build parameters |
+//! | `search_ef` | 64 | HNSW `ef` sent with every search (raised to `k`) |
+//! | `batch_size` | 1000 | rows per upsert request / ids per query request |
+//! | `parallel_batches` | 2 | upsert requests in flight |
+//! | `connect_timeout_s`, `rpc_timeout_s`, `retry_attempts` | 5, 60, 4 | failure bounds |
+//! | `flush_on_persist` | false | `persist()` flushes (Milvus logs acknowledged writes durably anyway) |
+//! | `telemetry` | false | the SDK's client telemetry heartbeat |
+//!
+//! # Schema (compatible with FiftyOne's Milvus backend)
+//! `pk` VARCHAR(64000) primary key (sample id, or label id for patch indexes), `vector`
+//! FLOAT_VECTOR(dim), `sample_id` VARCHAR(64000); no dynamic field.
+//!
+//! # Queries
+//! - `k` up to [`MAX_K`] (16384), [`Error::KTooLarge`](simile_index::Error::KTooLarge) above.
+//! - View restriction: up to [`RESTRICT_BATCH`] keys go in one `pk in [...]` filter. Larger views
+//!   first try an over-fetch (an unfiltered search for `min(16384, 4k)` hits, filtered here) when
+//!   the view covers at least half of the index, and otherwise (or when that finds fewer than `k`)
+//!   run one filtered search per batch of [`RESTRICT_BATCH`] keys and merge the results.
+//! - `reverse = true`: for dotproduct and cosine, an ANN search with the negated query (the
+//!   farthest under the metric are the nearest to `-q`); for euclidean, an exact scan.
+//! - `k = None`: an exact scan of the candidates (the whole index, or the view), computed here.
+pub mod config;
+mod conn;
+mod expr;
+mod index;
+mod runtime;
+
+use simile_index::{BackendFactory, BackendParams, Metric, Result, SimilarityBackend};
+
+pub use config::{MilvusConfig, DEFAULT_URI, MAX_K};
+pub use conn::shared_client_count;
+pub use index::{MilvusIndex, RESTRICT_BATCH};
+pub use milvus;
+
+/// The backend's registered name.
+pub const BACKEND: &str = "milvus";
+
+/// Failures of this crate's own machinery, carried as the `source` of
+/// [`simile_index::Error`] variants.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MilvusError {
+    /// The Milvus SDK (or the server through it) reported an error.
+    #[error("Milvus SDK call failed")]
+    Sdk(#[source] Box<milvus::v2::error::Error>),
+    /// The backend's async runtime could not run the request.
+    #[error("the Milvus backend's async runtime failed: {0}")]
+    Runtime(String),
+    /// The server answered something this backend cannot use.
+    #[error("unexpected Milvus response: {0}")]
+    Malformed(String),
+}
+
+/// Creates and reopens Milvus indexes (`backend="milvus"`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MilvusFactory;
+
+impl BackendFactory for MilvusFactory {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn default_metric(&self) -> Metric {
+        Metric::DotProduct
+    }
+
+    fn create(&self, params: &BackendParams) -> Result<Box<dyn SimilarityBackend>> {
+        Ok(Box::new(MilvusIndex::connect(params)?))
+    }
+
+    fn open(&self, params: &BackendParams) -> Result<Box<dyn SimilarityBackend>> {
+        Ok(Box::new(MilvusIndex::connect(params)?))
+    }
+}
