@@ -2,6 +2,7 @@
 //! as Rust twins through the `simile` facade, on the embedded default backend.
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod errors;
 mod recipes;
 mod runs;
