@@ -4,5 +4,6 @@
 
 mod architecture;
 mod errors;
+mod patches;
 mod recipes;
 mod runs;

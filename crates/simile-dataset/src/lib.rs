@@ -13,6 +13,7 @@ mod dataset;
 mod error;
 mod id;
 mod labels;
+mod patches;
 mod store;
 mod view;
 
@@ -20,5 +21,6 @@ pub use dataset::{Dataset, NewSample, Sample};
 pub use error::{DatasetError, Result};
 pub use id::{check_object_id, is_object_id, new_object_id};
 pub use labels::{check_field_name, Detection, Detections, FieldKind, FieldValue};
+pub use patches::{Patch, PatchesView};
 pub use store::{Migration, Store, DB_FILE};
 pub use view::{Filter, LabelFilter, Stage, View};

@@ -72,6 +72,10 @@ impl Dataset {
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.view().filter_labels(field, filter)
     }
+    /// One row per label of a detections field.
+    pub fn to_patches(&self, field: &str) -> PatchesView {
+        self.view().to_patches(field)
+    }
     /// Builds a similarity index of the whole dataset (see [`crate::compute_similarity`]).
     pub fn compute_similarity(&self, options: SimilarityOptions) -> Result<SimilarityIndex> {
         crate::compute::compute_similarity(&self.view(), options)
@@ -125,6 +129,13 @@ impl View {
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.wrap(self.inner.filter_labels(field, filter))
     }
+    /// One row per label of a detections field.
+    pub fn to_patches(&self, field: &str) -> PatchesView {
+        PatchesView {
+            inner: self.inner.to_patches(field),
+            ctx: self.ctx.clone(),
+        }
+    }
     pub(crate) fn with_stage(&self, stage: simile_dataset::Stage) -> View {
         self.wrap(self.inner.with_stage(stage))
     }
@@ -141,6 +152,33 @@ impl View {
         options: SortOptions,
     ) -> Result<View> {
         crate::sort::sort_by_similarity(self, query.into(), options)
+    }
+}
+
+/// One row per label of a detections field (`to_patches`), with `sort_by_similarity`.
+/// Dereferences to [`simile_dataset::PatchesView`] (`patches`, `ids`, `label_ids`, ...).
+#[derive(Clone, Debug)]
+pub struct PatchesView {
+    pub(crate) inner: simile_dataset::PatchesView,
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl Deref for PatchesView {
+    type Target = simile_dataset::PatchesView;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl PatchesView {
+    /// Sorts the patches by similarity to `query` (a patch id, several, a vector, or a prompt)
+    /// with a patch index of this field; `dist_field` is written on the labels.
+    pub fn sort_by_similarity(
+        &self,
+        query: impl Into<Query>,
+        options: SortOptions,
+    ) -> Result<PatchesView> {
+        crate::sort::sort_patches(self, query.into(), options)
     }
 }
 

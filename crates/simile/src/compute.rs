@@ -115,6 +115,63 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
                 sids,
             )?)
         }
+        EmbeddingsSource::PerSample(arrays) => {
+            if options.patches_field.is_none() {
+                return Err(Error::NotSupported(
+                    "per-sample embedding arrays need a patches_field".into(),
+                ));
+            }
+            if rows.is_empty() {
+                return Err(Error::EmptyCollection(dataset.name().to_string()));
+            }
+            // Group the collection's patches by sample, in order.
+            let mut per_sample: Vec<(String, Vec<String>)> = Vec::new();
+            for (label, sample) in &rows {
+                match per_sample.last_mut() {
+                    Some((s, labels)) if s == sample => labels.push(label.clone()),
+                    _ => per_sample.push((sample.clone(), vec![label.clone()])),
+                }
+            }
+            let samples_in_view = view.inner.ids()?;
+            let mut data = Vec::new();
+            let mut keys = Vec::new();
+            let mut sids = Vec::new();
+            let mut dim = None;
+            if arrays.len() != samples_in_view.len() {
+                return Err(Error::EmbeddingsCount {
+                    what: "samples",
+                    expected: samples_in_view.len(),
+                    got: arrays.len(),
+                });
+            }
+            let by_sample: std::collections::HashMap<&String, &Vec<String>> =
+                per_sample.iter().map(|(s, l)| (s, l)).collect();
+            for (sample, arr) in samples_in_view.iter().zip(&arrays) {
+                let labels = by_sample.get(sample).map_or(&[][..], |l| l.as_slice());
+                if arr.nrows() != labels.len() {
+                    return Err(Error::EmbeddingsCount {
+                        what: "patches of a sample",
+                        expected: labels.len(),
+                        got: arr.nrows(),
+                    });
+                }
+                if arr.nrows() == 0 {
+                    continue;
+                }
+                let d = *dim.get_or_insert(arr.ncols());
+                if arr.ncols() != d {
+                    return Err(simile_index::Error::DimensionMismatch {
+                        expected: d,
+                        got: arr.ncols(),
+                    }
+                    .into());
+                }
+                data.extend(arr.iter().copied());
+                keys.extend(labels.iter().cloned());
+                sids.extend(std::iter::repeat_n(sample.clone(), labels.len()));
+            }
+            Some(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
+        }
         EmbeddingsSource::Field(field) => {
             if rows.is_empty() {
                 return Err(Error::EmptyCollection(dataset.name().to_string()));

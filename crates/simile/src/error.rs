@@ -56,6 +56,14 @@ pub enum Error {
     #[error("found {count} ids (e.g. '{example}') that are not present in the index")]
     MissingIds { count: usize, example: String },
 
+    /// A patches view queried with an index of another field (or a sample index).
+    #[error("brain run '{key}' indexes {index:?}, not the patches of '{view}'")]
+    PatchesFieldMismatch {
+        key: String,
+        index: Option<String>,
+        view: String,
+    },
+
     /// A patch index needs label ids.
     #[error("this index holds patches of '{field}': label ids are required")]
     LabelIdsRequired { field: String },

@@ -42,7 +42,7 @@ mod query;
 mod sort;
 
 pub use brain::BrainInfo;
-pub use collection::{Collection, Dataset, View};
+pub use collection::{Collection, Dataset, PatchesView, View};
 pub use compute::compute_similarity;
 pub use context::{Simile, SimileBuilder};
 pub use error::{Error, Result};

@@ -10,6 +10,9 @@ pub enum EmbeddingsSource {
     /// Rows aligned with the collection's samples (or, with `patches_field`, its patches in
     /// view order).
     Array(Array2<f32>),
+    /// Patch indexes: one `labels × dim` array per sample of the collection, in its order (rows
+    /// in the order of each sample's visible labels).
+    PerSample(Vec<Array2<f32>>),
     /// A vector field of the dataset: read if present.
     Field(String),
     /// Compute nothing now: an empty index to fill with `add_to_index`.
@@ -53,6 +56,11 @@ impl SimilarityOptions {
     /// Precomputed embeddings, one row per sample (or patch) of the collection, in its order.
     pub fn embeddings(mut self, array: Array2<f32>) -> Self {
         self.embeddings = Some(EmbeddingsSource::Array(array));
+        self
+    }
+    /// Patch embeddings as one array per sample (with `patches_field`).
+    pub fn patch_embeddings(mut self, per_sample: Vec<Array2<f32>>) -> Self {
+        self.embeddings = Some(EmbeddingsSource::PerSample(per_sample));
         self
     }
     /// Embeddings stored in (or, with a model, written to) a vector field.

@@ -6,7 +6,7 @@ use simile_dataset::{FieldValue, LabelFilter, Stage};
 use simile_index::{mean_of_rows, KnnQuery};
 use simile_runs::RunRegistry;
 
-use crate::collection::View;
+use crate::collection::{PatchesView, View};
 use crate::{Error, Query, Result, SimilarityIndex, SortOptions};
 
 pub(crate) fn sort_by_similarity(view: &View, query: Query, options: SortOptions) -> Result<View> {
@@ -70,16 +70,13 @@ fn default_key(view: &View, query: &Query) -> Result<String> {
     }
 }
 
-pub(crate) fn sort_with_index(
-    view: &View,
-    index: &SimilarityIndex,
-    query: Query,
-    options: SortOptions,
-) -> Result<View> {
+/// Resolves a query to one vector (several are averaged). Returns the query key for a single-id
+/// query (so it can be put first at distance 0).
+fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Option<String>)> {
     query.check()?;
     let backend = index.backend();
     let key = index.key().unwrap_or_default();
-    let (vector, self_key) = match query {
+    Ok(match query {
         Query::Ids(ids) => {
             let rows = backend.get(&ids)?;
             if rows.len() < ids.len() {
@@ -116,22 +113,25 @@ pub(crate) fn sort_with_index(
             let flat: Vec<f32> = embedded.into_iter().flatten().collect();
             (mean_of_rows(dim, &flat)?, None)
         }
-    };
+    })
+}
 
-    let restrict = if view.inner.is_full() {
-        None
-    } else {
-        Some(index.view_keys(&view.inner)?)
-    };
-    let mut hits = backend.knn(&KnnQuery {
-        vector: &vector,
+/// k-NN within the candidates, with the query itself (an id query) first at distance 0.
+fn search(
+    index: &SimilarityIndex,
+    vector: &[f32],
+    self_key: Option<&str>,
+    restrict: Option<&[String]>,
+    options: &SortOptions,
+) -> Result<Vec<simile_index::Neighbor>> {
+    let mut hits = index.backend().knn(&KnnQuery {
+        vector,
         k: options.k,
         reverse: options.reverse,
-        restrict: restrict.as_deref(),
+        restrict,
     })?;
-    // An id query returns the query itself first, at distance 0, on every backend.
-    if let Some(q) = &self_key {
-        if let Some(pos) = hits.iter().position(|h| &h.key == q) {
+    if let Some(q) = self_key {
+        if let Some(pos) = hits.iter().position(|h| h.key == q) {
             let mut h = hits.remove(pos);
             h.distance = 0.0;
             if options.reverse {
@@ -141,6 +141,29 @@ pub(crate) fn sort_with_index(
             }
         }
     }
+    Ok(hits)
+}
+
+pub(crate) fn sort_with_index(
+    view: &View,
+    index: &SimilarityIndex,
+    query: Query,
+    options: SortOptions,
+) -> Result<View> {
+    let key = index.key().unwrap_or_default();
+    let (vector, self_key) = resolve_query(index, query)?;
+    let restrict = if view.inner.is_full() {
+        None
+    } else {
+        Some(index.view_keys(&view.inner)?)
+    };
+    let hits = search(
+        index,
+        &vector,
+        self_key.as_deref(),
+        restrict.as_deref(),
+        &options,
+    )?;
 
     let dataset = view.inner.dataset();
     let patches_field = index.patches_field().map(str::to_string);
@@ -179,4 +202,83 @@ pub(crate) fn sort_with_index(
         out = out.filter_labels(pf, LabelFilter::Ids(matched));
     }
     Ok(out)
+}
+
+/// Sorts a patches view: patch results, `dist_field` written on the labels.
+pub(crate) fn sort_patches(
+    view: &PatchesView,
+    query: Query,
+    options: SortOptions,
+) -> Result<PatchesView> {
+    query.check()?;
+    let field = view.inner.field().to_string();
+    let dataset = view.inner.base().dataset();
+    let key = match &options.brain_key {
+        Some(k) => k.clone(),
+        None => default_patch_key(view, &field, matches!(query, Query::Text(_)))?,
+    };
+    let state = crate::brain::load_state(&view.ctx, dataset, &key, &Map::new())?;
+    let index = SimilarityIndex {
+        ctx: view.ctx.clone(),
+        dataset: dataset.clone(),
+        state,
+        view: None,
+    };
+    if index.patches_field() != Some(field.as_str()) {
+        return Err(Error::PatchesFieldMismatch {
+            key,
+            index: index.patches_field().map(str::to_string),
+            view: field,
+        });
+    }
+    let (vector, self_key) = resolve_query(&index, query)?;
+    let restrict = if view.inner.is_full() {
+        None
+    } else {
+        Some(view.inner.ids()?)
+    };
+    let hits = search(
+        &index,
+        &vector,
+        self_key.as_deref(),
+        restrict.as_deref(),
+        &options,
+    )?;
+    if let Some(df) = &options.dist_field {
+        let per_label: HashMap<String, Value> = hits
+            .iter()
+            .map(|h| (h.key.clone(), Value::from(f64::from(h.distance))))
+            .collect();
+        dataset.set_label_values(&field, df, &per_label)?;
+    }
+    let (ids, distances) = hits.into_iter().map(|h| (h.key, h.distance)).unzip();
+    Ok(PatchesView {
+        inner: view.inner.with_similarity(ids, distances),
+        ctx: view.ctx.clone(),
+    })
+}
+
+fn default_patch_key(view: &PatchesView, field: &str, prompts: bool) -> Result<String> {
+    let dataset = view.inner.base().dataset();
+    let filter = simile_runs::RunFilter {
+        run_type: Some("similarity".into()),
+        patches_field: Some(field.to_string()),
+        supports_prompts: if prompts { Some(true) } else { None },
+        ..Default::default()
+    };
+    let keys = view
+        .ctx
+        .store
+        .read(|c| RunRegistry::list(c, dataset.db_id(), &filter))?;
+    match keys.as_slice() {
+        [] => Err(Error::NoSimilarityRun {
+            dataset: dataset.name().to_string(),
+            what: format!("patches in '{field}'"),
+        }),
+        [one] => Ok(one.clone()),
+        [first, ..] => {
+            tracing::warn!("multiple similarity runs found; using '{first}'");
+            Ok(first.clone())
+        }
+    }
 }

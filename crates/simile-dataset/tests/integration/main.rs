@@ -316,3 +316,47 @@ fn match_filters_agree_in_sql_and_in_rust() {
         1
     );
 }
+
+#[test]
+fn patches_views() {
+    let (_d, store) = store();
+    let ds = store.create_dataset("p").unwrap();
+    let dets = |labels: &[&str]| {
+        Detections::new(
+            labels
+                .iter()
+                .map(|l| Detection::new(*l, [0.1, 0.2, 0.3, 0.4]).unwrap())
+                .collect(),
+        )
+    };
+    let ids = ds
+        .add_samples(vec![
+            NewSample::new("a.jpg").with_field("gt", dets(&["cat", "dog"])),
+            NewSample::new("b.jpg"),
+            NewSample::new("c.jpg").with_field("gt", dets(&["cat"])),
+        ])
+        .unwrap();
+    let p = ds.view().to_patches("gt");
+    assert_eq!(p.len().unwrap(), 3);
+    let rows = p.label_ids().unwrap();
+    assert_eq!(rows[0].0, ids[0]);
+    assert_eq!(rows[2].0, ids[2]);
+    let first = p.first().unwrap().unwrap();
+    assert_eq!(first.detection.label, "cat");
+    assert_eq!(first.filepath.to_str(), Some("a.jpg"));
+    let cats = ds
+        .view()
+        .filter_labels("gt", LabelFilter::LabelIn(vec!["cat".into()]))
+        .to_patches("gt");
+    assert_eq!(cats.len().unwrap(), 2);
+    let sel = cats.with_similarity(
+        vec![rows[2].1.clone(), rows[1].1.clone(), rows[0].1.clone()],
+        vec![0.0, 0.5, 0.7],
+    );
+    assert_eq!(
+        sel.ids().unwrap(),
+        vec![rows[2].1.clone(), rows[0].1.clone()],
+        "the dog is filtered out"
+    );
+    assert_eq!(sel.similarity().unwrap().1.len(), 3);
+}
