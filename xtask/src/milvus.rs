@@ -93,7 +93,11 @@ impl MilvusServer {
             }
             State::remove();
         }
-        for (port, what) in [(2379, "etcd client"), (2380, "etcd peer"), (opts.port, "gRPC")] {
+        for (port, what) in [
+            (2379, "etcd client"),
+            (2380, "etcd peer"),
+            (opts.port, "gRPC"),
+        ] {
             if !port_free(port) {
                 bail!(
                     "port {port} ({what}) on 127.0.0.1 is in use: another Milvus or etcd runs on \
@@ -174,7 +178,10 @@ impl MilvusServer {
         let mut env = vec![("SIMILE_TEST_MILVUS_URI".to_string(), self.uri())];
         if let Some((user, password)) = self.credentials() {
             env.push(("SIMILE_TEST_MILVUS_USER".to_string(), user.to_string()));
-            env.push(("SIMILE_TEST_MILVUS_PASSWORD".to_string(), password.to_string()));
+            env.push((
+                "SIMILE_TEST_MILVUS_PASSWORD".to_string(),
+                password.to_string(),
+            ));
         }
         env
     }
@@ -216,12 +223,19 @@ impl MilvusServer {
                 bail!("the Milvus process exited during startup");
             }
             if healthz(self.metrics_port) {
-                eprintln!("Milvus healthy after {:.1} s", start.elapsed().as_secs_f64());
+                eprintln!(
+                    "Milvus healthy after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("/healthz on port {} not OK after {:?}", self.metrics_port, timeout)
+        bail!(
+            "/healthz on port {} not OK after {:?}",
+            self.metrics_port,
+            timeout
+        )
     }
 
     fn stop_inner(&mut self) -> Result<()> {
@@ -238,7 +252,10 @@ impl MilvusServer {
         while start.elapsed() < STOP_GRACE {
             if !self.alive() {
                 self.reap();
-                eprintln!("Milvus stopped after {:.1} s", start.elapsed().as_secs_f64());
+                eprintln!(
+                    "Milvus stopped after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -290,7 +307,10 @@ pub fn main(args: &[String]) -> Result<()> {
             }
             .write()?;
             println!("{}", server.uri());
-            eprintln!("Milvus runs in the background (pid {}). For the tests:", server.pid);
+            eprintln!(
+                "Milvus runs in the background (pid {}). For the tests:",
+                server.pid
+            );
             for (k, v) in server.test_env() {
                 eprintln!("  export {k}={v}");
             }
@@ -488,7 +508,10 @@ fn ensure_binaries(py: &Path) -> Result<PathBuf> {
         return Ok(bin);
     }
     run(Command::new(py)
-        .args(["-c", "import sys, milvus; milvus._initialize_data_files(sys.argv[1])"])
+        .args([
+            "-c",
+            "import sys, milvus; milvus._initialize_data_files(sys.argv[1])",
+        ])
         .arg(&base))
     .context("unpacking the Milvus binaries")?;
     fs::write(base.join(".unpacked"), MILVUS_VERSION)?;
@@ -542,8 +565,7 @@ fn healthz(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()
     {
         return false;
