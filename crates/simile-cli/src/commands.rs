@@ -270,6 +270,45 @@ fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Result<()> {
             if let Some(f) = dist_field {
                 opts = opts.dist_field(f);
             }
+            if let Some(field) = index.patches_field() {
+                // A patch index: rank patches (one row per label).
+                let res = ds.to_patches(field).sort_by_similarity(query, opts)?;
+                let (ids, dists) = res
+                    .similarity()
+                    .map(|(i, d)| (i.to_vec(), d.to_vec()))
+                    .unwrap_or_default();
+                let patches: std::collections::HashMap<String, simile::Patch> = res
+                    .patches()?
+                    .into_iter()
+                    .map(|p| (p.id.clone(), p))
+                    .collect();
+                let rows: Vec<Value> = ids
+                    .iter()
+                    .zip(&dists)
+                    .filter_map(|(id, d)| {
+                        let p = patches.get(id)?;
+                        Some(
+                            json!({"id": id, "sample_id": p.sample_id, "label": p.detection.label,
+                                    "distance": d, "filepath": p.filepath.display().to_string()}),
+                        )
+                    })
+                    .collect();
+                if json {
+                    print_json(&Value::Array(rows));
+                } else {
+                    for (i, r) in rows.iter().enumerate() {
+                        println!(
+                            "{:>4}  {}  {:>10.6}  {} in {}",
+                            i + 1,
+                            r["id"].as_str().unwrap_or(""),
+                            r["distance"].as_f64().unwrap_or(f64::NAN),
+                            r["label"].as_str().unwrap_or(""),
+                            r["filepath"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                return Ok(());
+            }
             let view = index.sort_by_similarity(query, opts)?;
             let (ids, dists) = view
                 .similarity()

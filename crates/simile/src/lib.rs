@@ -56,6 +56,6 @@ pub use ndarray;
 pub use simile_config::{BrainConfig, Settings};
 pub use simile_dataset::{
     DatasetError, Detection, Detections, FieldKind, FieldValue, Filter, LabelFilter, NewSample,
-    Sample, Stage,
+    Patch, Sample, Stage,
 };
 pub use simile_index::{BackendFactory, Error as IndexError, Metric, SimilarityBackend};
