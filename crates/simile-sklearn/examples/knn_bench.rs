@@ -27,7 +27,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn ids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{:024x}", 0x6543_0000_0000u64 + i as u64)).collect()
+    (0..n)
+        .map(|i| format!("{:024x}", 0x6543_0000_0000u64 + i as u64))
+        .collect()
 }
 
 /// What to ask, apart from the vector.
@@ -39,7 +41,12 @@ struct Shape<'a> {
 }
 
 /// Median time of `queries` k-NN queries (stored rows and fresh vectors, alternating).
-fn time_queries(index: &SklearnIndex, batch: &Embeddings, queries: usize, shape: Shape<'_>) -> Duration {
+fn time_queries(
+    index: &SklearnIndex,
+    batch: &Embeddings,
+    queries: usize,
+    shape: Shape<'_>,
+) -> Duration {
     let query = |vector| KnnQuery {
         vector,
         k: shape.k,
@@ -69,43 +76,80 @@ fn time_queries(index: &SklearnIndex, batch: &Embeddings, queries: usize, shape:
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(100_000);
     let dim = args.get(1).copied().unwrap_or(512);
     let queries = args.get(2).copied().unwrap_or(50);
-    println!("sklearn backend bench: {n}x{dim}, {queries} queries per measure, {} threads available",
-        std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!(
+        "sklearn backend bench: {n}x{dim}, {queries} queries per measure, {} threads available",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
 
     let t = Instant::now();
     let batch = Embeddings::for_samples(dim, random_vectors(n, dim, 1), ids(n)).unwrap();
-    println!("generate data                      {:8.1} ms", ms(t.elapsed()));
+    println!(
+        "generate data                      {:8.1} ms",
+        ms(t.elapsed())
+    );
 
     let index = SklearnIndex::in_memory(Metric::Cosine);
     let t = Instant::now();
     index.upsert(&batch).unwrap();
     println!("upsert {n}x{dim}                {:8.1} ms", ms(t.elapsed()));
 
-    let k10 = Shape { k: Some(10), reverse: false, restrict: None };
-    println!("knn cosine k=10, {n} rows        {:8.3} ms (median)", ms(time_queries(&index, &batch, queries, k10)));
-    let rev = Shape { reverse: true, ..k10 };
-    println!("knn cosine k=10 reverse            {:8.3} ms", ms(time_queries(&index, &batch, queries, rev)));
+    let k10 = Shape {
+        k: Some(10),
+        reverse: false,
+        restrict: None,
+    };
+    println!(
+        "knn cosine k=10, {n} rows        {:8.3} ms (median)",
+        ms(time_queries(&index, &batch, queries, k10))
+    );
+    let rev = Shape {
+        reverse: true,
+        ..k10
+    };
+    println!(
+        "knn cosine k=10 reverse            {:8.3} ms",
+        ms(time_queries(&index, &batch, queries, rev))
+    );
     let half: Vec<String> = batch.keys().iter().step_by(2).cloned().collect();
-    let view = Shape { restrict: Some(&half), ..k10 };
-    println!("knn cosine k=10, view of {:6}    {:8.3} ms", half.len(), ms(time_queries(&index, &batch, queries, view)));
+    let view = Shape {
+        restrict: Some(&half),
+        ..k10
+    };
+    println!(
+        "knn cosine k=10, view of {:6}    {:8.3} ms",
+        half.len(),
+        ms(time_queries(&index, &batch, queries, view))
+    );
     let all = Shape { k: None, ..k10 };
-    println!("knn cosine k=None (rank all)       {:8.3} ms", ms(time_queries(&index, &batch, queries.min(9), all)));
+    println!(
+        "knn cosine k=None (rank all)       {:8.3} ms",
+        ms(time_queries(&index, &batch, queries.min(9), all))
+    );
 
     for metric in [Metric::Euclidean, Metric::DotProduct] {
         let other = SklearnIndex::in_memory(metric);
         other.upsert(&batch).unwrap();
-        println!("knn {metric:<10} k=10              {:8.3} ms", ms(time_queries(&other, &batch, queries, k10)));
+        println!(
+            "knn {metric:<10} k=10              {:8.3} ms",
+            ms(time_queries(&other, &batch, queries, k10))
+        );
     }
 
     let small_n = 20_000.min(n);
     let small_batch = batch.select_rows(&(0..small_n).collect::<Vec<_>>());
     let small = SklearnIndex::in_memory(Metric::Cosine);
     small.upsert(&small_batch).unwrap();
-    println!("knn cosine k=10, {small_n} rows         {:8.3} ms (median)", ms(time_queries(&small, &small_batch, queries, k10)));
+    println!(
+        "knn cosine k=10, {small_n} rows         {:8.3} ms (median)",
+        ms(time_queries(&small, &small_batch, queries, k10))
+    );
     drop(small);
 
     let dir = std::env::temp_dir().join(format!("simile-sklearn-bench-{}", std::process::id()));
@@ -114,8 +158,14 @@ fn main() {
     let t = Instant::now();
     disk.persist().unwrap();
     let persist = t.elapsed();
-    let size = std::fs::metadata(disk.file_path().unwrap()).map(|m| m.len()).unwrap_or(0);
-    println!("persist {n}x{dim}               {:8.1} ms ({:.1} MiB)", ms(persist), size as f64 / (1 << 20) as f64);
+    let size = std::fs::metadata(disk.file_path().unwrap())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "persist {n}x{dim}               {:8.1} ms ({:.1} MiB)",
+        ms(persist),
+        size as f64 / (1 << 20) as f64
+    );
     drop(disk);
     let t = Instant::now();
     let opened = SklearnIndex::open(&dir).unwrap();
@@ -124,7 +174,9 @@ fn main() {
     opened.cleanup().unwrap();
 
     if let Some(rss) = peak_rss_mib() {
-        println!("peak RSS                           {rss:8.1} MiB (data itself: {:.1} MiB per copy)",
-            (n * dim * 4) as f64 / (1 << 20) as f64);
+        println!(
+            "peak RSS                           {rss:8.1} MiB (data itself: {:.1} MiB per copy)",
+            (n * dim * 4) as f64 / (1 << 20) as f64
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
-use simile_index::{Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend};
+use simile_index::{
+    Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend,
+};
 
 use crate::store::Store;
 use crate::{search, storage, BACKEND};
@@ -120,7 +122,9 @@ impl SklearnIndex {
             return Err(Error::Empty("the query vector has no values"));
         }
         if !q.iter().all(|v| v.is_finite()) {
-            return Err(Error::NonFinite { what: "query".into() });
+            return Err(Error::NonFinite {
+                what: "query".into(),
+            });
         }
         store.check_dim(q.len())
     }
@@ -172,7 +176,10 @@ impl SimilarityBackend for SklearnIndex {
 
     fn get(&self, keys: &[String]) -> Result<Embeddings> {
         let store = self.read();
-        let rows: Vec<usize> = keys.iter().filter_map(|k| store.rows.get(k).copied()).collect();
+        let rows: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| store.rows.get(k).copied())
+            .collect();
         store.select(&rows)
     }
 
@@ -202,7 +209,12 @@ impl SimilarityBackend for SklearnIndex {
 
     fn keys(&self) -> Result<Vec<(String, String)>> {
         let store = self.read();
-        Ok(store.keys.iter().cloned().zip(store.sample_ids.iter().cloned()).collect())
+        Ok(store
+            .keys
+            .iter()
+            .cloned()
+            .zip(store.sample_ids.iter().cloned())
+            .collect())
     }
 
     fn size(&self) -> Result<usize> {
@@ -226,7 +238,10 @@ impl SimilarityBackend for SklearnIndex {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let mut persisted = self.persisted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut persisted = self
+            .persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let store = self.read();
         if store.dropped || store.generation == *persisted {
             return Ok(());
@@ -244,7 +259,10 @@ impl SimilarityBackend for SklearnIndex {
     }
 
     fn cleanup(&self) -> Result<()> {
-        let _persisting = self.persisted.lock().unwrap_or_else(PoisonError::into_inner);
+        let _persisting = self
+            .persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut store = self.write();
         store.clear();
         if let Some(dir) = &self.dir {

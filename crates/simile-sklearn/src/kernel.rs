@@ -86,11 +86,6 @@ fn from_bf16(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 
-/// Appends the bfloat16 rounding of `data` to `out`.
-pub(crate) fn extend_bf16(data: &[f32], out: &mut Vec<u16>) {
-    out.extend(data.iter().map(|v| to_bf16(*v)));
-}
-
 /// `a · b̃` with `b̃` in bfloat16, `f32` accumulation in 16 lanes.
 #[inline(always)]
 fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
@@ -183,7 +178,14 @@ fn has_avx2() -> bool {
 
 /// Raw kernel values of `q` against the visited rows of the row-major `f32` `data` (`dim` wide):
 /// dot products, or squared Euclidean distances when `l2`. `out.len()` rows are visited.
-pub(crate) fn scan_f32(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+pub(crate) fn scan_f32(
+    data: &[f32],
+    dim: usize,
+    rows: Rows<'_>,
+    q: &[f32],
+    l2: bool,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -193,7 +195,14 @@ pub(crate) fn scan_f32(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: 
     scan_f32_portable(data, dim, rows, q, l2, out);
 }
 
-fn scan_f32_portable(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+fn scan_f32_portable(
+    data: &[f32],
+    dim: usize,
+    rows: Rows<'_>,
+    q: &[f32],
+    l2: bool,
+    out: &mut [f32],
+) {
     if l2 {
         scan_rows(data, dim, rows, out, |r| l2sq(q, r));
     } else {
@@ -202,7 +211,14 @@ fn scan_f32_portable(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bo
 }
 
 /// [`scan_f32`] over the bfloat16 copy of the rows.
-pub(crate) fn scan_bf16(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+pub(crate) fn scan_bf16(
+    data: &[u16],
+    dim: usize,
+    rows: Rows<'_>,
+    q: &[f32],
+    l2: bool,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -212,7 +228,14 @@ pub(crate) fn scan_bf16(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2:
     scan_bf16_portable(data, dim, rows, q, l2, out);
 }
 
-fn scan_bf16_portable(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+fn scan_bf16_portable(
+    data: &[u16],
+    dim: usize,
+    rows: Rows<'_>,
+    q: &[f32],
+    l2: bool,
+    out: &mut [f32],
+) {
     if l2 {
         scan_rows(data, dim, rows, out, |r| l2sq_bf16(q, r));
     } else {
@@ -279,7 +302,10 @@ mod avx2 {
             acc[0] = step::<L2>(acc[0], load(a, i), load(b, i));
             i += 8;
         }
-        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         for (x, y) in a[i..].iter().zip(&b[i..]) {
             s += if L2 { (x - y) * (x - y) } else { x * y };
         }
@@ -335,7 +361,10 @@ mod avx2 {
             acc[1] = step::<L2>(acc[1], load(qp, i + 8), h0);
             i += 16;
         }
-        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         for (x, y) in q[i..n].iter().zip(&b[i..n]) {
             let y = from_bf16(*y);
             s += if L2 { (x - y) * (x - y) } else { x * y };
@@ -344,7 +373,19 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scan_f32(data: &[f32], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    pub(super) fn derive_rows(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
+        super::derive_body(data, dim, lo, norms, |r| kernel_f32::<false>(r, r));
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn scan_f32(
+        data: &[f32],
+        dim: usize,
+        rows: Rows<'_>,
+        q: &[f32],
+        l2: bool,
+        out: &mut [f32],
+    ) {
         if l2 {
             scan_rows(data, dim, rows, out, |r| kernel_f32::<true>(q, r));
         } else {
@@ -353,7 +394,14 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scan_bf16(data: &[u16], dim: usize, rows: Rows<'_>, q: &[f32], l2: bool, out: &mut [f32]) {
+    pub(super) fn scan_bf16(
+        data: &[u16],
+        dim: usize,
+        rows: Rows<'_>,
+        q: &[f32],
+        l2: bool,
+        out: &mut [f32],
+    ) {
         let qp = permute(q);
         if l2 {
             scan_rows(data, dim, rows, out, |r| kernel_bf16::<true>(&qp, q, r));
@@ -369,36 +417,49 @@ pub(crate) fn norm64(a: &[f32]) -> f64 {
     a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
 }
 
-/// [`norm64`] of every `dim`-wide row of `data`, four rows at a time (four independent `f64`
-/// chains in the very same per-row order, so the bits are identical, just faster).
-pub(crate) fn norms64(data: &[f32], dim: usize, out: &mut Vec<f64>) {
+/// For every `dim`-wide row of `data`: its bfloat16 rounding into `lo` and its `f32` norm into
+/// `norms` (used for scaling and error bounds only; exact results use [`norm64`]).
+pub(crate) fn derive_rows(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { avx2::derive_rows(data, dim, lo, norms) };
+        return;
+    }
+    derive_rows_portable(data, dim, lo, norms);
+}
+
+#[inline(always)]
+fn derive_body(
+    data: &[f32],
+    dim: usize,
+    lo: &mut [u16],
+    norms: &mut [f32],
+    dot: impl Fn(&[f32]) -> f32,
+) {
     if dim == 0 {
         return;
     }
-    let mut quads = data.chunks_exact(4 * dim);
-    for quad in &mut quads {
-        let (r0, rest) = quad.split_at(dim);
-        let (r1, rest) = rest.split_at(dim);
-        let (r2, r3) = rest.split_at(dim);
-        // `Sum for f64` starts from -0.0; do the same.
-        let mut s = [-0.0f64; 4];
-        for j in 0..dim {
-            s[0] += f64::from(r0[j]) * f64::from(r0[j]);
-            s[1] += f64::from(r1[j]) * f64::from(r1[j]);
-            s[2] += f64::from(r2[j]) * f64::from(r2[j]);
-            s[3] += f64::from(r3[j]) * f64::from(r3[j]);
+    for ((row, lo), norm) in data
+        .chunks_exact(dim)
+        .zip(lo.chunks_exact_mut(dim))
+        .zip(norms.iter_mut())
+    {
+        for (h, v) in lo.iter_mut().zip(row) {
+            *h = to_bf16(*v);
         }
-        out.extend(s.iter().map(|v| v.sqrt()));
-    }
-    for row in quads.remainder().chunks_exact(dim) {
-        out.push(norm64(row));
+        *norm = dot(row).sqrt();
     }
 }
 
+fn derive_rows_portable(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
+    derive_body(data, dim, lo, norms, |r| dot(r, r));
+}
+
 /// The exact distance of `q` to `row`, bit-identical to [`Metric::reference_distance`]`(q, row)`
-/// given `qn = norm64(q)` and `rn = norm64(row)`.
+/// given `qn = norm64(q)`.
 #[inline]
-pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32], rn: f64) -> f64 {
+pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32]) -> f64 {
     match metric {
         Metric::DotProduct => -dot64(q, row),
         Metric::Euclidean => q
@@ -411,6 +472,7 @@ pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32], rn
             .sum::<f64>()
             .sqrt(),
         Metric::Cosine => {
+            let rn = norm64(row);
             if qn == 0.0 || rn == 0.0 {
                 1.0
             } else {
@@ -420,50 +482,80 @@ pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32], rn
     }
 }
 
-/// [`exact_distance`] of `q` to four rows at once (four independent `f64` chains, each in the
-/// reference's order, so the bits are identical).
+/// [`exact_distance`] of `q` to four rows at once (independent `f64` chains, each in the
+/// reference's order, so the bits are identical, just faster).
 #[inline]
-pub(crate) fn exact_distance4(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 4], rn: [f64; 4]) -> [f64; 4] {
+pub(crate) fn exact_distance4(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 4]) -> [f64; 4] {
     let n = q.len();
     let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
     // `Sum for f64` starts from -0.0; do the same.
     let mut s = [-0.0f64; 4];
-    if metric == Metric::Euclidean {
-        for j in 0..n {
-            let x = f64::from(q[j]);
-            let d = [x - f64::from(r0[j]), x - f64::from(r1[j]), x - f64::from(r2[j]), x - f64::from(r3[j])];
-            for i in 0..4 {
-                s[i] += d[i] * d[i];
-            }
-        }
-        return s.map(f64::sqrt);
-    }
-    for j in 0..n {
-        let x = f64::from(q[j]);
-        s[0] += x * f64::from(r0[j]);
-        s[1] += x * f64::from(r1[j]);
-        s[2] += x * f64::from(r2[j]);
-        s[3] += x * f64::from(r3[j]);
-    }
-    let mut out = [0f64; 4];
-    for i in 0..4 {
-        out[i] = match metric {
-            Metric::DotProduct => -s[i],
-            _ => {
-                if qn == 0.0 || rn[i] == 0.0 {
-                    1.0
-                } else {
-                    (1.0 - s[i] / (qn * rn[i])).clamp(0.0, 2.0)
+    match metric {
+        Metric::Euclidean => {
+            for j in 0..n {
+                let x = f64::from(q[j]);
+                let d = [
+                    x - f64::from(r0[j]),
+                    x - f64::from(r1[j]),
+                    x - f64::from(r2[j]),
+                    x - f64::from(r3[j]),
+                ];
+                for i in 0..4 {
+                    s[i] += d[i] * d[i];
                 }
             }
-        };
+            s.map(f64::sqrt)
+        }
+        Metric::DotProduct => {
+            for j in 0..n {
+                let x = f64::from(q[j]);
+                let y = [
+                    f64::from(r0[j]),
+                    f64::from(r1[j]),
+                    f64::from(r2[j]),
+                    f64::from(r3[j]),
+                ];
+                for i in 0..4 {
+                    s[i] += x * y[i];
+                }
+            }
+            s.map(|d| -d)
+        }
+        Metric::Cosine => {
+            let mut nn = [-0.0f64; 4];
+            for j in 0..n {
+                let x = f64::from(q[j]);
+                let y = [
+                    f64::from(r0[j]),
+                    f64::from(r1[j]),
+                    f64::from(r2[j]),
+                    f64::from(r3[j]),
+                ];
+                for i in 0..4 {
+                    s[i] += x * y[i];
+                    nn[i] += y[i] * y[i];
+                }
+            }
+            let mut out = [0f64; 4];
+            for i in 0..4 {
+                let rn = nn[i].sqrt();
+                out[i] = if qn == 0.0 || rn == 0.0 {
+                    1.0
+                } else {
+                    (1.0 - s[i] / (qn * rn)).clamp(0.0, 2.0)
+                };
+            }
+            out
+        }
     }
-    out
 }
 
 #[inline]
 fn dot64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
 }
 
 #[cfg(test)]
@@ -482,35 +574,64 @@ mod tests {
             .collect()
     }
 
+    fn bf16s(v: &[f32]) -> Vec<u16> {
+        v.iter().map(|x| to_bf16(*x)).collect()
+    }
+
     #[test]
     fn fast_kernels_within_bound() {
         for dim in [1usize, 3, 15, 16, 17, 100, 512, 777] {
             let a = vecs(dim, 1 + dim as u64);
             let b = vecs(dim, 99 + dim as u64);
-            let exact_dot: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-            let exact_l2: f64 = a.iter().zip(&b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+            let exact_dot: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            let exact_l2: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+                .sum();
             let bound = f64::from(rel_error(dim)) * norm64(&a) * norm64(&b);
-            assert!((f64::from(dot(&a, &b)) - exact_dot).abs() <= bound, "dot dim {dim}");
-            assert!((f64::from(l2sq(&a, &b)) - exact_l2).abs() <= f64::from(rel_error(dim)) * exact_l2);
+            assert!(
+                (f64::from(dot(&a, &b)) - exact_dot).abs() <= bound,
+                "dot dim {dim}"
+            );
+            assert!(
+                (f64::from(l2sq(&a, &b)) - exact_l2).abs() <= f64::from(rel_error(dim)) * exact_l2
+            );
             // The dispatched (SIMD) scans obey the same bounds, and agree with the portable ones.
             let mut data = a.clone();
             data.extend_from_slice(&b);
-            let mut lo = Vec::new();
-            extend_bf16(&data, &mut lo);
+            let lo = bf16s(&data);
             for l2 in [false, true] {
                 let mut fast = [0f32; 2];
                 let mut slow = [0f32; 2];
                 scan_f32(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut fast);
                 scan_f32_portable(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut slow);
                 let want = if l2 { exact_l2 } else { exact_dot };
-                let tol = if l2 { f64::from(rel_error(dim)) * exact_l2 } else { bound };
-                assert!((f64::from(fast[0]) - want).abs() <= tol, "scan dim {dim} l2 {l2}");
-                assert!((f64::from(fast[1]) - f64::from(slow[1])).abs() <= 1e-4 * f64::from(slow[1].abs().max(1.0)));
+                let tol = if l2 {
+                    f64::from(rel_error(dim)) * exact_l2
+                } else {
+                    bound
+                };
+                assert!(
+                    (f64::from(fast[0]) - want).abs() <= tol,
+                    "scan dim {dim} l2 {l2}"
+                );
+                assert!(
+                    (f64::from(fast[1]) - f64::from(slow[1])).abs()
+                        <= 1e-4 * f64::from(slow[1].abs().max(1.0))
+                );
                 scan_bf16(&lo, dim, Rows::Range(0), &a, l2, &mut fast);
                 scan_bf16_portable(&lo, dim, Rows::Range(0), &a, l2, &mut slow);
                 for i in 0..2 {
                     let tol = 1e-4 * f64::from(slow[i].abs().max(1.0));
-                    assert!((f64::from(fast[i]) - f64::from(slow[i])).abs() <= tol, "bf16 dim {dim} l2 {l2}");
+                    assert!(
+                        (f64::from(fast[i]) - f64::from(slow[i])).abs() <= tol,
+                        "bf16 dim {dim} l2 {l2}"
+                    );
                 }
             }
         }
@@ -518,7 +639,7 @@ mod tests {
 
     #[test]
     fn bf16_rounding() {
-        for x in [1.0f32, -2.5, 0.1, 3.14159, 1e-20, -7e30, 0.0, -0.0] {
+        for x in [1.0f32, -2.5, 0.1, 3.25, 1e-20, -7e30, 0.0, -0.0] {
             let r = from_bf16(to_bf16(x));
             assert!((r - x).abs() <= BF16_UNIT * x.abs(), "{x} -> {r}");
         }
@@ -528,10 +649,13 @@ mod tests {
         let dim = 100;
         let a = vecs(dim, 3);
         let b = vecs(dim, 4);
-        let mut lo = Vec::new();
-        extend_bf16(&b, &mut lo);
+        let lo = bf16s(&b);
         let bound = f64::from(BF16_UNIT + rel_error(dim) * 1.01) * norm64(&a) * norm64(&b);
-        let exact_dot: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let exact_dot: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         assert!((f64::from(dot_bf16(&a, &lo)) - exact_dot).abs() <= bound);
         let mut out = [0f32; 1];
         scan_bf16_portable(&lo, dim, Rows::Range(0), &a, true, &mut out);
@@ -541,13 +665,14 @@ mod tests {
     #[test]
     fn exact_is_bit_identical_to_reference() {
         let dim = 37;
-        let mut data = vecs(dim * 9, 5);
+        let n = 9;
+        let mut data = vecs(dim * n, 5);
         // A zero row and a row of negative zeros.
         data[..dim].fill(0.0);
         data[dim..2 * dim].fill(-0.0);
-        let mut norms = Vec::new();
-        norms64(&data, dim, &mut norms);
-        assert_eq!(norms.len(), 9);
+        let mut lo = vec![0u16; dim * n];
+        let mut norms = vec![0f32; n];
+        derive_rows(&data, dim, &mut lo, &mut norms);
         let mut q = vecs(dim, 11);
         for round in 0..2 {
             if round == 1 {
@@ -555,15 +680,16 @@ mod tests {
             }
             let qn = norm64(&q);
             for (i, row) in data.chunks_exact(dim).enumerate() {
-                assert_eq!(norms[i].to_bits(), norm64(row).to_bits());
+                assert!((f64::from(norms[i]) - norm64(row)).abs() <= 1e-6 * norm64(row));
+                assert_eq!(lo[i * dim + 3], to_bf16(row[3]));
                 for m in Metric::ALL {
                     let want = m.reference_distance(&q, row);
-                    let got = exact_distance(m, &q, qn, row, norms[i]);
+                    let got = exact_distance(m, &q, qn, row);
                     assert_eq!(got.to_bits(), want.to_bits(), "{m} row {i}");
-                    if i + 4 <= 9 {
-                        let rows: [&[f32]; 4] = std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
-                        let rn: [f64; 4] = std::array::from_fn(|j| norms[i + j]);
-                        let got4 = exact_distance4(m, &q, qn, rows, rn);
+                    if i + 4 <= n {
+                        let rows: [&[f32]; 4] =
+                            std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
+                        let got4 = exact_distance4(m, &q, qn, rows);
                         assert_eq!(got4[0].to_bits(), want.to_bits(), "{m} row {i} (x4)");
                     }
                 }

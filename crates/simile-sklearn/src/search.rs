@@ -25,7 +25,9 @@ fn threads_for(work: usize) -> usize {
     if work < PARALLEL_MIN_WORK {
         return 1;
     }
-    thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS)
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
 }
 
 /// Candidate rows: the whole index, or a sorted, deduplicated subset.
@@ -90,7 +92,11 @@ fn k_smallest(values: impl Iterator<Item = f32>, k: usize) -> Vec<f32> {
 }
 
 /// Runs `f(start, out_chunk)` over `out` split into `threads` contiguous parts, in parallel.
-fn par_chunks<T: Send, R: Send>(out: &mut [T], threads: usize, f: impl Fn(usize, &mut [T]) -> R + Sync) -> Vec<R> {
+fn par_chunks<T: Send, R: Send>(
+    out: &mut [T],
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
     if threads <= 1 || out.len() < 2 {
         return vec![f(0, out)];
     }
@@ -100,7 +106,9 @@ fn par_chunks<T: Send, R: Send>(out: &mut [T], threads: usize, f: impl Fn(usize,
         let mut parts = out.chunks_mut(chunk).enumerate();
         // The first part runs on the calling thread.
         let first = parts.next();
-        let handles: Vec<_> = parts.map(|(i, part)| s.spawn(move || f(i * chunk, part))).collect();
+        let handles: Vec<_> = parts
+            .map(|(i, part)| s.spawn(move || f(i * chunk, part)))
+            .collect();
         let mut results = Vec::with_capacity(threads);
         if let Some((_, part)) = first {
             results.push(f(0, part));
@@ -132,7 +140,10 @@ pub(crate) fn knn(
     let cands = match restrict {
         None => Candidates::All(store.keys.len()),
         Some(keys) => {
-            let mut rows: Vec<u32> = keys.iter().filter_map(|k| store.rows.get(k).map(|&r| r as u32)).collect();
+            let mut rows: Vec<u32> = keys
+                .iter()
+                .filter_map(|k| store.rows.get(k).map(|&r| r as u32))
+                .collect();
             rows.sort_unstable();
             rows.dedup();
             Candidates::Subset(rows)
@@ -172,6 +183,9 @@ pub(crate) fn knn(
 /// Survivors of stage 1 above which stage 2 re-scans them in `f32` before the exact stage.
 const STAGE2_MIN: usize = 64;
 
+/// Below this, an `f32` norm may have lost precision to underflow (its square is subnormal).
+const NORM_FLOOR: f32 = 1e-18;
+
 /// Extra relative slack on every error bound.
 const SAFETY: f32 = 1.25;
 
@@ -208,19 +222,13 @@ impl Search<'_> {
             let mut pos = start;
             for quad in &mut quads {
                 let r: [usize; 4] = std::array::from_fn(|i| cands.row(pos + i));
-                let d = kernel::exact_distance4(
-                    self.metric,
-                    self.q,
-                    self.qn,
-                    r.map(row),
-                    r.map(|r| store.norms[r]),
-                );
+                let d = kernel::exact_distance4(self.metric, self.q, self.qn, r.map(row));
                 quad.copy_from_slice(&d);
                 pos += 4;
             }
             for d in quads.into_remainder() {
                 let r = cands.row(pos);
-                *d = kernel::exact_distance(self.metric, self.q, self.qn, row(r), store.norms[r]);
+                *d = kernel::exact_distance(self.metric, self.q, self.qn, row(r));
                 pos += 1;
             }
         });
@@ -244,7 +252,11 @@ impl Search<'_> {
         let l2 = self.metric == Metric::Euclidean;
         let threads = threads_for(m.saturating_mul(dim));
         let bound = self.bounds(precision);
-        let inv_qn = if self.qn > 0.0 { (1.0 / self.qn) as f32 } else { 0.0 };
+        let inv_qn = if self.qn > 0.0 {
+            (1.0 / self.qn) as f32
+        } else {
+            0.0
+        };
         let sign = self.sign;
 
         let mut scores = vec![0f32; m];
@@ -260,7 +272,8 @@ impl Search<'_> {
                     Metric::DotProduct => -*v,
                     Metric::Cosine => {
                         let rn = store.norms[cands.row(start + i)];
-                        let inv_rn = if rn > 0.0 { (1.0 / rn) as f32 } else { 0.0 };
+                        // Tiny norms may have underflowed: such rows always go to the exact stage.
+                        let inv_rn = if rn >= NORM_FLOOR { 1.0 / rn } else { f32::NAN };
                         1.0 - *v * inv_qn * inv_rn
                     }
                 };
@@ -292,7 +305,12 @@ impl Search<'_> {
             })
             .map(|(pos, _)| cands.row(pos) as u32)
             .collect();
-        tracing::trace!(?precision, candidates = m, survivors = survivors.len(), "pruned");
+        tracing::trace!(
+            ?precision,
+            candidates = m,
+            survivors = survivors.len(),
+            "pruned"
+        );
         survivors
     }
 
@@ -305,18 +323,20 @@ impl Search<'_> {
             Precision::F32 => 0.0,
         };
         let product = (stored + rel * (1.0 + stored)) * SAFETY;
+        // The stored f32 norms are themselves within `rel` of the truth.
+        let norm = rel * SAFETY;
         let tiny = 1e-30 * (1.0 + self.qn as f32);
         match self.metric {
             // |cos̃ − cos| ≤ product, plus a few roundings of the scaling around 1.
             Metric::Cosine => Bounds {
-                constant: product + 8.0 * f32::EPSILON,
+                constant: product + norm + 8.0 * f32::EPSILON,
                 per_norm: 0.0,
                 per_score: 0.0,
             },
             // |dot̃ − dot| ≤ product · ‖q‖ · ‖r‖.
             Metric::DotProduct => Bounds {
                 constant: tiny,
-                per_norm: product * self.qn as f32,
+                per_norm: (product + norm) * self.qn as f32,
                 per_score: product * 1e-6,
             },
             // |d̃ − d| ≤ ‖r̃ − r‖ ≤ stored · ‖r‖, plus the accumulation error relative to d̃.
@@ -339,8 +359,8 @@ struct Bounds {
 
 impl Bounds {
     #[inline(always)]
-    fn error(&self, norm: f64, score: f32) -> f32 {
-        self.constant + self.per_norm * norm as f32 + self.per_score * score.abs()
+    fn error(&self, norm: f32, score: f32) -> f32 {
+        self.constant + self.per_norm * norm.max(NORM_FLOOR) + self.per_score * score.abs()
     }
 }
 

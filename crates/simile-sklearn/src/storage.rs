@@ -9,25 +9,26 @@
 //! 24      8           n, number of rows (u64 LE)
 //! 32      8           byte length of the id section (u64 LE)
 //! 40      8           reserved (0)
-//! 48      8·n         row norms (f64 LE)
-//! ..      4·n·dim     vectors, row-major (f32 LE)
+//! 48      4·n·dim     vectors, row-major (f32 LE)
 //! ..      ids         per row: key length (u32 LE), key (UTF-8), then the sample id length
 //!                     (u32 LE; u32::MAX: same as the key) and the sample id
 //! ..      4           CRC-32 of everything before it
 //! ```
 //!
 //! Written to a temporary file, fsynced, then renamed over the old one (and the directory fsynced),
-//! so a crash leaves either the old or the new index, never a torn one.
+//! so a crash leaves either the old or the new index, never a torn one. Reading memory-maps the
+//! file and converts it on all cores (checksum, vectors, their bfloat16 copy and norms per part).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use simile_index::{Error, Metric, Result};
 
 use crate::kernel;
-use crate::store::Store;
+use crate::store::{max_threads, KeyMap, Store};
 use crate::BACKEND;
 
 /// The index file inside the storage directory.
@@ -62,19 +63,6 @@ fn metric_from_code(c: u32) -> Option<Metric> {
     }
 }
 
-/// A writer that keeps a running CRC of what it writes.
-struct CrcWriter<W: Write> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> CrcWriter<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.crc.update(bytes);
-        self.inner.write_all(bytes)
-    }
-}
-
 fn id_section_len(store: &Store) -> usize {
     store
         .keys
@@ -82,6 +70,22 @@ fn id_section_len(store: &Store) -> usize {
         .zip(&store.sample_ids)
         .map(|(k, s)| 8 + k.len() + if s == k { 0 } else { s.len() })
         .sum()
+}
+
+/// The little-endian bytes of `v`, borrowed where the machine is little-endian.
+fn f32_le_bytes(v: &[f32]) -> Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `f32` has no padding and every byte of it is initialised; `u8` has alignment 1;
+        // the slice covers exactly the memory of `v`, which stays borrowed for the result's life.
+        Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
 }
 
 /// Writes `store` to `dir/vectors.simv` atomically.
@@ -103,11 +107,7 @@ pub(crate) fn write(dir: &Path, metric: Metric, store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn write_body(file: File, metric: Metric, store: &Store) -> io::Result<File> {
-    let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        crc: crc32fast::Hasher::new(),
-    };
+fn write_body(mut file: File, metric: Metric, store: &Store) -> io::Result<File> {
     let n = store.len() as u64;
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(MAGIC);
@@ -116,22 +116,8 @@ fn write_body(file: File, metric: Metric, store: &Store) -> io::Result<File> {
     header[16..24].copy_from_slice(&(store.dim.unwrap_or(0) as u64).to_le_bytes());
     header[24..32].copy_from_slice(&n.to_le_bytes());
     header[32..40].copy_from_slice(&(id_section_len(store) as u64).to_le_bytes());
-    w.put(&header)?;
 
-    let mut buf = vec![0u8; 1 << 16];
-    for chunk in store.norms.chunks(buf.len() / 8) {
-        for (b, v) in buf.chunks_exact_mut(8).zip(chunk) {
-            b.copy_from_slice(&v.to_le_bytes());
-        }
-        w.put(&buf[..chunk.len() * 8])?;
-    }
-    for chunk in store.data.chunks(buf.len() / 4) {
-        for (b, v) in buf.chunks_exact_mut(4).zip(chunk) {
-            b.copy_from_slice(&v.to_le_bytes());
-        }
-        w.put(&buf[..chunk.len() * 4])?;
-    }
-    let mut ids = Vec::with_capacity(1 << 16);
+    let mut ids = Vec::with_capacity(id_section_len(store));
     for (k, s) in store.keys.iter().zip(&store.sample_ids) {
         ids.extend_from_slice(&len_u32(k)?.to_le_bytes());
         ids.extend_from_slice(k.as_bytes());
@@ -141,19 +127,35 @@ fn write_body(file: File, metric: Metric, store: &Store) -> io::Result<File> {
             ids.extend_from_slice(&len_u32(s)?.to_le_bytes());
             ids.extend_from_slice(s.as_bytes());
         }
-        if ids.len() >= 1 << 16 {
-            w.put(&ids)?;
-            ids.clear();
-        }
     }
-    w.put(&ids)?;
-    let crc = w.crc.clone().finalize();
-    w.inner.write_all(&crc.to_le_bytes())?;
-    w.inner.into_inner().map_err(io::IntoInnerError::into_error)
+    let data = f32_le_bytes(&store.data);
+
+    // The checksum of the big vector section runs on another core while this one writes.
+    let data_crc = thread::scope(|s| {
+        let crc = s.spawn(|| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&data);
+            h
+        });
+        file.write_all(&header)?;
+        for chunk in data.chunks(8 << 20) {
+            file.write_all(chunk)?;
+        }
+        file.write_all(&ids)?;
+        crc.join()
+            .map_err(|_| io::Error::other("checksum thread panicked"))
+    })?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.combine(&data_crc);
+    crc.update(&ids);
+    file.write_all(&crc.finalize().to_le_bytes())?;
+    Ok(file)
 }
 
 fn len_u32(s: &str) -> io::Result<u32> {
-    u32::try_from(s.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "id longer than 4 GiB"))
+    u32::try_from(s.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "id longer than 4 GiB"))
 }
 
 /// Deletes the index files in `dir` (missing files are fine) and the directory if it is then empty.
@@ -190,7 +192,9 @@ pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
         reason,
     };
     if len < (HEADER + 4) as u64 {
-        return Err(corrupt(format!("truncated: {len} bytes is shorter than the header")));
+        return Err(corrupt(format!(
+            "truncated: {len} bytes is shorter than the header"
+        )));
     }
     // SAFETY: the map is read-only and private to this call. Writers never modify an index file in
     // place (they write a temporary file and rename it over), so the mapped file does not change
@@ -218,63 +222,127 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
     }
     let version = u32_at(bytes, 8);
     if version != VERSION {
-        return Err(format!("unsupported format version {version} (expected {VERSION})"));
+        return Err(format!(
+            "unsupported format version {version} (expected {VERSION})"
+        ));
     }
-    let metric = metric_from_code(u32_at(bytes, 12)).ok_or_else(|| format!("unknown metric code {}", u32_at(bytes, 12)))?;
+    let metric = metric_from_code(u32_at(bytes, 12))
+        .ok_or_else(|| format!("unknown metric code {}", u32_at(bytes, 12)))?;
     let dim = usize::try_from(u64_at(bytes, 16)).map_err(|_| "dimension too large".to_string())?;
     let n = usize::try_from(u64_at(bytes, 24)).map_err(|_| "row count too large".to_string())?;
-    let ids_len = usize::try_from(u64_at(bytes, 32)).map_err(|_| "id section too large".to_string())?;
+    let ids_len =
+        usize::try_from(u64_at(bytes, 32)).map_err(|_| "id section too large".to_string())?;
     if n > 0 && dim == 0 {
         return Err(format!("{n} rows of dimension 0"));
     }
-    let norms_len = n.checked_mul(8).ok_or("row count too large")?;
     let data_len = n
         .checked_mul(dim)
         .and_then(|v| v.checked_mul(4))
         .ok_or("vector section too large")?;
-    let expected = [HEADER, norms_len, data_len, ids_len, 4]
+    let expected = [HEADER, data_len, ids_len, 4]
         .iter()
         .try_fold(0usize, |a, b| a.checked_add(*b))
         .ok_or("sections too large")?;
     if bytes.len() != expected {
-        let what = if bytes.len() < expected { "truncated" } else { "trailing bytes" };
+        let what = if bytes.len() < expected {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
         return Err(format!(
             "{what}: the header announces {n} rows of dimension {dim} ({expected} bytes) but the file has {} bytes",
             bytes.len()
         ));
     }
-    let body = &bytes[..expected - 4];
-    let stored_crc = u32_at(bytes, expected - 4);
-    let crc = crc32fast::hash(body);
-    if crc != stored_crc {
-        return Err(format!("checksum mismatch (stored {stored_crc:08x}, computed {crc:08x})"));
-    }
-
-    let norms_start = HEADER;
-    let data_start = norms_start + norms_len;
+    let data_start = HEADER;
     let ids_start = data_start + data_len;
-    let norms: Vec<f64> = bytes[norms_start..data_start]
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect();
-    let data: Vec<f32> = bytes[data_start..ids_start]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    // Branch-free so it vectorises; the position is only looked for when something is wrong.
-    if !data.iter().fold(true, |ok, v| ok & v.is_finite()) {
+    let stored_crc = u32_at(bytes, expected - 4);
+    let data_bytes = &bytes[data_start..ids_start];
+    let ids = &bytes[ids_start..expected - 4];
+
+    // Vectors: split by rows across threads; each part checksums its bytes, converts them, and
+    // derives the bfloat16 copy and the norms. Ids are parsed here meanwhile.
+    let mut data = vec![0f32; n * dim];
+    let mut lo = vec![0u16; n * dim];
+    let mut norms = vec![0f32; n];
+    let threads = if n * dim < 1 << 20 { 1 } else { max_threads() };
+    let per = n.div_ceil(threads).max(1);
+    let (parts, parsed) = thread::scope(|s| {
+        let handles: Vec<_> = data
+            .chunks_mut(per * dim.max(1))
+            .zip(lo.chunks_mut(per * dim.max(1)))
+            .zip(norms.chunks_mut(per))
+            .enumerate()
+            .map(|(part, ((data, lo), norms))| {
+                let src = &data_bytes[part * per * dim * 4..][..data.len() * 4];
+                s.spawn(move || {
+                    let mut crc = crc32fast::Hasher::new();
+                    crc.update(src);
+                    for (d, c) in data.iter_mut().zip(src.chunks_exact(4)) {
+                        *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                    let finite = data.iter().fold(true, |ok, v| ok & v.is_finite());
+                    kernel::derive_rows(data, dim, lo, norms);
+                    (crc, finite)
+                })
+            })
+            .collect();
+        let parsed = parse_ids(ids, n);
+        let parts: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (parts, parsed)
+    });
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[..HEADER]);
+    let mut finite = true;
+    for part in parts {
+        let (part_crc, part_finite) = part.map_err(|_| "a reader thread panicked".to_string())?;
+        crc.combine(&part_crc);
+        finite &= part_finite;
+    }
+    crc.update(ids);
+    let crc = crc.finalize();
+    if crc != stored_crc {
+        return Err(format!(
+            "checksum mismatch (stored {stored_crc:08x}, computed {crc:08x})"
+        ));
+    }
+    let (keys, sample_ids, rows) = parsed?;
+    if !finite {
         let pos = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(format!("row {} holds a non-finite value", pos / dim.max(1)));
     }
+    tracing::debug!(path = %path.display(), n, dim, %metric, "read sklearn index file");
+    Ok((
+        metric,
+        Store {
+            dim: (dim > 0).then_some(dim),
+            data,
+            lo,
+            norms,
+            keys,
+            sample_ids,
+            rows,
+            generation: 0,
+            dropped: false,
+        },
+    ))
+}
 
-    let ids = &bytes[ids_start..expected - 4];
+type Ids = (Vec<String>, Vec<String>, KeyMap);
+
+/// The id section: per row the key and the sample id.
+fn parse_ids(ids: &[u8], n: usize) -> Result<Ids, String> {
     let mut keys = Vec::with_capacity(n);
     let mut sample_ids = Vec::with_capacity(n);
-    let mut rows = HashMap::with_capacity(n);
+    let mut rows = KeyMap::with_capacity_and_hasher(n, Default::default());
     let mut at = 0usize;
     let take = |at: &mut usize, len: usize| -> Result<&str, String> {
-        let end = at.checked_add(len).filter(|e| *e <= ids.len()).ok_or("id section truncated")?;
-        let s = std::str::from_utf8(&ids[*at..end]).map_err(|_| "an id is not UTF-8".to_string())?;
+        let end = at
+            .checked_add(len)
+            .filter(|e| *e <= ids.len())
+            .ok_or("id section truncated")?;
+        let s =
+            std::str::from_utf8(&ids[*at..end]).map_err(|_| "an id is not UTF-8".to_string())?;
         *at = end;
         Ok(s)
     };
@@ -304,23 +372,7 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
     if at != ids.len() {
         return Err("id section has trailing bytes".into());
     }
-    let mut lo = Vec::with_capacity(data.len());
-    kernel::extend_bf16(&data, &mut lo);
-    tracing::debug!(path = %path.display(), n, dim, %metric, "opened sklearn index file");
-    Ok((
-        metric,
-        Store {
-            dim: (dim > 0).then_some(dim),
-            data,
-            lo,
-            norms,
-            keys,
-            sample_ids,
-            rows,
-            generation: 0,
-            dropped: false,
-        },
-    ))
+    Ok((keys, sample_ids, rows))
 }
 
 /// The index file of a storage directory.

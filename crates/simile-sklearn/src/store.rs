@@ -1,14 +1,72 @@
 //! The in-memory index: contiguous row-major vectors plus ids, norms and a key → row map.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::thread;
 
 use simile_index::{Embeddings, Error, Result};
 
 use crate::kernel;
 
-/// Rows per thread below which norms are computed on the calling thread.
-const PARALLEL_NORM_ROWS: usize = 4096;
+/// Values per batch below which an upsert copies on the calling thread only.
+const PARALLEL_MIN_VALUES: usize = 1 << 20;
+
+/// The key → row map. Keys are ids from the user's own dataset, so a fast non-keyed hash (FxHash's
+/// multiply-rotate, 8 bytes per step, plus a final avalanche) is fine and several times faster than
+/// SipHash here.
+pub(crate) type KeyMap = HashMap<String, usize, BuildHasherDefault<FxHasher>>;
+
+/// The FxHash function (as used by rustc), with a murmur3 finaliser.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Plain FxHash leaves the low bits (hashbrown's bucket index) depending on few input
+        // bits; finish with murmur3's avalanche so ids that differ in one character spread out.
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Store {
@@ -18,11 +76,11 @@ pub(crate) struct Store {
     pub(crate) data: Vec<f32>,
     /// `data` rounded to bfloat16: what the first, approximate scan reads (half the bytes).
     pub(crate) lo: Vec<u16>,
-    /// `‖row‖₂` in `f64`, computed like the reference does.
-    pub(crate) norms: Vec<f64>,
+    /// `‖row‖₂` in `f32`: for scaling and error bounds of the approximate passes only.
+    pub(crate) norms: Vec<f32>,
     pub(crate) keys: Vec<String>,
     pub(crate) sample_ids: Vec<String>,
-    pub(crate) rows: HashMap<String, usize>,
+    pub(crate) rows: KeyMap,
     /// Bumped by every change (compared with the generation last persisted).
     pub(crate) generation: u64,
     /// `cleanup()` was called.
@@ -56,39 +114,88 @@ impl Store {
         self.check_dim(dim)?;
         // Everything below is infallible: the batch is finite and correctly shaped by construction.
         self.dim = Some(dim);
-        let norms = batch_norms(batch.data(), dim);
-        let fresh = batch.keys().iter().filter(|k| !self.rows.contains_key(*k)).count();
-        self.data.reserve_exact(fresh * dim);
-        self.lo.reserve_exact(fresh * dim);
-        self.norms.reserve_exact(fresh);
-        self.keys.reserve_exact(fresh);
-        self.sample_ids.reserve_exact(fresh);
-        self.rows.reserve(fresh);
-        // Rows are applied in order, so a key repeated in the batch ends with its last row
-        // (the semantics of `Embeddings::dedup_last_wins`, without copying the batch).
-        for (i, (key, sample_id, vector)) in batch.iter().enumerate() {
-            let norm = norms[i];
-            match self.rows.get(key) {
+
+        // Resolve every batch row to its target row, registering new keys. Rows are resolved in
+        // order, so a key repeated in the batch keeps its last sample id, and `writer` (below)
+        // makes its last vector win: the semantics of `Embeddings::dedup_last_wins`, without
+        // copying the batch.
+        self.keys.reserve(batch.len());
+        self.sample_ids.reserve(batch.len());
+        self.rows.reserve(batch.len());
+        let mut targets = Vec::with_capacity(batch.len());
+        for (key, sample_id) in batch.keys().iter().zip(batch.sample_ids()) {
+            let r = match self.rows.get(key) {
                 Some(&r) => {
-                    self.data[r * dim..(r + 1) * dim].copy_from_slice(vector);
-                    for (h, v) in self.lo[r * dim..(r + 1) * dim].iter_mut().zip(vector) {
-                        *h = kernel::to_bf16(*v);
+                    if self.sample_ids[r] != *sample_id {
+                        self.sample_ids[r].clone_from(sample_id);
                     }
-                    self.norms[r] = norm;
-                    if self.sample_ids[r] != sample_id {
-                        self.sample_ids[r] = sample_id.to_string();
-                    }
+                    r
                 }
                 None => {
                     let r = self.keys.len();
-                    self.data.extend_from_slice(vector);
-                    kernel::extend_bf16(vector, &mut self.lo);
-                    self.norms.push(norm);
-                    self.keys.push(key.to_string());
-                    self.sample_ids.push(sample_id.to_string());
-                    self.rows.insert(key.to_string(), r);
+                    self.keys.push(key.clone());
+                    self.sample_ids.push(sample_id.clone());
+                    self.rows.insert(key.clone(), r);
+                    r
                 }
+            };
+            targets.push(r);
+        }
+        let n = self.keys.len();
+        // The batch row that writes each touched row (the last one naming it).
+        let first_touched = targets.iter().copied().min().unwrap_or(n);
+        let mut writer = vec![usize::MAX; n - first_touched];
+        for (i, &t) in targets.iter().enumerate() {
+            writer[t - first_touched] = i;
+        }
+        grow(&mut self.data, n * dim);
+        grow(&mut self.lo, n * dim);
+        grow(&mut self.norms, n);
+
+        // Copy the vectors and derive their bfloat16 rows and norms, split by target row range.
+        let touched = n - first_touched;
+        let threads = if batch.len() * dim < PARALLEL_MIN_VALUES {
+            1
+        } else {
+            max_threads()
+        };
+        let per = touched.div_ceil(threads).max(1);
+        let src = batch.data();
+        let writer = &writer;
+        let fill = |part: usize, data: &mut [f32], lo: &mut [u16], norms: &mut [f32]| {
+            let base = part * per;
+            for (off, &i) in writer[base..(base + norms.len()).min(touched)]
+                .iter()
+                .enumerate()
+            {
+                if i == usize::MAX {
+                    continue;
+                }
+                let row = &mut data[off * dim..(off + 1) * dim];
+                row.copy_from_slice(&src[i * dim..(i + 1) * dim]);
+                kernel::derive_rows(
+                    row,
+                    dim,
+                    &mut lo[off * dim..(off + 1) * dim],
+                    &mut norms[off..off + 1],
+                );
             }
+        };
+        let data = self.data[first_touched * dim..].chunks_mut(per * dim);
+        let lo = self.lo[first_touched * dim..].chunks_mut(per * dim);
+        let norms = self.norms[first_touched..].chunks_mut(per);
+        let parts = data.zip(lo).zip(norms).enumerate();
+        if threads <= 1 {
+            for (part, ((data, lo), norms)) in parts {
+                fill(part, data, lo, norms);
+            }
+        } else {
+            thread::scope(|s| {
+                let fill = &fill;
+                for (part, ((data, lo), norms)) in parts {
+                    s.spawn(move || fill(part, data, lo, norms));
+                }
+            });
         }
         self.generation += 1;
         Ok(())
@@ -146,36 +253,26 @@ impl Store {
     }
 }
 
-/// Reference-exact `f64` norms of the rows of `data`, on two threads for big batches.
-pub(crate) fn batch_norms(data: &[f32], dim: usize) -> Vec<f64> {
-    let n = if dim == 0 { 0 } else { data.len() / dim };
-    let threads = thread::available_parallelism().map_or(1, |t| t.get()).min(4);
-    if threads < 2 || n < 2 * PARALLEL_NORM_ROWS {
-        let mut out = Vec::with_capacity(n);
-        kernel::norms64(data, dim, &mut out);
-        return out;
+/// Grows `v` to `len` elements, the new ones zero. A fresh allocation comes zeroed from the OS and
+/// is left untouched here, so its pages are first touched (faulted in) by the threads that fill
+/// them rather than by one `memset`.
+fn grow<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    if len <= v.capacity() {
+        v.resize(len, T::default());
+        return;
     }
-    let per = n.div_ceil(threads);
-    thread::scope(|s| {
-        let handles: Vec<_> = data
-            .chunks(per * dim)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut out = Vec::with_capacity(per);
-                    kernel::norms64(part, dim, &mut out);
-                    out
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+    let cap = len.max(v.capacity() + v.capacity() / 2);
+    let mut fresh = vec![T::default(); cap];
+    fresh[..v.len()].copy_from_slice(v);
+    fresh.truncate(len);
+    *v = fresh;
+}
+
+/// Scan threads to use for big jobs.
+pub(crate) fn max_threads() -> usize {
+    thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, 4)
 }
 
 #[cfg(test)]
@@ -190,7 +287,11 @@ mod tests {
     #[test]
     fn upsert_remove_keep_map_consistent() {
         let mut s = Store::default();
-        s.upsert(&batch(&["a", "b", "c", "a"], &[1., 1., 2., 2., 3., 3., 4., 4.])).unwrap();
+        s.upsert(&batch(
+            &["a", "b", "c", "a"],
+            &[1., 1., 2., 2., 3., 3., 4., 4.],
+        ))
+        .unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s.row(s.rows["a"]), &[4., 4.]);
         assert_eq!(s.remove(&["a".into(), "zz".into()]), 1);
@@ -199,24 +300,61 @@ mod tests {
             assert_eq!(s.rows[k], i);
         }
         assert_eq!(s.row(s.rows["c"]), &[3., 3.]);
-        assert_eq!(s.norms[s.rows["c"]], kernel::norm64(&[3., 3.]));
+        assert!((f64::from(s.norms[s.rows["c"]]) - kernel::norm64(&[3., 3.])).abs() < 1e-6);
         assert_eq!(s.lo.len(), s.data.len());
-        assert!(s.data.iter().zip(&s.lo).all(|(v, h)| kernel::to_bf16(*v) == *h));
+        assert!(s
+            .data
+            .iter()
+            .zip(&s.lo)
+            .all(|(v, h)| kernel::to_bf16(*v) == *h));
         assert!(matches!(
             s.upsert(&Embeddings::for_samples(3, vec![0.; 3], vec!["x".into()]).unwrap()),
-            Err(Error::DimensionMismatch { expected: 2, got: 3 })
+            Err(Error::DimensionMismatch {
+                expected: 2,
+                got: 3
+            })
         ));
         assert_eq!(s.len(), 2);
     }
 
     #[test]
-    fn threaded_norms_match() {
-        let dim = 5;
-        let data: Vec<f32> = (0..dim * 9001).map(|i| (i % 17) as f32 - 8.0).collect();
-        let norms = batch_norms(&data, dim);
-        assert_eq!(norms.len(), 9001);
-        for (i, row) in data.chunks_exact(dim).enumerate() {
-            assert_eq!(norms[i], kernel::norm64(row));
+    fn key_hash_spreads_similar_ids() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<FxHasher>::default();
+        // Sequential hex ids (the common case) must land in distinct low-bit buckets.
+        let buckets: std::collections::HashSet<u64> = (0..4096u64)
+            .map(|i| build.hash_one(format!("{:024x}", 0x6543_0000_0000u64 + i)) & 0xFFF)
+            .collect();
+        assert!(
+            buckets.len() > 2400,
+            "only {} of 4096 buckets used",
+            buckets.len()
+        );
+    }
+
+    #[test]
+    fn big_upsert_with_repeats_and_replacements() {
+        let dim = 300;
+        let n = 5000;
+        let keys: Vec<String> = (0..n).map(|i| format!("k{}", i % 4000)).collect();
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let batch = Embeddings::for_samples(dim, data, keys).unwrap();
+        let mut s = Store::default();
+        s.upsert(&batch.select_rows(&(0..100).collect::<Vec<_>>()))
+            .unwrap();
+        s.upsert(&batch).unwrap();
+        assert_eq!(s.len(), 4000);
+        let last = batch.clone().dedup_last_wins();
+        for (key, _, v) in last.iter() {
+            let r = s.rows[key];
+            assert_eq!(s.row(r), v, "{key}");
+            assert!((f64::from(s.norms[r]) - kernel::norm64(v)).abs() < 1e-4);
+            assert!(s.lo[r * dim..(r + 1) * dim]
+                .iter()
+                .zip(v)
+                .all(|(h, x)| *h == kernel::to_bf16(*x)));
         }
     }
 }

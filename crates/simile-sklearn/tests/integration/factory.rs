@@ -46,7 +46,10 @@ fn factory_basics() {
     assert_eq!(again.metric(), Metric::Euclidean);
     assert_eq!(again.size().unwrap(), 1);
     // With no metric the file decides.
-    assert_eq!(f.open(&params(dir.path(), None)).unwrap().metric(), Metric::Euclidean);
+    assert_eq!(
+        f.open(&params(dir.path(), None)).unwrap().metric(),
+        Metric::Euclidean
+    );
     // A contradicting metric is refused.
     assert!(matches!(
         f.open(&params(dir.path(), Some("cosine"))),
@@ -62,28 +65,52 @@ fn factory_basics() {
 fn query_validation() {
     let index = SklearnIndex::in_memory(Metric::Cosine);
     // Empty index, unknown dimension: no hits, whatever the query length.
-    assert!(index.knn(&KnnQuery::nearest(&[1.0, 2.0], 3)).unwrap().is_empty());
+    assert!(index
+        .knn(&KnnQuery::nearest(&[1.0, 2.0], 3))
+        .unwrap()
+        .is_empty());
     assert_eq!(index.dim().unwrap(), None);
-    assert!(matches!(index.knn(&KnnQuery::nearest(&[], 3)), Err(Error::Empty(_))));
+    assert!(matches!(
+        index.knn(&KnnQuery::nearest(&[], 3)),
+        Err(Error::Empty(_))
+    ));
     assert!(matches!(
         index.knn(&KnnQuery::nearest(&[f32::INFINITY, 0.0], 3)),
         Err(Error::NonFinite { .. })
     ));
     index
-        .upsert(&Embeddings::for_samples(4, random_vectors(3, 4, 1), (0..3).map(|i| oid(2, i)).collect()).unwrap())
+        .upsert(
+            &Embeddings::for_samples(
+                4,
+                random_vectors(3, 4, 1),
+                (0..3).map(|i| oid(2, i)).collect(),
+            )
+            .unwrap(),
+        )
         .unwrap();
     assert!(matches!(
         index.knn(&KnnQuery::nearest(&[1.0; 5], 3)),
-        Err(Error::DimensionMismatch { expected: 4, got: 5 })
+        Err(Error::DimensionMismatch {
+            expected: 4,
+            got: 5
+        })
     ));
     // The dimension stays fixed after everything is removed.
-    index.remove(&(0..3).map(|i| oid(2, i)).collect::<Vec<_>>()).unwrap();
+    index
+        .remove(&(0..3).map(|i| oid(2, i)).collect::<Vec<_>>())
+        .unwrap();
     assert_eq!(index.size().unwrap(), 0);
     assert_eq!(index.dim().unwrap(), Some(4));
-    assert!(index.knn(&KnnQuery::nearest(&[1.0; 4], 3)).unwrap().is_empty());
+    assert!(index
+        .knn(&KnnQuery::nearest(&[1.0; 4], 3))
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         index.upsert(&Embeddings::for_samples(2, vec![1.0, 1.0], vec![oid(2, 9)]).unwrap()),
-        Err(Error::DimensionMismatch { expected: 4, got: 2 })
+        Err(Error::DimensionMismatch {
+            expected: 4,
+            got: 2
+        })
     ));
     // An empty batch is a no-op, whatever its dimension.
     index.upsert(&Embeddings::empty(7)).unwrap();
@@ -96,12 +123,17 @@ fn zero_query_and_zero_rows_under_cosine() {
     let keys: Vec<String> = (0..5).map(|i| oid(3, i)).collect();
     let mut data = random_vectors(5, 6, 2);
     data[12..18].fill(0.0);
-    index.upsert(&Embeddings::for_samples(6, data, keys.clone()).unwrap()).unwrap();
+    index
+        .upsert(&Embeddings::for_samples(6, data, keys.clone()).unwrap())
+        .unwrap();
     // A zero query is at distance 1 from everything: order is by key.
     let hits = index.knn(&KnnQuery::nearest(&[0.0; 6], 5)).unwrap();
     let mut sorted = keys.clone();
     sorted.sort();
-    assert_eq!(hits.iter().map(|h| h.key.clone()).collect::<Vec<_>>(), sorted);
+    assert_eq!(
+        hits.iter().map(|h| h.key.clone()).collect::<Vec<_>>(),
+        sorted
+    );
     assert!(hits.iter().all(|h| h.distance == 1.0));
     // The zero row is at distance 1 from any query.
     let hits = index.knn(&KnnQuery::nearest(&[1.0; 6], 5)).unwrap();
@@ -136,7 +168,9 @@ fn concurrent_queries_and_writes() {
     for round in 0..20 {
         let keys: Vec<String> = (0..25).map(|i| oid(5, round * 25 + i)).collect();
         index
-            .upsert(&Embeddings::for_samples(dim, random_vectors(25, dim, round as u64), keys).unwrap())
+            .upsert(
+                &Embeddings::for_samples(dim, random_vectors(25, dim, round as u64), keys).unwrap(),
+            )
             .unwrap();
     }
     for r in readers {

@@ -30,7 +30,9 @@ pub fn params(dir: &Path, metric: Option<&str>) -> BackendParams {
 /// A new, empty index in a fresh temporary directory (kept on disk: `cleanup()` removes it).
 fn fresh(metric: Metric) -> Box<dyn SimilarityBackend> {
     let dir = tempfile::tempdir().unwrap().keep();
-    SklearnFactory.create(&params(&dir, Some(metric.as_str()))).unwrap()
+    SklearnFactory
+        .create(&params(&dir, Some(metric.as_str())))
+        .unwrap()
 }
 
 simile_index::conformance_tests!(fresh);

@@ -11,7 +11,13 @@ use simile_sklearn::{SklearnIndex, FILE_NAME};
 fn patch_batch(n: usize, dim: usize, prefix: u8, seed: u64) -> Embeddings {
     let keys: Vec<String> = (0..n).map(|i| oid(prefix, i)).collect();
     let samples: Vec<String> = (0..n)
-        .map(|i| if i % 2 == 0 { keys[i].clone() } else { format!("sample-é-{}", i / 4) })
+        .map(|i| {
+            if i % 2 == 0 {
+                keys[i].clone()
+            } else {
+                format!("sample-é-{}", i / 4)
+            }
+        })
         .collect();
     Embeddings::new(dim, random_vectors(n, dim, seed), keys, samples).unwrap()
 }
@@ -69,7 +75,9 @@ fn reopen_after_remove_and_upsert() {
     let gone: Vec<String> = first.keys().iter().step_by(5).cloned().collect();
     assert_eq!(index.remove(&gone).unwrap(), 60);
     let replaced: Vec<String> = first.keys().iter().skip(1).step_by(5).cloned().collect();
-    let newer = Embeddings::for_samples(16, random_vectors(replaced.len(), 16, 3), replaced.clone()).unwrap();
+    let newer =
+        Embeddings::for_samples(16, random_vectors(replaced.len(), 16, 3), replaced.clone())
+            .unwrap();
     index.upsert(&newer).unwrap();
     index.upsert(&patch_batch(50, 16, 3, 4)).unwrap();
     index.persist().unwrap();
@@ -83,7 +91,10 @@ fn reopen_after_remove_and_upsert() {
     // The reopened index keeps working and persisting.
     again.remove(&replaced).unwrap();
     again.persist().unwrap();
-    assert_eq!(SklearnIndex::open(dir.path()).unwrap().size().unwrap(), 290 - replaced.len());
+    assert_eq!(
+        SklearnIndex::open(dir.path()).unwrap().size().unwrap(),
+        290 - replaced.len()
+    );
 }
 
 #[test]
@@ -109,7 +120,10 @@ fn persist_writes_only_when_dirty() {
     assert!(path.is_file());
     fs::remove_file(&path).unwrap();
     let wrong = Embeddings::for_samples(9, random_vectors(1, 9, 1), vec![oid(4, 100)]).unwrap();
-    assert!(matches!(index.upsert(&wrong), Err(Error::DimensionMismatch { .. })));
+    assert!(matches!(
+        index.upsert(&wrong),
+        Err(Error::DimensionMismatch { .. })
+    ));
     assert_eq!(index.remove(&[oid(9, 9)]).unwrap(), 0);
     index.persist().unwrap();
     assert!(!path.exists());
@@ -129,7 +143,10 @@ fn write_index(dir: &Path) -> u64 {
 fn assert_corrupt(dir: &Path, what: &str) {
     match SklearnIndex::open(dir) {
         Err(Error::Corrupt { path, reason }) => {
-            assert!(path.ends_with(FILE_NAME), "{what}: the error names the file, got {path}");
+            assert!(
+                path.ends_with(FILE_NAME),
+                "{what}: the error names the file, got {path}"
+            );
             assert!(!reason.is_empty());
         }
         other => panic!("{what}: expected Error::Corrupt, got {other:?}"),
@@ -144,7 +161,14 @@ fn damaged_files_are_corrupt() {
     let good = fs::read(&path).unwrap();
 
     // One flipped bit anywhere: header, norms, vectors, ids, checksum.
-    for at in [9usize, 20, 60, 48 + 64 * 8 + 100, len as usize - 30, len as usize - 1] {
+    for at in [
+        9usize,
+        20,
+        60,
+        48 + 64 * 8 + 100,
+        len as usize - 30,
+        len as usize - 1,
+    ] {
         let mut bad = good.clone();
         bad[at] ^= 0x10;
         fs::write(&path, &bad).unwrap();
@@ -160,12 +184,21 @@ fn damaged_files_are_corrupt() {
     fs::write(&path, &longer).unwrap();
     assert_corrupt(dir.path(), "trailing bytes");
     // Not ours at all.
-    fs::write(&path, b"{\"embeddings\": [[1, 2, 3]]} and some more bytes to pass the header").unwrap();
+    fs::write(
+        &path,
+        b"{\"embeddings\": [[1, 2, 3]]} and some more bytes to pass the header",
+    )
+    .unwrap();
     assert_corrupt(dir.path(), "json");
 
     // Truncated in place through a file handle, as a crash of another writer would leave it.
     fs::write(&path, &good).unwrap();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     assert_corrupt(dir.path(), "set_len");
 
     // The intact file still opens.
@@ -178,7 +211,10 @@ fn missing_index_is_index_missing() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
         SklearnIndex::open(dir.path().join("nope")),
-        Err(Error::IndexMissing { backend: "sklearn", .. })
+        Err(Error::IndexMissing {
+            backend: "sklearn",
+            ..
+        })
     ));
     // Created but never persisted: nothing to open.
     let _index = SklearnIndex::create(dir.path().join("new"), Metric::Cosine).unwrap();
@@ -199,14 +235,20 @@ fn cleanup_deletes_files_and_empties_memory() {
     assert_eq!(index.size().unwrap(), 0);
     assert!(!dir.join(FILE_NAME).exists());
     assert!(!dir.exists(), "the emptied storage directory is removed");
-    assert!(index.knn(&KnnQuery::nearest(&[1.0; 4], 3)).unwrap().is_empty());
+    assert!(index
+        .knn(&KnnQuery::nearest(&[1.0; 4], 3))
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         index.upsert(&patch_batch(1, 4, 6, 8)),
         Err(Error::IndexMissing { .. })
     ));
     index.persist().unwrap();
     assert!(!dir.exists(), "persist after cleanup writes nothing");
-    assert!(matches!(SklearnIndex::open(&dir), Err(Error::IndexMissing { .. })));
+    assert!(matches!(
+        SklearnIndex::open(&dir),
+        Err(Error::IndexMissing { .. })
+    ));
     // Twice is fine.
     index.cleanup().unwrap();
 }

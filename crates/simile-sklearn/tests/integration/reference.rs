@@ -6,7 +6,13 @@ use simile_index::{Embeddings, KnnQuery, Metric, SimilarityBackend};
 use simile_sklearn::SklearnIndex;
 
 /// The reference answer, ordered like the backend promises: by the `f32` distance, ties by key.
-fn expected(batch: &Embeddings, metric: Metric, q: &[f32], k: Option<usize>, reverse: bool) -> Vec<(String, f32)> {
+fn expected(
+    batch: &Embeddings,
+    metric: Metric,
+    q: &[f32],
+    k: Option<usize>,
+    reverse: bool,
+) -> Vec<(String, f32)> {
     let mut all: Vec<(String, f32)> = reference_knn(batch, metric, q, reverse)
         .into_iter()
         .map(|(key, d)| (key, d as f32))
@@ -65,8 +71,13 @@ fn check(index: &SklearnIndex, full: &Embeddings, metric: Metric) {
                         restrict: None,
                     })
                     .unwrap();
-                let got: Vec<(String, f32)> = hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
-                assert_eq!(got, expected(full, metric, q, k, reverse), "{metric} k={k:?} reverse={reverse}");
+                let got: Vec<(String, f32)> =
+                    hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
+                assert_eq!(
+                    got,
+                    expected(full, metric, q, k, reverse),
+                    "{metric} k={k:?} reverse={reverse}"
+                );
 
                 let hits = index
                     .knn(&KnnQuery {
@@ -76,8 +87,13 @@ fn check(index: &SklearnIndex, full: &Embeddings, metric: Metric) {
                         restrict: Some(&view),
                     })
                     .unwrap();
-                let got: Vec<(String, f32)> = hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
-                assert_eq!(got, expected(&sub, metric, q, k, reverse), "{metric} restricted k={k:?} reverse={reverse}");
+                let got: Vec<(String, f32)> =
+                    hits.iter().map(|h| (h.key.clone(), h.distance)).collect();
+                assert_eq!(
+                    got,
+                    expected(&sub, metric, q, k, reverse),
+                    "{metric} restricted k={k:?} reverse={reverse}"
+                );
             }
         }
     }
@@ -115,7 +131,8 @@ fn identical_to_reference_after_changes() {
     let gone: Vec<String> = full.keys().iter().step_by(4).cloned().collect();
     assert_eq!(index.remove(&gone).unwrap(), gone.len());
     let replaced: Vec<String> = full.keys().iter().skip(1).step_by(4).cloned().collect();
-    let newer = Embeddings::for_samples(dim, random_vectors(replaced.len(), dim, 8), replaced).unwrap();
+    let newer =
+        Embeddings::for_samples(dim, random_vectors(replaced.len(), dim, 8), replaced).unwrap();
     index.upsert(&newer).unwrap();
     // The current content, read back, is what the reference ranks.
     let now = index.get_all().unwrap();
@@ -136,7 +153,11 @@ fn self_match_is_zero() {
         if metric == Metric::Euclidean {
             assert_eq!(hits[0].distance, 0.0);
         } else {
-            assert!(hits[0].distance.abs() < 1e-6, "cosine self distance {}", hits[0].distance);
+            assert!(
+                hits[0].distance.abs() < 1e-6,
+                "cosine self distance {}",
+                hits[0].distance
+            );
         }
     }
 }
