@@ -1,0 +1,159 @@
+//! CLIP engine benchmark: end-to-end images/s (JPEG files -> embeddings) against ONNX Runtime
+//! alone on pre-made tensors, decode+preprocess cost, and text prompts/s.
+//!
+//! The model is ViT-B/32 with RANDOM WEIGHTS (same compute as the real one):
+//! `cargo xtask models export-vitb32` writes it to target/xtask-cache/models/clip-vit-b32-random.
+//!
+//! ```text
+//! cargo run --release -p simile-embed --example clip_bench -- \
+//!     [--model DIR] [--ort LIB] [--images N] [--batch B] [--threads T] [--prompts P] [--json]
+//! ```
+//! `--ort` defaults to `$SIMILE_ORT_DYLIB_PATH`.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use image::{Rgb, RgbImage};
+use simile_embed::preprocess::{load_rgb, preprocess_into};
+use simile_embed::{load_clip, EmbeddingModel, ImageInput, ModelOptions};
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn make_jpegs(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|k| {
+            let (w, h) = if k % 3 == 0 { (480, 640) } else { (640, 480) };
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let v = ((x * 7 + y * 13 + k as u32 * 29) % 256) as u8;
+                let s = (((x as f32 / 9.0).sin() * (y as f32 / 7.0).cos() + 1.0) * 127.0) as u8;
+                Rgb([v, s, v.wrapping_add(s)])
+            });
+            let p = dir.join(format!("img{k:04}.jpg"));
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
+                .encode_image(&img)
+                .unwrap();
+            p
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model_dir: PathBuf = arg(&args, "--model")
+        .unwrap_or_else(|| root.join("target/xtask-cache/models/clip-vit-b32-random"));
+    let ort: Option<PathBuf> = arg(&args, "--ort")
+        .or_else(|| std::env::var_os("SIMILE_ORT_DYLIB_PATH").map(PathBuf::from));
+    let n: usize = arg(&args, "--images").unwrap_or(64);
+    let batch: usize = arg(&args, "--batch").unwrap_or(16);
+    let threads: usize = arg(&args, "--threads").unwrap_or(0);
+    let n_prompts: usize = arg(&args, "--prompts").unwrap_or(64);
+    let json = args.iter().any(|a| a == "--json");
+
+    let opts = ModelOptions {
+        ort_dylib_path: ort,
+        models_dir: None,
+        cache_dir: std::env::temp_dir(),
+        batch_size: batch,
+        threads,
+        offline: true,
+    };
+    let model = load_clip(model_dir.to_str().unwrap(), &opts, None).unwrap_or_else(|e| {
+        eprintln!("cannot load {}: {e}\n(run `cargo xtask models export-vitb32` and `cargo xtask models fetch-ort`)", model_dir.display());
+        std::process::exit(2);
+    });
+    let m = model.manifest();
+    eprintln!(
+        "model {} ({}{}), dim {}, batch {}, threads {:?}",
+        m.name,
+        m.architecture,
+        if m.random_weights {
+            ", RANDOM WEIGHTS"
+        } else {
+            ""
+        },
+        m.dim,
+        batch,
+        model.options()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = make_jpegs(tmp.path(), n);
+    let s = m.preprocess.image_size as usize;
+    let len = 3 * s * s;
+
+    // Decode + preprocess alone, one thread.
+    let t = Instant::now();
+    let mut tensors = vec![0f32; n * len];
+    for (p, out) in paths.iter().zip(tensors.chunks_exact_mut(len)) {
+        preprocess_into(&load_rgb(p).unwrap(), &m.preprocess, out);
+    }
+    let decode_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
+
+    // Warm-up.
+    model
+        .run_image_batch(&tensors[..batch.min(n) * len], batch.min(n))
+        .unwrap();
+
+    // ORT alone on pre-made tensors.
+    let t = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let k = batch.min(n - done);
+        model
+            .run_image_batch(&tensors[done * len..(done + k) * len], k)
+            .unwrap();
+        done += k;
+    }
+    let ort_s = t.elapsed().as_secs_f64();
+
+    // End to end from JPEG files.
+    let inputs: Vec<ImageInput> = paths.iter().map(ImageInput::new).collect();
+    let t = Instant::now();
+    let out = model.embed_images(&inputs).unwrap();
+    let e2e_s = t.elapsed().as_secs_f64();
+    assert!(out
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|v| v.len() == m.dim)));
+
+    // Prompts.
+    let prompts: Vec<String> = (0..n_prompts)
+        .map(|i| format!("a photo of a dog number {i}"))
+        .collect();
+    model.embed_prompts(&prompts[..1]).unwrap();
+    let t = Instant::now();
+    model.embed_prompts(&prompts).unwrap();
+    let text_s = t.elapsed().as_secs_f64();
+
+    let ort_ips = n as f64 / ort_s;
+    let e2e_ips = n as f64 / e2e_s;
+    let pps = n_prompts as f64 / text_s;
+    if json {
+        println!(
+            "{{\"model\":\"{}\",\"random_weights\":{},\"images\":{n},\"batch\":{batch},\"decode_ms_per_image\":{decode_ms:.2},\"ort_images_per_s\":{ort_ips:.2},\"e2e_images_per_s\":{e2e_ips:.2},\"e2e_over_ort\":{:.3},\"prompts_per_s\":{pps:.2}}}",
+            m.name, m.random_weights, e2e_ips / ort_ips
+        );
+    } else {
+        println!("decode+preprocess (1 thread): {decode_ms:.2} ms/image");
+        println!(
+            "ORT alone, pre-made tensors: {ort_ips:.2} images/s ({:.1} ms/image)",
+            1e3 / ort_ips
+        );
+        println!(
+            "end to end from JPEG:        {e2e_ips:.2} images/s ({:.1} ms/image)",
+            1e3 / e2e_ips
+        );
+        println!("end to end / ORT alone:      {:.3}", e2e_ips / ort_ips);
+        println!(
+            "text prompts:                {pps:.2} prompts/s ({:.1} ms/prompt)",
+            1e3 / pps
+        );
+    }
+}
