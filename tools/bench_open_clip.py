@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The Python reference side by side with `clip_bench`: open_clip on torch (CPU), same RANDOM
+ViT-B/32 weights (seed 0, as tools/export_clip.py), same JPEG files.
+
+    cargo run --release -p simile-embed --example clip_bench -- --images-dir /tmp/clipbench
+    target/xtask-cache/clip-venv/bin/python tools/bench_open_clip.py --images-dir /tmp/clipbench
+
+Prints images/s end to end (PIL decode + open_clip transform + encode_image, batch 16) and
+prompts/s (tokenize + encode_text).
+"""
+import argparse
+import glob
+import os
+import sys
+import time
+
+import torch
+from PIL import Image
+import open_clip
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_clip import build  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images-dir", required=True)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--prompts", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, *_ = build("vitb32")
+    _, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
+    paths = sorted(glob.glob(os.path.join(args.images_dir, "*.jpg")))
+    n = len(paths)
+    with torch.no_grad():
+        model.encode_image(torch.zeros(1, 3, 224, 224))  # warm-up
+        t = time.time()
+        for i in range(0, n, args.batch):
+            x = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + args.batch]])
+            model.encode_image(x)
+        e2e = time.time() - t
+        prompts = [f"a photo of a dog number {i}" for i in range(args.prompts)]
+        model.encode_text(open_clip.tokenize(prompts[:1]))
+        t = time.time()
+        for i in range(0, len(prompts), args.batch):
+            model.encode_text(open_clip.tokenize(prompts[i:i + args.batch]))
+        txt = time.time() - t
+    print(f"open_clip/torch {torch.__version__}, {args.threads} threads, RANDOM ViT-B/32 weights")
+    print(f"end to end from JPEG: {n / e2e:.2f} images/s ({1e3 * e2e / n:.1f} ms/image)")
+    print(f"text prompts:         {len(prompts) / txt:.2f} prompts/s ({1e3 * txt / len(prompts):.1f} ms/prompt)")
+
+
+if __name__ == "__main__":
+    main()
