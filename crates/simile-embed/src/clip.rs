@@ -176,6 +176,101 @@ impl ClipModel {
         self.opts
     }
 
+    fn embed_images_impl(
+        &self,
+        inputs: &[ImageInput],
+        progress: Option<&(dyn Fn(usize) + Sync)>,
+    ) -> Result<Vec<std::result::Result<Vec<f32>, ItemError>>> {
+        let n = inputs.len();
+        let mut results: Vec<Option<std::result::Result<Vec<f32>, ItemError>>> =
+            (0..n).map(|_| None).collect();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let bs = self.opts.batch_size;
+        let len = self.tensor_len();
+        let mut session = self.image.take(&self.env)?;
+        let next = AtomicUsize::new(0);
+        let decoders = self.opts.decode_threads.clamp(1, n);
+        // Bounded: decoders stay at most ~2 batches ahead of inference.
+        let (tx, rx) = sync_channel::<(usize, std::result::Result<Vec<f32>, ItemError>)>(2 * bs);
+        let outcome = std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..decoders {
+                let tx = tx.clone();
+                let next = &next;
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let mut buf = vec![0f32; len];
+                    let r = self.prepare(&inputs[i], &mut buf).map(|()| buf);
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            // Owned here so it is dropped (stopping blocked decoders) before the scope joins.
+            let rx = rx;
+            let mut batch_idx: Vec<usize> = Vec::with_capacity(bs);
+            let mut pixels: Vec<f32> = Vec::with_capacity(bs * len);
+            let mut failed = None;
+            let mut done = 0usize;
+            let report = |done: usize| {
+                if let Some(cb) = progress {
+                    cb(done);
+                }
+            };
+            for (i, r) in rx.iter() {
+                match r {
+                    Ok(t) => {
+                        batch_idx.push(i);
+                        pixels.extend_from_slice(&t);
+                        if batch_idx.len() == bs {
+                            let k = batch_idx.len();
+                            if let Err(e) =
+                                self.flush(&mut session, &mut batch_idx, &mut pixels, &mut results)
+                            {
+                                failed = Some(e);
+                                break;
+                            }
+                            done += k;
+                            report(done);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(index = i, error = %e, "an input failed");
+                        results[i] = Some(Err(e));
+                        done += 1;
+                        report(done);
+                    }
+                }
+            }
+            drop(rx);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let k = batch_idx.len();
+            self.flush(&mut session, &mut batch_idx, &mut pixels, &mut results)?;
+            if k > 0 {
+                report(done + k);
+            }
+            Ok(())
+        });
+        self.image.give_back(session);
+        outcome?;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.ok_or_else(|| {
+                    EmbedError::runtime("embedding images", format!("input #{i} got no result"))
+                })
+            })
+            .collect()
+    }
+
     /// Decodes, crops and preprocesses one input into `out` (`3*S*S`).
     pub fn prepare(&self, input: &ImageInput, out: &mut [f32]) -> Result<(), ItemError> {
         let mut img = load_rgb(&input.path)?;
@@ -309,78 +404,15 @@ impl EmbeddingModel for ClipModel {
         &self,
         inputs: &[ImageInput],
     ) -> Result<Vec<std::result::Result<Vec<f32>, ItemError>>> {
-        let n = inputs.len();
-        let mut results: Vec<Option<std::result::Result<Vec<f32>, ItemError>>> =
-            (0..n).map(|_| None).collect();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let bs = self.opts.batch_size;
-        let len = self.tensor_len();
-        let mut session = self.image.take(&self.env)?;
-        let next = AtomicUsize::new(0);
-        let decoders = self.opts.decode_threads.clamp(1, n);
-        // Bounded: decoders stay at most ~2 batches ahead of inference.
-        let (tx, rx) = sync_channel::<(usize, std::result::Result<Vec<f32>, ItemError>)>(2 * bs);
-        let outcome = std::thread::scope(|scope| -> Result<()> {
-            for _ in 0..decoders {
-                let tx = tx.clone();
-                let next = &next;
-                scope.spawn(move || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let mut buf = vec![0f32; len];
-                    let r = self.prepare(&inputs[i], &mut buf).map(|()| buf);
-                    if tx.send((i, r)).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(tx);
-            // Owned here so it is dropped (stopping blocked decoders) before the scope joins.
-            let rx = rx;
-            let mut batch_idx: Vec<usize> = Vec::with_capacity(bs);
-            let mut pixels: Vec<f32> = Vec::with_capacity(bs * len);
-            let mut failed = None;
-            for (i, r) in rx.iter() {
-                match r {
-                    Ok(t) => {
-                        batch_idx.push(i);
-                        pixels.extend_from_slice(&t);
-                        if batch_idx.len() == bs {
-                            if let Err(e) =
-                                self.flush(&mut session, &mut batch_idx, &mut pixels, &mut results)
-                            {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(index = i, error = %e, "an input failed");
-                        results[i] = Some(Err(e));
-                    }
-                }
-            }
-            drop(rx);
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            self.flush(&mut session, &mut batch_idx, &mut pixels, &mut results)
-        });
-        self.image.give_back(session);
-        outcome?;
-        results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.ok_or_else(|| {
-                    EmbedError::runtime("embedding images", format!("input #{i} got no result"))
-                })
-            })
-            .collect()
+        self.embed_images_impl(inputs, None)
+    }
+
+    fn embed_images_with_progress(
+        &self,
+        inputs: &[ImageInput],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<std::result::Result<Vec<f32>, ItemError>>> {
+        self.embed_images_impl(inputs, Some(progress))
     }
 
     fn embed_prompts(&self, prompts: &[String]) -> Result<Vec<Vec<f32>>> {

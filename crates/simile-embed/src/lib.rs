@@ -48,6 +48,18 @@ pub trait EmbeddingModel: Send + Sync + std::fmt::Debug {
         &self,
         inputs: &[ImageInput],
     ) -> Result<Vec<std::result::Result<Vec<f32>, ItemError>>, EmbedError>;
+    /// [`EmbeddingModel::embed_images`] calling `progress(done)` as inputs finish (`done` counts
+    /// inputs embedded or failed so far, up to `inputs.len()`), for progress bars. The default
+    /// reports once at the end.
+    fn embed_images_with_progress(
+        &self,
+        inputs: &[ImageInput],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<std::result::Result<Vec<f32>, ItemError>>, EmbedError> {
+        let out = self.embed_images(inputs)?;
+        progress(inputs.len());
+        Ok(out)
+    }
     /// One embedding per prompt, in order.
     fn embed_prompts(&self, prompts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }

@@ -352,3 +352,19 @@ fn user_models_plug_in() {
     let got = embed_images_strict(m.as_ref(), &[ImageInput::new("x.png")]).unwrap();
     assert_eq!(got, vec![vec![1.0, 0.0]]);
 }
+
+#[test]
+fn progress_reaches_the_input_count_monotonically() {
+    let paths = images();
+    let mut inputs: Vec<ImageInput> = (0..11).map(|i| ImageInput::new(&paths[i % 5])).collect();
+    inputs.push(ImageInput::new("/nonexistent/x.jpg"));
+    let seen = std::sync::Mutex::new(Vec::new());
+    let cb = |done: usize| seen.lock().unwrap().push(done);
+    let out = tiny().embed_images_with_progress(&inputs, &cb).unwrap();
+    assert_eq!(out.len(), 12);
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&12));
+    // batch size 4: several reports, not just the final one
+    assert!(seen.len() >= 3, "{seen:?}");
+}
