@@ -1,8 +1,9 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -10,7 +11,7 @@ use simile_index::{
     Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend,
 };
 
-use crate::store::Store;
+use crate::store::{FxHasher, Store};
 use crate::{search, storage, BACKEND};
 
 /// The exact, in-process similarity index: brute-force k-NN over contiguous `f32` rows, persisted
@@ -24,6 +25,33 @@ pub struct SklearnIndex {
     store: RwLock<Store>,
     /// The store generation last written to disk; also serialises concurrent `persist` calls.
     persisted: Mutex<u64>,
+    /// The last big restriction (a view) resolved to rows: repeated queries on the same view
+    /// skip the key lookups.
+    view_cache: Mutex<Option<ViewCache>>,
+}
+
+/// A resolved restriction, valid for one store generation.
+struct ViewCache {
+    generation: u64,
+    len: usize,
+    fingerprint: (u64, u64),
+    rows: Arc<Vec<u32>>,
+}
+
+/// Restrictions with fewer keys are resolved directly (it is cheaper than fingerprinting).
+const VIEW_CACHE_MIN: usize = 2048;
+
+/// A 128-bit fingerprint of a key list (two independent hashes of the keys and their lengths).
+fn fingerprint(keys: &[String]) -> (u64, u64) {
+    let mut a = FxHasher::default();
+    let mut b = DefaultHasher::new();
+    for k in keys {
+        a.write(k.as_bytes());
+        a.write_usize(k.len());
+        b.write(k.as_bytes());
+        b.write_usize(k.len());
+    }
+    (a.finish(), b.finish())
 }
 
 impl fmt::Debug for SklearnIndex {
@@ -45,6 +73,7 @@ impl SklearnIndex {
             dir: None,
             store: RwLock::new(Store::default()),
             persisted: Mutex::new(0),
+            view_cache: Mutex::new(None),
         }
     }
 
@@ -66,6 +95,7 @@ impl SklearnIndex {
             dir: Some(dir.to_path_buf()),
             store: RwLock::new(store),
             persisted: Mutex::new(0),
+            view_cache: Mutex::new(None),
         })
     }
 
@@ -86,6 +116,7 @@ impl SklearnIndex {
             dir: Some(dir.to_path_buf()),
             store: RwLock::new(store),
             persisted: Mutex::new(0),
+            view_cache: Mutex::new(None),
         })
     }
 
@@ -115,6 +146,31 @@ impl SklearnIndex {
                 .as_deref()
                 .map_or_else(|| "in-memory".to_string(), |d| d.display().to_string()),
         }
+    }
+
+    /// The rows of a restriction, from the view cache when it is the same as last time.
+    fn resolve(&self, store: &Store, keys: &[String]) -> Arc<Vec<u32>> {
+        if keys.len() < VIEW_CACHE_MIN {
+            return Arc::new(search::resolve(store, keys));
+        }
+        let fp = fingerprint(keys);
+        let mut cache = self
+            .view_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cache.as_ref() {
+            if c.generation == store.generation && c.len == keys.len() && c.fingerprint == fp {
+                return Arc::clone(&c.rows);
+            }
+        }
+        let rows = Arc::new(search::resolve(store, keys));
+        *cache = Some(ViewCache {
+            generation: store.generation,
+            len: keys.len(),
+            fingerprint: fp,
+            rows: Arc::clone(&rows),
+        });
+        rows
     }
 
     fn check_query(&self, store: &Store, q: &[f32]) -> Result<()> {
@@ -224,13 +280,14 @@ impl SimilarityBackend for SklearnIndex {
     fn knn(&self, query: &KnnQuery<'_>) -> Result<Vec<Neighbor>> {
         let store = self.read();
         self.check_query(&store, query.vector)?;
+        let rows = query.restrict.map(|keys| self.resolve(&store, keys));
         Ok(search::knn(
             &store,
             self.metric,
             query.vector,
             query.k,
             query.reverse,
-            query.restrict,
+            rows.as_ref().map(|r| r.as_slice()),
         ))
     }
 

@@ -139,6 +139,9 @@ pub(crate) enum Rows<'a> {
 
 /// Writes the raw kernel value (dot product, or squared distance when `l2`) of `q` against each
 /// visited row into `out`, with the per-row kernels `dot` / `l2sq`.
+///
+/// For scattered rows, `prefetch` is called on the row [`PREFETCH_AHEAD`] positions ahead: the
+/// hardware prefetchers do not follow such access patterns.
 #[inline(always)]
 fn scan_rows<E>(
     data: &[E],
@@ -146,6 +149,7 @@ fn scan_rows<E>(
     rows: Rows<'_>,
     out: &mut [f32],
     mut kernel: impl FnMut(&[E]) -> f32,
+    prefetch: impl Fn(&[E]),
 ) {
     match rows {
         Rows::Range(start) => {
@@ -155,13 +159,22 @@ fn scan_rows<E>(
             }
         }
         Rows::List(list) => {
-            for (o, &r) in out.iter_mut().zip(list) {
+            for (i, (o, &r)) in out.iter_mut().zip(list).enumerate() {
+                if let Some(&next) = list.get(i + PREFETCH_AHEAD) {
+                    let next = next as usize;
+                    if let Some(row) = data.get(next * dim..(next + 1) * dim) {
+                        prefetch(row);
+                    }
+                }
                 let r = r as usize;
                 *o = kernel(&data[r * dim..(r + 1) * dim]);
             }
         }
     }
 }
+
+/// How many rows ahead scattered scans prefetch.
+const PREFETCH_AHEAD: usize = 2;
 
 /// Whether the AVX2+FMA kernels can run here.
 #[inline]
@@ -204,9 +217,9 @@ fn scan_f32_portable(
     out: &mut [f32],
 ) {
     if l2 {
-        scan_rows(data, dim, rows, out, |r| l2sq(q, r));
+        scan_rows(data, dim, rows, out, |r| l2sq(q, r), |_| ());
     } else {
-        scan_rows(data, dim, rows, out, |r| dot(q, r));
+        scan_rows(data, dim, rows, out, |r| dot(q, r), |_| ());
     }
 }
 
@@ -237,9 +250,9 @@ fn scan_bf16_portable(
     out: &mut [f32],
 ) {
     if l2 {
-        scan_rows(data, dim, rows, out, |r| l2sq_bf16(q, r));
+        scan_rows(data, dim, rows, out, |r| l2sq_bf16(q, r), |_| ());
     } else {
-        scan_rows(data, dim, rows, out, |r| dot_bf16(q, r));
+        scan_rows(data, dim, rows, out, |r| dot_bf16(q, r), |_| ());
     }
 }
 
@@ -372,6 +385,19 @@ mod avx2 {
         s
     }
 
+    /// Asks for every cache line of `row`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn prefetch<E>(row: &[E]) {
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr().cast::<i8>();
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: `off < bytes`, so the address lies inside `row`; a prefetch never faults
+            // and has no architectural effect anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn derive_rows(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
         super::derive_body(data, dim, lo, norms, |r| kernel_f32::<false>(r, r));
@@ -387,9 +413,23 @@ mod avx2 {
         out: &mut [f32],
     ) {
         if l2 {
-            scan_rows(data, dim, rows, out, |r| kernel_f32::<true>(q, r));
+            scan_rows(
+                data,
+                dim,
+                rows,
+                out,
+                |r| kernel_f32::<true>(q, r),
+                |r| prefetch(r),
+            );
         } else {
-            scan_rows(data, dim, rows, out, |r| kernel_f32::<false>(q, r));
+            scan_rows(
+                data,
+                dim,
+                rows,
+                out,
+                |r| kernel_f32::<false>(q, r),
+                |r| prefetch(r),
+            );
         }
     }
 
@@ -404,9 +444,23 @@ mod avx2 {
     ) {
         let qp = permute(q);
         if l2 {
-            scan_rows(data, dim, rows, out, |r| kernel_bf16::<true>(&qp, q, r));
+            scan_rows(
+                data,
+                dim,
+                rows,
+                out,
+                |r| kernel_bf16::<true>(&qp, q, r),
+                |r| prefetch(r),
+            );
         } else {
-            scan_rows(data, dim, rows, out, |r| kernel_bf16::<false>(&qp, q, r));
+            scan_rows(
+                data,
+                dim,
+                rows,
+                out,
+                |r| kernel_bf16::<false>(&qp, q, r),
+                |r| prefetch(r),
+            );
         }
     }
 }

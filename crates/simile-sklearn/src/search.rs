@@ -31,12 +31,12 @@ fn threads_for(work: usize) -> usize {
 }
 
 /// Candidate rows: the whole index, or a sorted, deduplicated subset.
-enum Candidates {
+enum Candidates<'a> {
     All(usize),
-    Subset(Vec<u32>),
+    Subset(&'a [u32]),
 }
 
-impl Candidates {
+impl Candidates<'_> {
     fn len(&self) -> usize {
         match self {
             Candidates::All(n) => *n,
@@ -123,15 +123,26 @@ fn par_chunks<T: Send, R: Send>(
     })
 }
 
-/// The k-NN of `q` (already validated: finite, `store.dim` long). `restrict` keys absent from the
-/// index are ignored.
+/// The rows of the keys that are in the index, sorted, without repeats.
+pub(crate) fn resolve(store: &Store, keys: &[String]) -> Vec<u32> {
+    let mut rows: Vec<u32> = keys
+        .iter()
+        .filter_map(|k| store.rows.get(k).map(|&r| r as u32))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
+/// The k-NN of `q` (already validated: finite, `store.dim` long), among the `restrict` rows
+/// (from [`resolve`]) or the whole index.
 pub(crate) fn knn(
     store: &Store,
     metric: Metric,
     q: &[f32],
     k: Option<usize>,
     reverse: bool,
-    restrict: Option<&[String]>,
+    restrict: Option<&[u32]>,
 ) -> Vec<Neighbor> {
     let dim = store.dim.unwrap_or(q.len());
     if k == Some(0) || store.keys.is_empty() || dim == 0 {
@@ -139,15 +150,7 @@ pub(crate) fn knn(
     }
     let cands = match restrict {
         None => Candidates::All(store.keys.len()),
-        Some(keys) => {
-            let mut rows: Vec<u32> = keys
-                .iter()
-                .filter_map(|k| store.rows.get(k).map(|&r| r as u32))
-                .collect();
-            rows.sort_unstable();
-            rows.dedup();
-            Candidates::Subset(rows)
-        }
+        Some(rows) => Candidates::Subset(rows),
     };
     let m = cands.len();
     if m == 0 {
@@ -167,9 +170,9 @@ pub(crate) fn knn(
             // re-scan of the survivors. Stage 3: exact `f64` scores of the final survivors.
             let mut rows = search.prune(&cands, k, Precision::Bf16);
             if rows.len() > k && rows.len() > STAGE2_MIN {
-                rows = search.prune(&Candidates::Subset(rows), k, Precision::F32);
+                rows = search.prune(&Candidates::Subset(&rows), k, Precision::F32);
             }
-            search.exact(&Candidates::Subset(rows))
+            search.exact(&Candidates::Subset(&rows))
         }
         _ => search.exact(&cands),
     };
@@ -211,7 +214,7 @@ impl Search<'_> {
     }
 
     /// Exact scores of every candidate, four rows at a time, threaded for big sets.
-    fn exact(&self, cands: &Candidates) -> Vec<Neighbor> {
+    fn exact(&self, cands: &Candidates<'_>) -> Vec<Neighbor> {
         let store = self.store;
         let dim = self.dim();
         let row = |r: usize| &store.data[r * dim..(r + 1) * dim];
@@ -245,7 +248,7 @@ impl Search<'_> {
     /// A row is dropped only when its best possible score is worse than the k-th best worst
     /// possible score (plus a slack that covers rounding the exact distances to `f32`), so no row
     /// of the exact answer, ties included, is ever dropped.
-    fn prune(&self, cands: &Candidates, k: usize, precision: Precision) -> Vec<u32> {
+    fn prune(&self, cands: &Candidates<'_>, k: usize, precision: Precision) -> Vec<u32> {
         let store = self.store;
         let dim = self.dim();
         let m = cands.len();

@@ -161,3 +161,60 @@ fn self_match_is_zero() {
         }
     }
 }
+
+fn view_hits(index: &SklearnIndex, q: &[f32], view: &[String]) -> Vec<(String, f32)> {
+    index
+        .knn(&KnnQuery {
+            vector: q,
+            k: Some(25),
+            reverse: false,
+            restrict: Some(view),
+        })
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.key, h.distance))
+        .collect()
+}
+
+/// Big views are resolved once and reused while the index and the view stay the same; a changed
+/// view or a changed index is resolved again.
+#[test]
+fn repeated_big_views_stay_exact() {
+    let metric = Metric::DotProduct;
+    let dim = 16;
+    let full = batch(6000, dim, 12);
+    let index = SklearnIndex::in_memory(metric);
+    index.upsert(&full).unwrap();
+    let rows_a: Vec<usize> = (0..6000).step_by(2).collect();
+    let rows_b: Vec<usize> = (1..6000).step_by(2).collect();
+    let view_a = full.select_rows(&rows_a);
+    let view_b = full.select_rows(&rows_b);
+    let q = random_vectors(1, dim, 5);
+    for _ in 0..2 {
+        assert_eq!(
+            view_hits(&index, &q, view_a.keys()),
+            expected(&view_a, metric, &q, Some(25), false)
+        );
+        // Same length, other keys.
+        assert_eq!(
+            view_hits(&index, &q, view_b.keys()),
+            expected(&view_b, metric, &q, Some(25), false)
+        );
+    }
+    // Change the index under view A: remove its best hits, replace others.
+    let best: Vec<String> = view_hits(&index, &q, view_a.keys())
+        .into_iter()
+        .take(5)
+        .map(|h| h.0)
+        .collect();
+    index.remove(&best).unwrap();
+    let replaced: Vec<String> = view_a.keys()[100..200].to_vec();
+    let newer = Embeddings::for_samples(dim, random_vectors(100, dim, 77), replaced).unwrap();
+    index.upsert(&newer).unwrap();
+    let now = index.get(view_a.keys()).unwrap();
+    assert_eq!(now.len(), 3000 - 5);
+    assert_eq!(
+        view_hits(&index, &q, view_a.keys()),
+        expected(&now, metric, &q, Some(25), false)
+    );
+}
