@@ -164,7 +164,7 @@ pub(crate) fn knn(
         sign: if reverse { -1.0 } else { 1.0 },
     };
 
-    let mut hits = match k {
+    let mut scored = match k {
         Some(k) if k < m => {
             // Stage 1: bfloat16 scan of every candidate. Stage 2 (when stage 1 left many): `f32`
             // re-scan of the survivors. Stage 3: exact `f64` scores of the final survivors.
@@ -176,10 +176,26 @@ pub(crate) fn knn(
         }
         _ => search.exact(&cands),
     };
-    sort_neighbors(&mut hits, reverse);
+    // Order by the reported (f32) distance, ties by key: `sort_neighbors`' order, on compact
+    // (distance, row) pairs so ranking a whole view moves no strings.
+    scored.sort_unstable_by(|a, b| {
+        let o = a.0.total_cmp(&b.0);
+        let o = if reverse { o.reverse() } else { o };
+        o.then_with(|| store.keys[a.1 as usize].cmp(&store.keys[b.1 as usize]))
+    });
     if let Some(k) = k {
-        hits.truncate(k);
+        scored.truncate(k);
     }
+    let mut hits: Vec<Neighbor> = scored
+        .into_iter()
+        .map(|(distance, r)| Neighbor {
+            key: store.keys[r as usize].clone(),
+            sample_id: store.sample_ids[r as usize].clone(),
+            distance,
+        })
+        .collect();
+    // Already in this order (keys are unique); the contract's own sort confirms it in O(n).
+    sort_neighbors(&mut hits, reverse);
     hits
 }
 
@@ -213,12 +229,13 @@ impl Search<'_> {
         self.q.len()
     }
 
-    /// Exact scores of every candidate, four rows at a time, threaded for big sets.
-    fn exact(&self, cands: &Candidates<'_>) -> Vec<Neighbor> {
+    /// Exact distances (rounded to `f32`, as reported) of every candidate, with its row; four rows
+    /// at a time, threaded for big sets.
+    fn exact(&self, cands: &Candidates<'_>) -> Vec<(f32, u32)> {
         let store = self.store;
         let dim = self.dim();
         let row = |r: usize| &store.data[r * dim..(r + 1) * dim];
-        let mut dists = vec![0f64; cands.len()];
+        let mut dists = vec![(0f32, 0u32); cands.len()];
         let threads = threads_for(cands.len().saturating_mul(dim) * 4);
         par_chunks(&mut dists, threads, |start, out| {
             let mut quads = out.chunks_exact_mut(4);
@@ -226,20 +243,21 @@ impl Search<'_> {
             for quad in &mut quads {
                 let r: [usize; 4] = std::array::from_fn(|i| cands.row(pos + i));
                 let d = kernel::exact_distance4(self.metric, self.q, self.qn, r.map(row));
-                quad.copy_from_slice(&d);
+                for i in 0..4 {
+                    quad[i] = (d[i] as f32, r[i] as u32);
+                }
                 pos += 4;
             }
             for d in quads.into_remainder() {
                 let r = cands.row(pos);
-                *d = kernel::exact_distance(self.metric, self.q, self.qn, row(r));
+                *d = (
+                    kernel::exact_distance(self.metric, self.q, self.qn, row(r)) as f32,
+                    r as u32,
+                );
                 pos += 1;
             }
         });
         dists
-            .iter()
-            .enumerate()
-            .map(|(pos, &d)| neighbor(store, cands.row(pos), d))
-            .collect()
     }
 
     /// One approximate pass: scores every candidate at `precision`, with a proven error bound per
@@ -364,14 +382,6 @@ impl Bounds {
     #[inline(always)]
     fn error(&self, norm: f32, score: f32) -> f32 {
         self.constant + self.per_norm * norm.max(NORM_FLOOR) + self.per_score * score.abs()
-    }
-}
-
-fn neighbor(store: &Store, row: usize, distance: f64) -> Neighbor {
-    Neighbor {
-        key: store.keys[row].clone(),
-        sample_id: store.sample_ids[row].clone(),
-        distance: distance as f32,
     }
 }
 
