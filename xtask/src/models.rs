@@ -7,6 +7,8 @@
 //! - `export-vitb32`: exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0)
 //!   into `<cache>/models/clip-vit-b32-random` for benchmarks (~600 MB, not committed).
 //! - `golden`: regenerates the golden tokenizer / preprocessing fixtures with open_clip.
+//! - `bench [--quick]`: the CLIP engine benchmark (`clip_bench` example) on the random ViT-B/32,
+//!   exporting it first if needed; prints one JSON line.
 //!
 //! Everything is idempotent: a second run finds the files and returns at once.
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{cache_dir, root, run};
+use crate::util::{cache_dir, cargo, root, run};
 
 /// The ONNX Runtime release `ort` 2.0.0-rc.15 with `api-31` is built against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -53,6 +55,11 @@ pub fn main(args: &[String]) -> Result<()> {
             export(&out, "vitb32", rest)
         }
         "golden" => golden(),
+        "bench" => {
+            let quick = rest.iter().any(|a| a == "--quick");
+            println!("{}", clip_bench(quick)?);
+            Ok(())
+        }
         "-h" | "--help" | "help" => {
             print_help();
             Ok(())
@@ -63,7 +70,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel into the xtask cache\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip"
+        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel into the xtask cache\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip\n  bench [--quick]  CLIP engine benchmark on the random ViT-B/32 (JSON line)"
     );
 }
 
@@ -199,4 +206,52 @@ fn golden() -> Result<()> {
         .arg(root().join("tools/make_golden.py"))
         .arg("--out")
         .arg(root().join("crates/simile-embed/tests/assets/golden")))
+}
+
+/// Runs the CLIP engine benchmark (`crates/simile-embed/examples/clip_bench.rs`) on ViT-B/32 with
+/// RANDOM weights (exported first if missing: needs the ~6 GB torch venv once) and returns its
+/// JSON line: `decode_ms_per_image`, `ort_images_per_s`, `e2e_images_per_s`, `e2e_over_ort`,
+/// `prompts_per_s`, ...
+pub fn clip_bench(quick: bool) -> Result<String> {
+    let ort = ensure_ort()?;
+    let model = vitb32_dir();
+    if !model.join("manifest.json").is_file() {
+        export(&model, "vitb32", &[])?;
+    }
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "simile-embed",
+        "--example",
+        "clip_bench",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("release/examples/clip_bench");
+    let (images, rounds) = if quick { ("32", "2") } else { ("96", "3") };
+    let out = Command::new(&bin)
+        .args([
+            "--json", "--images", images, "--rounds", rounds, "--batch", "16", "--model",
+        ])
+        .arg(&model)
+        .env("SIMILE_ORT_DYLIB_PATH", &ort)
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "clip_bench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .map(str::to_string)
+        .context("clip_bench printed no JSON line")
 }
