@@ -23,12 +23,13 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 
 use simile_index::{Error, Metric, Result};
 
 use crate::kernel;
-use crate::store::{max_threads, KeyMap, Store};
+use crate::store::{max_threads, Data, KeyMap, Store};
 use crate::BACKEND;
 
 /// The index file inside the storage directory.
@@ -196,12 +197,12 @@ pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
             "truncated: {len} bytes is shorter than the header"
         )));
     }
-    // SAFETY: the map is read-only and private to this call. Writers never modify an index file in
-    // place (they write a temporary file and rename it over), so the mapped file does not change
-    // underneath us unless someone outside simile truncates it, which the length checks below and
-    // the checksum would then report as corruption (or, at worst, a SIGBUS as for any mmap reader).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?;
-    parse(&map, &path).map_err(corrupt)
+    // SAFETY: the map is read-only. Writers never modify an index file in place (they write a
+    // temporary file and rename it over it), and the mapped inode stays alive after an unlink, so
+    // the mapped bytes do not change underneath us unless something outside simile rewrites the
+    // file in place, which (like for any mmap reader) could only yield wrong values or a SIGBUS.
+    let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?);
+    parse(map, &path).map_err(corrupt)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -216,7 +217,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
+fn parse(map: Arc<memmap2::Mmap>, path: &Path) -> Result<(Metric, Store), String> {
+    let bytes: &[u8] = &map;
     if &bytes[..8] != MAGIC {
         return Err("not a simile vector file (bad magic)".into());
     }
@@ -254,35 +256,33 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
             bytes.len()
         ));
     }
-    let data_start = HEADER;
-    let ids_start = data_start + data_len;
+    let ids_start = HEADER + data_len;
     let stored_crc = u32_at(bytes, expected - 4);
-    let data_bytes = &bytes[data_start..ids_start];
     let ids = &bytes[ids_start..expected - 4];
 
-    // Vectors: split by rows across threads; each part checksums its bytes, converts them, and
-    // derives the bfloat16 copy and the norms. Ids are parsed here meanwhile.
-    let mut data = vec![0f32; n * dim];
+    // The vectors are used in place from the mapping (page cache, no copy) where the machine
+    // allows it; otherwise converted once.
+    let data = Data::from_map(Arc::clone(&map), HEADER, n * dim);
+
+    // Split by rows across threads: each part checksums its bytes and derives the bfloat16 copy
+    // and the norms. Ids are parsed here meanwhile.
     let mut lo = vec![0u16; n * dim];
     let mut norms = vec![0f32; n];
     let threads = if n * dim < 1 << 20 { 1 } else { max_threads() };
     let per = n.div_ceil(threads).max(1);
     let (parts, parsed) = thread::scope(|s| {
         let handles: Vec<_> = data
-            .chunks_mut(per * dim.max(1))
+            .chunks(per * dim.max(1))
             .zip(lo.chunks_mut(per * dim.max(1)))
             .zip(norms.chunks_mut(per))
             .enumerate()
-            .map(|(part, ((data, lo), norms))| {
-                let src = &data_bytes[part * per * dim * 4..][..data.len() * 4];
+            .map(|(part, ((rows, lo), norms))| {
+                let src = &bytes[HEADER + part * per * dim * 4..][..rows.len() * 4];
                 s.spawn(move || {
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(src);
-                    for (d, c) in data.iter_mut().zip(src.chunks_exact(4)) {
-                        *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    }
-                    let finite = data.iter().fold(true, |ok, v| ok & v.is_finite());
-                    kernel::derive_rows(data, dim, lo, norms);
+                    let finite = rows.iter().fold(true, |ok, v| ok & v.is_finite());
+                    kernel::derive_rows(rows, dim, lo, norms);
                     (crc, finite)
                 })
             })
@@ -311,7 +311,7 @@ fn parse(bytes: &[u8], path: &Path) -> Result<(Metric, Store), String> {
         let pos = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(format!("row {} holds a non-finite value", pos / dim.max(1)));
     }
-    tracing::debug!(path = %path.display(), n, dim, %metric, "read sklearn index file");
+    tracing::debug!(path = %path.display(), n, dim, %metric, mapped = data.is_mapped(), "read sklearn index file");
     Ok((
         metric,
         Store {

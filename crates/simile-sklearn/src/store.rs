@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::thread;
 
 use simile_index::{Embeddings, Error, Result};
@@ -73,7 +74,7 @@ pub(crate) struct Store {
     /// Fixed by the first non-empty upsert (or the file).
     pub(crate) dim: Option<usize>,
     /// `n × dim`, row-major.
-    pub(crate) data: Vec<f32>,
+    pub(crate) data: Data,
     /// `data` rounded to bfloat16: what the first, approximate scan reads (half the bytes).
     pub(crate) lo: Vec<u16>,
     /// `‖row‖₂` in `f32`: for scaling and error bounds of the approximate passes only.
@@ -148,7 +149,7 @@ impl Store {
         for (i, &t) in targets.iter().enumerate() {
             writer[t - first_touched] = i;
         }
-        grow(&mut self.data, n * dim);
+        grow(self.data.to_mut(), n * dim);
         grow(&mut self.lo, n * dim);
         grow(&mut self.norms, n);
 
@@ -181,7 +182,7 @@ impl Store {
                 );
             }
         };
-        let data = self.data[first_touched * dim..].chunks_mut(per * dim);
+        let data = self.data.to_mut()[first_touched * dim..].chunks_mut(per * dim);
         let lo = self.lo[first_touched * dim..].chunks_mut(per * dim);
         let norms = self.norms[first_touched..].chunks_mut(per);
         let parts = data.zip(lo).zip(norms).enumerate();
@@ -212,13 +213,15 @@ impl Store {
             removed += 1;
             let last = self.keys.len() - 1;
             if r != last {
-                self.data.copy_within(last * dim..(last + 1) * dim, r * dim);
+                self.data
+                    .to_mut()
+                    .copy_within(last * dim..(last + 1) * dim, r * dim);
                 self.lo.copy_within(last * dim..(last + 1) * dim, r * dim);
                 if let Some(slot) = self.rows.get_mut(&self.keys[last]) {
                     *slot = r;
                 }
             }
-            self.data.truncate(last * dim);
+            self.data.to_mut().truncate(last * dim);
             self.lo.truncate(last * dim);
             self.norms.swap_remove(r);
             self.keys.swap_remove(r);
@@ -250,6 +253,82 @@ impl Store {
             dropped: true,
             ..Store::default()
         };
+    }
+}
+
+/// The rows' `f32` values: owned, or read in place from a memory-mapped index file until the
+/// first change.
+#[derive(Default)]
+pub(crate) struct Data {
+    /// The values, unless `mapped`.
+    owned: Vec<f32>,
+    mapped: Option<Mapped>,
+}
+
+/// `len` little-endian `f32`s at byte `offset` of `map`, 4-byte aligned (checked when made by
+/// [`Data::from_map`]).
+struct Mapped {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    len: usize,
+}
+
+impl Mapped {
+    fn values(&self) -> &[f32] {
+        let bytes = &self.map[self.offset..self.offset + self.len * 4];
+        // SAFETY: `from_map` made a `Mapped` only on a little-endian machine, for a 4-byte-aligned
+        // range of exactly `len · 4` bytes inside the map; every bit pattern is a valid `f32`; the
+        // map is immutable and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl Data {
+    /// `len` little-endian `f32`s at byte `offset` of `map`: used in place when this machine is
+    /// little-endian and the address is aligned, converted into an owned vector otherwise.
+    /// `offset + 4·len` must not exceed the map (callers check; a short map yields what fits).
+    pub(crate) fn from_map(map: Arc<memmap2::Mmap>, offset: usize, len: usize) -> Data {
+        let bytes = map
+            .get(offset..offset.saturating_add(len.saturating_mul(4)))
+            .unwrap_or_default();
+        let aligned = (bytes.as_ptr() as usize) % std::mem::align_of::<f32>() == 0;
+        if cfg!(target_endian = "little") && aligned && bytes.len() == len * 4 {
+            return Data {
+                owned: Vec::new(),
+                mapped: Some(Mapped { map, offset, len }),
+            };
+        }
+        let owned = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Data {
+            owned,
+            mapped: None,
+        }
+    }
+
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
+    }
+
+    /// The owned vector, copying the mapped values out first if needed.
+    pub(crate) fn to_mut(&mut self) -> &mut Vec<f32> {
+        if let Some(m) = self.mapped.take() {
+            self.owned = m.values().to_vec();
+        }
+        &mut self.owned
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &self.mapped {
+            Some(m) => m.values(),
+            None => &self.owned,
+        }
     }
 }
 
