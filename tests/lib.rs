@@ -70,3 +70,42 @@ pub fn cosine_rank(emb: &Array2<f32>, q: &[f32]) -> Vec<(usize, f64)> {
     out.sort_by(|a, b| a.1.total_cmp(&b.1));
     out
 }
+
+/// The Milvus server the tests run against, from `cargo xtask ci` (which starts a real server
+/// with authentication on and exports these variables).
+pub fn milvus_params() -> serde_json::Map<String, serde_json::Value> {
+    let uri = std::env::var("SIMILE_TEST_MILVUS_URI").unwrap_or_else(|_| {
+        panic!(
+            "SIMILE_TEST_MILVUS_URI is not set: run the suite with `cargo xtask ci`, or start a server with \
+             `cargo xtask milvus start` and export SIMILE_TEST_MILVUS_URI/_USER/_PASSWORD"
+        )
+    });
+    let mut m = serde_json::Map::new();
+    m.insert("uri".into(), uri.into());
+    if let Ok(u) = std::env::var("SIMILE_TEST_MILVUS_USER") {
+        m.insert("user".into(), u.into());
+    }
+    if let Ok(p) = std::env::var("SIMILE_TEST_MILVUS_PASSWORD") {
+        m.insert("password".into(), p.into());
+    }
+    m
+}
+
+/// A session whose brain config holds the test server's connection (as a user's
+/// `brain_config.json` would), optionally with Milvus as the default backend.
+pub fn milvus_session(default_milvus: bool) -> (tempfile::TempDir, Simile) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrainConfig::default();
+    if default_milvus {
+        config.default_similarity_backend = "milvus".into();
+    }
+    config
+        .similarity_backends
+        .insert("milvus".into(), milvus_params());
+    let simile = Simile::builder()
+        .settings(Settings::for_home(dir.path()))
+        .brain_config(config)
+        .open()
+        .unwrap();
+    (dir, simile)
+}

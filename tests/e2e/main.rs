@@ -4,6 +4,7 @@
 
 mod architecture;
 mod errors;
+mod milvus;
 mod patches;
 mod recipes;
 mod runs;

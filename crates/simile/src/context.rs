@@ -131,7 +131,10 @@ fn migrate_runs(
 }
 
 fn builtin_backends() -> Vec<Arc<dyn BackendFactory>> {
-    vec![Arc::new(simile_sklearn::SklearnFactory)]
+    vec![
+        Arc::new(simile_sklearn::SklearnFactory),
+        Arc::new(simile_milvus::MilvusFactory),
+    ]
 }
 
 impl Simile {

@@ -59,3 +59,5 @@ pub use simile_dataset::{
     Patch, Sample, Stage,
 };
 pub use simile_index::{BackendFactory, Error as IndexError, Metric, SimilarityBackend};
+pub use simile_milvus::{MilvusFactory, MilvusIndex};
+pub use simile_sklearn::{SklearnFactory, SklearnIndex};
