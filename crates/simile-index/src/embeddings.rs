@@ -31,7 +31,7 @@ impl Embeddings {
             return Err(Error::LengthMismatch {
                 what: "embedding rows vs ids",
                 expected: keys.len(),
-                got: if dim == 0 { 0 } else { data.len() / dim },
+                got: data.len().checked_div(dim).unwrap_or(0),
             });
         }
         if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
