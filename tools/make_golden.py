@@ -46,6 +46,12 @@ PROMPTS = [
     "a photo of " * 30,
     "🐶" * 100,
     "hello!!! ??? ...",
+    "&EACUTE; &amp &copy2026 &#128; &notit; &#x1F600;",
+    "\x1b[31mred\x1b[0m terminal text",
+    "zero\u200bwidth and soft\u00adhyphen",
+    "tab\tand\u3000ideographic space",
+    "\u0132ssel \u01c5emal \ufb03ce",
+    "<b>html &amp;amp; tags</b>",
 ]
 
 

@@ -20,6 +20,7 @@
 pub mod clip;
 pub mod download;
 mod error;
+mod html;
 pub mod manifest;
 pub mod preprocess;
 pub mod runtime;

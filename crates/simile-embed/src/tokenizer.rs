@@ -78,8 +78,8 @@ impl ClipTokenizer {
 /// `whitespace_clean(basic_clean(text))`.
 pub fn clean(text: &str) -> String {
     let fixed = fix_text(text);
-    let once = html_escape::decode_html_entities(&fixed);
-    let twice = html_escape::decode_html_entities(&once);
+    let once = crate::html::unescape(&fixed);
+    let twice = crate::html::unescape(&once);
     let mut out = String::with_capacity(twice.len());
     for word in twice.split(char::is_whitespace).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
@@ -96,7 +96,7 @@ fn fix_text(text: &str) -> String {
     let text: Cow<'_, str> = if text.contains('<') {
         Cow::Borrowed(text)
     } else {
-        html_escape::decode_html_entities(text)
+        Cow::Owned(crate::html::ftfy_unescape(text))
     };
     let text = remove_terminal_escapes(&text);
     let mut out = String::with_capacity(text.len());
