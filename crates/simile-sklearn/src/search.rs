@@ -273,10 +273,18 @@ impl Search<'_> {
         let l2 = self.metric == Metric::Euclidean;
         let threads = threads_for(m.saturating_mul(dim));
         let bound = self.bounds(precision);
-        let inv_qn = if self.qn > 0.0 {
-            (1.0 / self.qn) as f32
+        // Cosine scans the unit query (scale-free, so no f32 overflow or subnormal scaling from
+        // the query's magnitude); the other metrics scan the query as given.
+        let unit: Vec<f32>;
+        let q: &[f32] = if self.metric == Metric::Cosine && self.qn > 0.0 && self.qn.is_finite() {
+            unit = self
+                .q
+                .iter()
+                .map(|x| (f64::from(*x) / self.qn) as f32)
+                .collect();
+            &unit
         } else {
-            0.0
+            self.q
         };
         let sign = self.sign;
 
@@ -284,8 +292,8 @@ impl Search<'_> {
         let bests = par_chunks(&mut scores, threads, |start, out| {
             let rows = cands.rows(start, out.len());
             match precision {
-                Precision::Bf16 => kernel::scan_bf16(&store.lo, dim, rows, self.q, l2, out),
-                Precision::F32 => kernel::scan_f32(&store.data, dim, rows, self.q, l2, out),
+                Precision::Bf16 => kernel::scan_bf16(&store.lo, dim, rows, q, l2, out),
+                Precision::F32 => kernel::scan_f32(&store.data, dim, rows, q, l2, out),
             }
             for (i, v) in out.iter_mut().enumerate() {
                 let d = match self.metric {
@@ -293,9 +301,14 @@ impl Search<'_> {
                     Metric::DotProduct => -*v,
                     Metric::Cosine => {
                         let rn = store.norms[cands.row(start + i)];
-                        // Tiny norms may have underflowed: such rows always go to the exact stage.
-                        let inv_rn = if rn >= NORM_FLOOR { 1.0 / rn } else { f32::NAN };
-                        1.0 - *v * inv_qn * inv_rn
+                        // Norms that underflowed or overflowed in f32: such rows always go to the
+                        // exact stage (NaN survives every pass).
+                        let inv_rn = if (NORM_FLOOR..f32::INFINITY).contains(&rn) {
+                            1.0 / rn
+                        } else {
+                            f32::NAN
+                        };
+                        1.0 - *v * inv_rn
                     }
                 };
                 *v = sign * d;
@@ -321,8 +334,10 @@ impl Search<'_> {
             .iter()
             .enumerate()
             .filter(|(pos, &s)| {
-                // Non-finite scores (overflow) always survive.
-                !s.is_finite() || s - bound.error(store.norms[cands.row(*pos)], s) <= limit
+                // Dropped only when provably worse; anything non-finite (overflow, NaN) survives.
+                let provably_worse =
+                    s.is_finite() && s - bound.error(store.norms[cands.row(*pos)], s) > limit;
+                !provably_worse
             })
             .map(|(pos, _)| cands.row(pos) as u32)
             .collect();
@@ -381,7 +396,10 @@ struct Bounds {
 impl Bounds {
     #[inline(always)]
     fn error(&self, norm: f32, score: f32) -> f32 {
-        self.constant + self.per_norm * norm.max(NORM_FLOOR) + self.per_score * score.abs()
+        // Clamped so an overflowed norm gives an infinite bound, never 0 · ∞ = NaN.
+        self.constant
+            + self.per_norm * norm.clamp(NORM_FLOOR, f32::MAX)
+            + self.per_score * score.abs()
     }
 }
 

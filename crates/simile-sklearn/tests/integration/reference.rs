@@ -218,3 +218,164 @@ fn repeated_big_views_stay_exact() {
         expected(&now, metric, &q, Some(25), false)
     );
 }
+
+/// Near-duplicates (distances closer than bfloat16 can tell apart): the first pass keeps almost
+/// everything and the `f32` second pass has to sort it out.
+#[test]
+fn clustered_rows_stay_exact() {
+    let dim = 256;
+    let n = 5000;
+    let base = random_vectors(1, dim, 31);
+    let noise = random_vectors(n, dim, 32);
+    let data: Vec<f32> = (0..n * dim)
+        .map(|i| base[i % dim] + 1e-3 * noise[i])
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| oid(0x51, i)).collect();
+    let full = Embeddings::for_samples(dim, data, ids).unwrap();
+    for metric in Metric::ALL {
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        let q: Vec<f32> = base
+            .iter()
+            .zip(random_vectors(1, dim, 33))
+            .map(|(b, e)| b + 1e-3 * e)
+            .collect();
+        for reverse in [false, true] {
+            for k in [1, 10, 100] {
+                let got: Vec<(String, f32)> = index
+                    .knn(&KnnQuery {
+                        vector: &q,
+                        k: Some(k),
+                        reverse,
+                        restrict: None,
+                    })
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.key, h.distance))
+                    .collect();
+                assert_eq!(
+                    got,
+                    expected(&full, metric, &q, Some(k), reverse),
+                    "{metric} k={k} reverse={reverse}"
+                );
+            }
+        }
+    }
+}
+
+/// Values at the edges of `f32`: huge rows overflow the fast passes, tiny rows underflow them;
+/// both must still be ranked exactly.
+#[test]
+fn extreme_magnitudes_stay_exact() {
+    let dim = 64;
+    let n = 3000;
+    let mut data = random_vectors(n, dim, 41);
+    for (r, row) in data.chunks_exact_mut(dim).enumerate() {
+        let scale = match r % 10 {
+            0 => 1e30,
+            1 => 1e-30,
+            2 => 1e-40, // subnormal
+            3 => 3e38,
+            _ => 1.0,
+        };
+        for v in row.iter_mut() {
+            *v *= scale;
+        }
+    }
+    let ids: Vec<String> = (0..n).map(|i| oid(0x52, i)).collect();
+    let full = Embeddings::for_samples(dim, data, ids).unwrap();
+    let queries = [
+        random_vectors(1, dim, 42),
+        full.row(1).to_vec(),
+        full.row(0).to_vec(),
+        full.row(2).to_vec(),
+    ];
+    for metric in Metric::ALL {
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        for q in &queries {
+            for reverse in [false, true] {
+                let got: Vec<(String, f32)> = index
+                    .knn(&KnnQuery {
+                        vector: q,
+                        k: Some(20),
+                        reverse,
+                        restrict: None,
+                    })
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.key, h.distance))
+                    .collect();
+                assert_eq!(
+                    got,
+                    expected(&full, metric, q, Some(20), reverse),
+                    "{metric} reverse={reverse}"
+                );
+            }
+        }
+    }
+}
+
+/// Many small random cases: odd dimensions (SIMD tails), per-row scales over many orders of
+/// magnitude, duplicates, every metric, k, direction and restriction.
+#[test]
+fn random_small_cases_stay_exact() {
+    let mut seed = 1u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for case in 0..150 {
+        let dim = 1 + (next() % 70) as usize;
+        let n = 1 + (next() % 400) as usize;
+        let mut data = random_vectors(n, dim, next());
+        for row in data.chunks_exact_mut(dim) {
+            let scale = 10f32.powi((next() % 13) as i32 - 6);
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+        if n > 3 {
+            let (a, b) = data.split_at_mut(dim);
+            b[..dim].copy_from_slice(a);
+        }
+        let ids: Vec<String> = (0..n).map(|i| oid(0x53, i)).collect();
+        let full = Embeddings::for_samples(dim, data, ids).unwrap();
+        let metric = Metric::ALL[case % 3];
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        let q = if case % 2 == 0 {
+            full.row((next() as usize) % n).to_vec()
+        } else {
+            random_vectors(1, dim, next())
+        };
+        let k = match next() % 4 {
+            0 => None,
+            1 => Some(1),
+            _ => Some(1 + (next() as usize) % (n + 3)),
+        };
+        let reverse = next() % 2 == 0;
+        let restricted = next() % 3 == 0;
+        let sub_rows: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+        let sub = full.select_rows(&sub_rows);
+        let got: Vec<(String, f32)> = index
+            .knn(&KnnQuery {
+                vector: &q,
+                k,
+                reverse,
+                restrict: restricted.then_some(sub.keys()),
+            })
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.key, h.distance))
+            .collect();
+        let want = expected(
+            if restricted { &sub } else { &full },
+            metric,
+            &q,
+            k,
+            reverse,
+        );
+        assert_eq!(got, want, "case {case}: {metric} n={n} dim={dim} k={k:?} reverse={reverse} restricted={restricted}");
+    }
+}
