@@ -322,6 +322,10 @@ impl SimilarityBackend for SklearnIndex {
             .unwrap_or_else(PoisonError::into_inner);
         let mut store = self.write();
         store.clear();
+        *self
+            .view_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         if let Some(dir) = &self.dir {
             storage::delete(dir)?;
         }

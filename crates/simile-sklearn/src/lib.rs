@@ -1,14 +1,27 @@
 //! The exact, in-process similarity backend of simile (`backend = "sklearn"`, after FiftyOne
 //! Brain's scikit-learn backend).
 //!
-//! * Storage: one contiguous row-major `Vec<f32>` plus keys, owning sample ids, per-row norms and a
-//!   key → row map. Upserts replace rows in place, removals swap-remove.
-//! * Search: brute force and exact. A vectorised `f32` scan (AVX2+FMA when the CPU has it, split
-//!   across threads for big indexes) finds the candidates; the few rows near the k-th distance are
-//!   re-scored in `f64` with [`Metric::reference_distance`]'s formulas, so results equal the naive
-//!   reference. Supports `reverse`, `k = None` (rank everything) and restriction to a view.
-//! * Persistence: `vectors.simv` in the storage directory (format in the `storage` module), written
-//!   atomically by [`SimilarityBackend::persist`] when something changed, memory-mapped on open.
+//! * **Storage**: one contiguous row-major `f32` buffer (n × dim) plus keys, owning sample ids, a
+//!   key → row map, per-row `f32` norms and a bfloat16 copy of the rows (half the bytes, for the
+//!   first search pass). Upserts replace rows in place (last row of a key wins) and append new
+//!   ones; removals swap-remove. The dimension is fixed by the first non-empty upsert. All input
+//!   is validated before anything changes.
+//! * **Search**: brute force and exact, in three passes. (1) A bfloat16 scan of every candidate
+//!   (AVX2+FMA kernels when the CPU has them, portable vectorisable code otherwise; split across
+//!   threads for big indexes) gives each row an approximate distance with a proven error bound;
+//!   a bounded heap finds the k-th best worst case and every row that could still beat it
+//!   survives. (2) If many survive (near-duplicates), an `f32` scan narrows them the same way.
+//!   (3) The survivors are scored in `f64` with exactly [`Metric::reference_distance`]'s formulas
+//!   and ordered like [`simile_index::sort_neighbors`] (by the reported `f32` distance, ties by
+//!   key). Results are therefore identical to the naive reference (keys, order and distance
+//!   bits), at the speed of the half-precision scan. `reverse`, `k = None` (rank everything) and
+//!   restriction to a view (scanning only the view's rows) are supported; the rows of the last
+//!   big view are cached until the view or the index changes.
+//! * **Persistence**: `vectors.simv` in the storage directory (layout in the `storage` module:
+//!   header, little-endian `f32` rows, ids, CRC-32), written atomically (temporary file, fsync,
+//!   rename) by [`SimilarityBackend::persist`] only when something changed. [`SklearnIndex::open`]
+//!   memory-maps it, checks it, and serves the vectors straight from the page cache until the
+//!   first change; a missing file is [`Error::IndexMissing`], a damaged one [`Error::Corrupt`].
 //!
 //! ```no_run
 //! use simile_index::{Embeddings, KnnQuery, Metric, SimilarityBackend};

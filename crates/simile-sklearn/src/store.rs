@@ -113,6 +113,14 @@ impl Store {
         }
         let dim = batch.dim();
         self.check_dim(dim)?;
+        // Rows are addressed with u32 in the search paths.
+        if self.len().saturating_add(batch.len()) > u32::MAX as usize {
+            return Err(Error::Backend {
+                backend: crate::BACKEND,
+                op: "upsert",
+                source: format!("an index holds at most {} rows", u32::MAX).into(),
+            });
+        }
         // Everything below is infallible: the batch is finite and correctly shaped by construction.
         self.dim = Some(dim);
 
@@ -251,6 +259,8 @@ impl Store {
     pub(crate) fn clear(&mut self) {
         *self = Store {
             dropped: true,
+            // Keeps counting, so nothing derived from the old content (a cached view) matches.
+            generation: self.generation + 1,
             ..Store::default()
         };
     }
