@@ -109,3 +109,40 @@ pub fn milvus_session(default_milvus: bool) -> (tempfile::TempDir, Simile) {
         .unwrap();
     (dir, simile)
 }
+
+/// A session that can run the committed tiny CLIP (RANDOM weights): the ONNX Runtime library
+/// comes from `SIMILE_ORT_DYLIB_PATH`, which `cargo xtask ci` sets.
+pub fn clip_session() -> (tempfile::TempDir, Simile) {
+    let dir = tempfile::tempdir().unwrap();
+    let ort = std::env::var("SIMILE_ORT_DYLIB_PATH").unwrap_or_else(|_| {
+        panic!("SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci` (or `cargo xtask models fetch-ort` and export it)")
+    });
+    let mut settings = Settings::for_home(dir.path());
+    settings.ort_dylib_path = Some(ort.into());
+    settings.offline = true;
+    let simile = Simile::builder()
+        .settings(settings)
+        .brain_config(BrainConfig::default())
+        .open()
+        .unwrap();
+    (dir, simile)
+}
+
+/// Writes `n` small PNG images (distinct colour patterns, pairs of near-duplicates) into `dir`.
+pub fn write_images(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let base = (i / 2) as u32; // 2k and 2k+1 are near-duplicates
+            let img = image::RgbImage::from_fn(64, 48, |x, y| {
+                let r = ((x * 4 + base * 37) % 256) as u8;
+                let g = ((y * 5 + base * 91) % 256) as u8;
+                let b = (((x + y) * 3 + base * 53 + (i as u32 % 2) * ((x * y) % 3)) % 256) as u8;
+                image::Rgb([r, g, b])
+            });
+            let p = dir.join(format!("{i:03}.png"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod architecture;
+mod clip;
 mod errors;
 mod milvus;
 mod patches;

@@ -10,6 +10,7 @@ use crate::{ConfigError, EnvSnapshot};
 /// | `models_dir` | `SIMILE_MODELS_DIR` | none |
 /// | `model_cache_dir` | `SIMILE_MODEL_CACHE` | `<home>/models` |
 /// | `ort_dylib_path` | `SIMILE_ORT_DYLIB_PATH`, else `ORT_DYLIB_PATH` | none |
+/// | `offline` | `SIMILE_OFFLINE`, else `HF_HUB_OFFLINE` (`1`/`true`/`yes`) | false |
 ///
 /// Blank variables count as unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Settings {
     pub model_cache_dir: PathBuf,
     /// The ONNX Runtime shared library to load.
     pub ort_dylib_path: Option<PathBuf>,
+    /// Never download models (use only `models_dir` and the cache).
+    pub offline: bool,
     /// Whether `model_cache_dir` was set explicitly (else it follows `home`).
     model_cache_explicit: bool,
 }
@@ -48,6 +51,15 @@ impl Settings {
             model_cache_explicit: cache.is_some(),
             model_cache_dir: cache.unwrap_or_else(|| home.join("models")),
             ort_dylib_path: path("SIMILE_ORT_DYLIB_PATH").or_else(|| path("ORT_DYLIB_PATH")),
+            offline: env
+                .get_nonempty("SIMILE_OFFLINE")
+                .or_else(|| env.get_nonempty("HF_HUB_OFFLINE"))
+                .is_some_and(|v| {
+                    matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "1" | "true" | "yes" | "on"
+                    )
+                }),
             home,
         })
     }
@@ -60,6 +72,7 @@ impl Settings {
             models_dir: None,
             model_cache_dir: home.join("models"),
             ort_dylib_path: None,
+            offline: false,
             model_cache_explicit: false,
             home,
         }
@@ -89,6 +102,31 @@ mod tests {
         assert_eq!(s.models_dir, None);
         assert_eq!(s.ort_dylib_path, None);
         assert_eq!(s, Settings::for_home("/u/.simile"));
+    }
+
+    #[test]
+    fn offline_flag() {
+        let env = EnvSnapshot::new().home("/u");
+        assert!(!Settings::load_from(&env).unwrap().offline);
+        assert!(
+            Settings::load_from(&env.clone().set("HF_HUB_OFFLINE", "1"))
+                .unwrap()
+                .offline
+        );
+        assert!(
+            !Settings::load_from(
+                &env.clone()
+                    .set("SIMILE_OFFLINE", "no")
+                    .set("HF_HUB_OFFLINE", "1")
+            )
+            .unwrap()
+            .offline
+        );
+        assert!(
+            Settings::load_from(&env.set("SIMILE_OFFLINE", "TRUE"))
+                .unwrap()
+                .offline
+        );
     }
 
     #[test]

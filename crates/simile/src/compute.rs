@@ -1,5 +1,4 @@
 //! `compute_similarity`: build an index from an array, a field, a model, or nothing.
-use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -10,8 +9,9 @@ use simile_index::{BackendParams, Embeddings, Metric, SimilarityBackend};
 use simile_runs::{RunRecord, RunRegistry, RunState};
 
 use crate::collection::{Collection, View};
+use crate::embed::{embed_rows, EmbedJob};
 use crate::index::{IndexInfo, IndexState};
-use crate::model::{EmbeddingModel, ImageInput};
+use crate::model::EmbeddingModel;
 use crate::options::EmbeddingsSource;
 use crate::{DatasetError, Error, Result, SimilarityIndex, SimilarityOptions};
 
@@ -293,7 +293,15 @@ fn embeddings_from_field_or_model(
     if !missing.is_empty() {
         match model {
             Some(m) => {
-                let computed = embed_rows(view, rows, &missing, m, options)?;
+                let job = EmbedJob {
+                    patches_field: options.patches_field.as_deref(),
+                    batch_size: options.batch_size,
+                    skip_failures: options.skip_failures,
+                    force_square: options.force_square,
+                    alpha: options.alpha,
+                    progress: options.progress.as_ref(),
+                };
+                let computed = embed_rows(view, rows, &missing, m, &job)?;
                 let mut to_store = Vec::new();
                 for (i, v) in computed {
                     if !field.is_empty() && !patches {
@@ -331,70 +339,4 @@ fn embeddings_from_field_or_model(
         sids.push(rows[i].1.clone());
     }
     Ok(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
-}
-
-/// Runs the model over the given rows (samples or patches). Returns (row index, vector) for the
-/// rows that could be embedded; failures are skipped with a warning or, with
-/// `skip_failures(false)`, an error.
-pub(crate) fn embed_rows(
-    view: &View,
-    rows: &[(String, String)],
-    which: &[usize],
-    model: &dyn EmbeddingModel,
-    options: &SimilarityOptions,
-) -> Result<Vec<(usize, Vec<f32>)>> {
-    let wanted: HashSet<&String> = which.iter().map(|i| &rows[*i].1).collect();
-    let mut paths = std::collections::HashMap::new();
-    let mut boxes = std::collections::HashMap::new();
-    for s in view.inner.samples()? {
-        if !wanted.contains(&s.id().to_string()) {
-            continue;
-        }
-        if let Some(f) = &options.patches_field {
-            if let Some(d) = s.detections(f)? {
-                for det in d.detections {
-                    let b = det.bounding_box;
-                    boxes.insert(det.id, [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]);
-                }
-            }
-        }
-        paths.insert(s.id().to_string(), s.filepath().to_path_buf());
-    }
-    let inputs: Vec<ImageInput> = which
-        .iter()
-        .map(|i| ImageInput {
-            path: paths.get(&rows[*i].1).cloned().unwrap_or_default(),
-            crop: if options.patches_field.is_some() {
-                boxes.get(&rows[*i].0).copied()
-            } else {
-                None
-            },
-            force_square: false,
-            alpha: None,
-        })
-        .collect();
-    let batch = options.batch_size.unwrap_or(64).max(1);
-    let mut out = Vec::with_capacity(which.len());
-    for (chunk_i, chunk) in inputs.chunks(batch).enumerate() {
-        let results = model.embed_images(chunk).map_err(|source| Error::Model {
-            model: model.name().to_string(),
-            source,
-        })?;
-        for (j, r) in results.into_iter().enumerate() {
-            let row = which[chunk_i * batch + j];
-            match r {
-                Ok(v) => out.push((row, v)),
-                Err(e) if options.skip_failures => {
-                    tracing::warn!(error = %e, "skipping a sample that could not be embedded")
-                }
-                Err(source) => {
-                    return Err(Error::SampleFailed {
-                        sample: rows[row].1.clone(),
-                        source,
-                    })
-                }
-            }
-        }
-    }
-    Ok(out)
 }

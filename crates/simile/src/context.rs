@@ -19,6 +19,8 @@ pub(crate) struct Ctx {
     pub(crate) backends: BTreeMap<String, Arc<dyn BackendFactory>>,
     /// Loaded indexes by (dataset db id, brain key).
     pub(crate) cache: Mutex<HashMap<(i64, String), Arc<IndexState>>>,
+    /// Loaded models by name.
+    pub(crate) models: Mutex<HashMap<String, Arc<dyn crate::model::EmbeddingModel>>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -119,6 +121,7 @@ impl SimileBuilder {
                 config,
                 backends,
                 cache: Mutex::new(HashMap::new()),
+                models: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -164,6 +167,13 @@ impl Simile {
     /// Names of the available similarity backends.
     pub fn backends(&self) -> Vec<String> {
         self.ctx.backends.keys().cloned().collect()
+    }
+
+    /// Loads an embedding model by name (FiftyOne's `load_zoo_model`): "clip-vit-base32-torch"
+    /// (OpenAI ViT-B/32, from `SIMILE_MODELS_DIR`, the model cache, or a download when online),
+    /// "clip-tiny-random" (a tiny CLIP with random weights, for tests).
+    pub fn load_model(&self, name: &str) -> Result<Arc<dyn crate::model::EmbeddingModel>> {
+        crate::model_loader::load(&self.ctx, name)
     }
 
     fn wrap(&self, inner: simile_dataset::Dataset) -> Dataset {

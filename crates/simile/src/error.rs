@@ -100,6 +100,10 @@ pub enum Error {
         source: crate::model::EmbedError,
     },
 
+    /// The index has no stored model (it was built from precomputed embeddings).
+    #[error("brain run '{key}' has no stored model")]
+    NoModel { key: String },
+
     /// One sample could not be embedded (with `skip_failures(false)`).
     #[error("cannot embed sample '{sample}'")]
     SampleFailed {

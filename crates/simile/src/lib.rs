@@ -32,6 +32,7 @@ mod brain;
 mod collection;
 mod compute;
 mod context;
+mod embed;
 mod error;
 mod index;
 pub mod model;
@@ -45,6 +46,7 @@ pub use brain::BrainInfo;
 pub use collection::{Collection, Dataset, PatchesView, View};
 pub use compute::compute_similarity;
 pub use context::{Simile, SimileBuilder};
+pub use embed::{EmbedOptions, Progress};
 pub use error::{Error, Result};
 pub use index::{IndexEmbeddings, IndexInfo, SimilarityIndex};
 pub use options::{

@@ -34,6 +34,9 @@ pub struct SimilarityOptions {
     pub(crate) params: Map<String, Value>,
     pub(crate) skip_failures: bool,
     pub(crate) batch_size: Option<usize>,
+    pub(crate) force_square: bool,
+    pub(crate) alpha: Option<f32>,
+    pub(crate) progress: Option<crate::embed::Progress>,
 }
 
 impl SimilarityOptions {
@@ -106,6 +109,21 @@ impl SimilarityOptions {
     }
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
+        self
+    }
+    /// Patch crops grown to squares (FiftyOne's `force_square`).
+    pub fn force_square(mut self, on: bool) -> Self {
+        self.force_square = on;
+        self
+    }
+    /// Patch crops grown (> 0) or shrunk (< 0) by `100·alpha %`.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = Some(alpha);
+        self
+    }
+    /// Called with `(done, total)` while a model embeds images (for progress bars).
+    pub fn progress(mut self, f: crate::embed::Progress) -> Self {
+        self.progress = Some(f);
         self
     }
 }
