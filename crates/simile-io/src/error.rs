@@ -1,0 +1,62 @@
+use std::path::PathBuf;
+
+use simile_dataset::DatasetError;
+
+/// Errors of imports, exports and the quickstart generator.
+///
+/// Problems with single items (one unreadable image, one bad box, one unknown category) are not
+/// errors: they are reported in [`crate::ImportReport::skipped`] and the rest is imported. An
+/// `IoError` means nothing was imported (or, for exports, the export is incomplete).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IoError {
+    /// A file or directory could not be read or written.
+    #[error("cannot access {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is not a directory (image folders, FiftyOne dataset directories).
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// A JSON file is not valid JSON.
+    #[error("{path} is not valid JSON")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file is valid JSON but not in the expected format (e.g. no `images` list in a COCO file).
+    #[error("{path} is not a valid {format} file: {message}")]
+    Format {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
+    /// An image could not be encoded (quickstart) or decoded where that is fatal.
+    #[error("image error for {path}")]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    /// A label field name the store does not accept.
+    #[error("invalid label field name {0:?}")]
+    InvalidField(String),
+    /// The store refused the samples or could not be read.
+    #[error("dataset store error")]
+    Dataset(#[from] DatasetError),
+}
+
+impl IoError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IoError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with [`IoError`].
+pub type Result<T, E = IoError> = std::result::Result<T, E>;
