@@ -261,6 +261,8 @@ fn scan_bf16_portable(
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use simile_index::Metric;
+
     use super::{from_bf16, scan_rows, Rows};
 
     #[target_feature(enable = "avx2,fma")]
@@ -395,6 +397,94 @@ mod avx2 {
             // SAFETY: `off < bytes`, so the address lies inside `row`; a prefetch never faults
             // and has no architectural effect anyway.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+
+    /// `f64` accumulation of eight rows, one lane per row, with separate multiply and add
+    /// (no FMA) so every lane rounds exactly like the scalar reference.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn exact8(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 8]) -> [f64; 8] {
+        let n = q.len();
+        let rows = rows.map(|r| &r[..n]);
+        let neg0 = _mm256_set1_pd(-0.0);
+        let mut acc = [neg0; 2];
+        let mut nrm = [neg0; 2];
+        let l2 = metric == Metric::Euclidean;
+        let cos = metric == Metric::Cosine;
+        let mut step = |x: f64, col: [__m256d; 2]| {
+            let x = _mm256_set1_pd(x);
+            for g in 0..2 {
+                let y = col[g];
+                if l2 {
+                    let d = _mm256_sub_pd(x, y);
+                    acc[g] = _mm256_add_pd(acc[g], _mm256_mul_pd(d, d));
+                } else {
+                    acc[g] = _mm256_add_pd(acc[g], _mm256_mul_pd(x, y));
+                    if cos {
+                        nrm[g] = _mm256_add_pd(nrm[g], _mm256_mul_pd(y, y));
+                    }
+                }
+            }
+        };
+        let mut j = 0;
+        while j + 4 <= n {
+            // Four values of each row, transposed so that column e holds element j + e of
+            // rows 0..4 (and 4..8).
+            let mut cols = [[_mm_setzero_ps(); 4]; 2];
+            for (g, cols) in cols.iter_mut().enumerate() {
+                let r: [__m128; 4] = std::array::from_fn(|i| {
+                    let row = &rows[4 * g + i][j..j + 4];
+                    // SAFETY: `row` has exactly 4 readable `f32`s.
+                    unsafe { _mm_loadu_ps(row.as_ptr()) }
+                });
+                let t0 = _mm_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm_unpacklo_ps(r[2], r[3]);
+                let t2 = _mm_unpackhi_ps(r[0], r[1]);
+                let t3 = _mm_unpackhi_ps(r[2], r[3]);
+                *cols = [
+                    _mm_movelh_ps(t0, t1),
+                    _mm_movehl_ps(t1, t0),
+                    _mm_movelh_ps(t2, t3),
+                    _mm_movehl_ps(t3, t2),
+                ];
+            }
+            for e in 0..4 {
+                step(
+                    f64::from(q[j + e]),
+                    [_mm256_cvtps_pd(cols[0][e]), _mm256_cvtps_pd(cols[1][e])],
+                );
+            }
+            j += 4;
+        }
+        while j < n {
+            let v = |i: usize| f64::from(rows[i][j]);
+            step(
+                f64::from(q[j]),
+                [
+                    _mm256_setr_pd(v(0), v(1), v(2), v(3)),
+                    _mm256_setr_pd(v(4), v(5), v(6), v(7)),
+                ],
+            );
+            j += 1;
+        }
+        let lanes = |v: [__m256d; 2]| {
+            let mut out = [0f64; 8];
+            let (lo, hi) = out.split_at_mut(4);
+            // SAFETY: each half has exactly 4 writable `f64`s.
+            unsafe {
+                _mm256_storeu_pd(lo.as_mut_ptr(), v[0]);
+                _mm256_storeu_pd(hi.as_mut_ptr(), v[1]);
+            }
+            out
+        };
+        let s = lanes(acc);
+        match metric {
+            Metric::Euclidean => s.map(f64::sqrt),
+            Metric::DotProduct => s.map(|d| -d),
+            Metric::Cosine => {
+                let nn = lanes(nrm);
+                std::array::from_fn(|i| super::cosine_from(s[i], qn, nn[i]))
+            }
         }
     }
 
@@ -590,17 +680,34 @@ pub(crate) fn exact_distance4(metric: Metric, q: &[f32], qn: f64, rows: [&[f32];
                     nn[i] += y[i] * y[i];
                 }
             }
-            let mut out = [0f64; 4];
-            for i in 0..4 {
-                let rn = nn[i].sqrt();
-                out[i] = if qn == 0.0 || rn == 0.0 {
-                    1.0
-                } else {
-                    (1.0 - s[i] / (qn * rn)).clamp(0.0, 2.0)
-                };
-            }
-            out
+            std::array::from_fn(|i| cosine_from(s[i], qn, nn[i]))
         }
+    }
+}
+
+/// [`exact_distance`] of `q` to eight rows at once: the same per-row `f64` operations in the same
+/// order (so the same bits), vectorised across rows with AVX2 where available.
+#[inline]
+pub(crate) fn exact_distance8(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 8]) -> [f64; 8] {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { avx2::exact8(metric, q, qn, rows) };
+    }
+    let [a, b, c, d, e, f, g, h] = rows;
+    let lo = exact_distance4(metric, q, qn, [a, b, c, d]);
+    let hi = exact_distance4(metric, q, qn, [e, f, g, h]);
+    [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+}
+
+/// The final step of the exact cosine distance, as [`Metric::reference_distance`] does it.
+#[inline(always)]
+fn cosine_from(dot: f64, qn: f64, rn2: f64) -> f64 {
+    let rn = rn2.sqrt();
+    if qn == 0.0 || rn == 0.0 {
+        1.0
+    } else {
+        (1.0 - dot / (qn * rn)).clamp(0.0, 2.0)
     }
 }
 
@@ -718,33 +825,49 @@ mod tests {
 
     #[test]
     fn exact_is_bit_identical_to_reference() {
-        let dim = 37;
-        let n = 9;
-        let mut data = vecs(dim * n, 5);
-        // A zero row and a row of negative zeros.
-        data[..dim].fill(0.0);
-        data[dim..2 * dim].fill(-0.0);
-        let mut lo = vec![0u16; dim * n];
-        let mut norms = vec![0f32; n];
-        derive_rows(&data, dim, &mut lo, &mut norms);
-        let mut q = vecs(dim, 11);
-        for round in 0..2 {
-            if round == 1 {
-                q.fill(-0.0);
-            }
-            let qn = norm64(&q);
-            for (i, row) in data.chunks_exact(dim).enumerate() {
-                assert!((f64::from(norms[i]) - norm64(row)).abs() <= 1e-6 * norm64(row));
-                assert_eq!(lo[i * dim + 3], to_bf16(row[3]));
-                for m in Metric::ALL {
-                    let want = m.reference_distance(&q, row);
-                    let got = exact_distance(m, &q, qn, row);
-                    assert_eq!(got.to_bits(), want.to_bits(), "{m} row {i}");
-                    if i + 4 <= n {
-                        let rows: [&[f32]; 4] =
-                            std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
-                        let got4 = exact_distance4(m, &q, qn, rows);
-                        assert_eq!(got4[0].to_bits(), want.to_bits(), "{m} row {i} (x4)");
+        for dim in [3usize, 8, 37] {
+            let n = 9;
+            let mut data = vecs(dim * n, 5 + dim as u64);
+            // A zero row and a row of negative zeros.
+            data[..dim].fill(0.0);
+            data[dim..2 * dim].fill(-0.0);
+            let mut lo = vec![0u16; dim * n];
+            let mut norms = vec![0f32; n];
+            derive_rows(&data, dim, &mut lo, &mut norms);
+            let mut q = vecs(dim, 11);
+            for round in 0..2 {
+                if round == 1 {
+                    q.fill(-0.0);
+                }
+                let qn = norm64(&q);
+                for (i, row) in data.chunks_exact(dim).enumerate() {
+                    assert!((f64::from(norms[i]) - norm64(row)).abs() <= 1e-6 * norm64(row));
+                    assert_eq!(lo[i * dim + 2], to_bf16(row[2]));
+                    for m in Metric::ALL {
+                        let want = m.reference_distance(&q, row);
+                        let got = exact_distance(m, &q, qn, row);
+                        assert_eq!(got.to_bits(), want.to_bits(), "{m} row {i}");
+                        if i + 4 <= n {
+                            let rows: [&[f32]; 4] =
+                                std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
+                            let got4 = exact_distance4(m, &q, qn, rows);
+                            assert_eq!(got4[0].to_bits(), want.to_bits(), "{m} row {i} (x4)");
+                        }
+                        // Eight rows starting anywhere (wrapping), so every row takes every lane.
+                        let rows: [&[f32]; 8] = std::array::from_fn(|j| {
+                            let r = (i + j) % n;
+                            &data[r * dim..(r + 1) * dim]
+                        });
+                        let got8 = exact_distance8(m, &q, qn, rows);
+                        for (j, got) in got8.iter().enumerate() {
+                            let r = (i + j) % n;
+                            let want = m.reference_distance(&q, &data[r * dim..(r + 1) * dim]);
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{m} dim {dim} row {r} (x8 lane {j})"
+                            );
+                        }
                     }
                 }
             }

@@ -229,8 +229,8 @@ impl Search<'_> {
         self.q.len()
     }
 
-    /// Exact distances (rounded to `f32`, as reported) of every candidate, with its row; four rows
-    /// at a time, threaded for big sets.
+    /// Exact distances (rounded to `f32`, as reported) of every candidate, with its row; eight
+    /// rows at a time, threaded for big sets.
     fn exact(&self, cands: &Candidates<'_>) -> Vec<(f32, u32)> {
         let store = self.store;
         let dim = self.dim();
@@ -238,17 +238,17 @@ impl Search<'_> {
         let mut dists = vec![(0f32, 0u32); cands.len()];
         let threads = threads_for(cands.len().saturating_mul(dim) * 4);
         par_chunks(&mut dists, threads, |start, out| {
-            let mut quads = out.chunks_exact_mut(4);
+            let mut octs = out.chunks_exact_mut(8);
             let mut pos = start;
-            for quad in &mut quads {
-                let r: [usize; 4] = std::array::from_fn(|i| cands.row(pos + i));
-                let d = kernel::exact_distance4(self.metric, self.q, self.qn, r.map(row));
-                for i in 0..4 {
-                    quad[i] = (d[i] as f32, r[i] as u32);
+            for oct in &mut octs {
+                let r: [usize; 8] = std::array::from_fn(|i| cands.row(pos + i));
+                let d = kernel::exact_distance8(self.metric, self.q, self.qn, r.map(row));
+                for i in 0..8 {
+                    oct[i] = (d[i] as f32, r[i] as u32);
                 }
-                pos += 4;
+                pos += 8;
             }
-            for d in quads.into_remainder() {
+            for d in octs.into_remainder() {
                 let r = cands.row(pos);
                 *d = (
                     kernel::exact_distance(self.metric, self.q, self.qn, row(r)) as f32,
