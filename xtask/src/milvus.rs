@@ -93,22 +93,31 @@ impl MilvusServer {
             }
             State::remove();
         }
+        // A server that was just killed may hold its ports for a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
         for (port, what) in [
             (2379, "etcd client"),
             (2380, "etcd peer"),
             (opts.port, "gRPC"),
         ] {
-            if !port_free(port) {
-                bail!(
-                    "port {port} ({what}) on 127.0.0.1 is in use: another Milvus or etcd runs on \
-                     this machine (only one instance can run at a time)"
-                );
+            while !port_free(port) {
+                if Instant::now() > deadline {
+                    bail!(
+                        "port {port} ({what}) on 127.0.0.1 is in use: another Milvus or etcd runs on \
+                         this machine (only one instance can run at a time)"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
         }
         let py = ensure_venv()?;
         let bin_dir = ensure_binaries(&py)?;
         let data_dir = match &opts.data_dir {
-            Some(d) => d.clone(),
+            Some(d) => {
+                fs::create_dir_all(d)?;
+                // Absolute: the server runs with the data dir as its cwd.
+                fs::canonicalize(d).with_context(|| format!("resolving {}", d.display()))?
+            }
             None => fresh_data_dir()?,
         };
         render_config(&py, &data_dir, opts)?;
@@ -366,7 +375,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask milvus <cmd>\n\n  start [--auth] [--port P] [--time-tick MS]   start Milvus {MILVUS_VERSION} in the background (fresh data dir)\n  stop                                          SIGTERM, SIGKILL after {}s\n  status",
+        "cargo xtask milvus <cmd>\n\n  start [--auth] [--port P] [--time-tick MS] [--data-dir D]   start Milvus {MILVUS_VERSION} in the background\n      (a fresh data dir under target/milvus-runs unless --data-dir reuses one, e.g. to test a restart)\n  stop                                          SIGTERM, SIGKILL after {}s\n  status",
         STOP_GRACE.as_secs()
     );
 }
@@ -394,6 +403,11 @@ fn parse_start(args: &[String]) -> Result<StartOptions> {
                     .context("--time-tick needs a value")?
                     .parse()
                     .context("--time-tick")?
+            }
+            "--data-dir" => {
+                opts.data_dir = Some(PathBuf::from(
+                    it.next().context("--data-dir needs a value")?,
+                ))
             }
             other => bail!("unknown option '{other}' for `milvus start`"),
         }
@@ -519,9 +533,22 @@ fn ensure_binaries(py: &Path) -> Result<PathBuf> {
 }
 
 const RENDER_SCRIPT: &str = r#"
-import sys, milvus
+import socket, sys, milvus
 data_dir, port, auth, tick, grace = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
 cfg = milvus.MilvusServerConfig(data_dir=data_dir)
+def try_bind_port(port):
+    # Like the package's, but with SO_REUSEADDR (as the Go server binds): ports in TIME_WAIT
+    # after a restart are usable.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+cfg.try_bind_port = try_bind_port
 cfg.update(proxy_port=port)
 cfg.set("authorization_enabled", auth)
 for role in ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode"):

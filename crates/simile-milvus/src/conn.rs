@@ -107,6 +107,8 @@ pub(crate) enum Kind {
     Unauthenticated,
     Unavailable,
     CollectionMissing,
+    /// The collection exists but is not loaded into query memory.
+    NotLoaded,
     Other,
 }
 
@@ -132,6 +134,13 @@ pub(crate) fn classify(e: &SdkError) -> Kind {
                 || reason.contains("authenticat")
             {
                 Kind::Unauthenticated
+            } else if s.code() == 101 || reason.contains("not loaded") {
+                Kind::NotLoaded
+            } else if reason.contains("not ready")
+                || reason.contains("not healthy")
+                || reason.contains("service unavailable")
+            {
+                Kind::Unavailable
             } else if s.code() == 100
                 || s.legacy_code() == 4
                 || reason.contains("collection not found")
@@ -167,7 +176,7 @@ pub(crate) fn map_error(op: &'static str, uri: &str, e: SdkError) -> Error {
             location,
             source: Box::new(MilvusError::Sdk(Box::new(e))),
         },
-        Kind::CollectionMissing | Kind::Other => Error::Backend {
+        Kind::CollectionMissing | Kind::NotLoaded | Kind::Other => Error::Backend {
             backend: BACKEND,
             op,
             source: Box::new(MilvusError::Sdk(Box::new(e))),

@@ -246,6 +246,26 @@ impl MilvusIndex {
         }
     }
 
+    /// Like [`Self::call`] for reads: a collection that is not loaded (after a server restart,
+    /// or released by someone) is loaded and the read retried once.
+    fn read_call<F, Fut, T>(&self, op: &'static str, make: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match block_on(make()) {
+            Err(e) => Err(runtime_error(op, &self.cfg.connection.uri, e)),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if classify(&e) == Kind::NotLoaded => {
+                tracing::info!(collection = %self.collection, "collection not loaded (server restart?): loading it and retrying");
+                self.load()?;
+                self.call(op, make())
+            }
+            Ok(Err(e)) => Err(self.map_err(op, e)),
+        }
+    }
+
     fn map_err(&self, op: &'static str, e: SdkError) -> Error {
         if classify(&e) == Kind::CollectionMissing {
             let mut st = self.lock();
@@ -499,26 +519,30 @@ impl MilvusIndex {
         let client = self.client.clone();
         let want_sample = fields.contains(&SAMPLE_ID);
         let want_vector = fields.contains(&VECTOR);
-        let rows = self.call(op, async move {
-            let resp = client.query(req).await?;
-            let r = resp.results();
-            let col = |name: &str| r.get_output_field(name);
-            let pks = col(PK).and_then(|f| f.as_varchar()).map(|v| v.to_vec());
-            let sample_ids = if want_sample {
-                col(SAMPLE_ID)
-                    .and_then(|f| f.as_varchar())
-                    .map(|v| v.to_vec())
-            } else {
-                Some(Vec::new())
-            };
-            let vectors = if want_vector {
-                col(VECTOR)
-                    .and_then(|f| f.as_float_vectors())
-                    .map(|v| v.to_vec())
-            } else {
-                Some(Vec::new())
-            };
-            Ok((pks, sample_ids, vectors, r.get_row_count()))
+        let rows = self.read_call(op, || {
+            let client = client.clone();
+            let req = req.clone();
+            async move {
+                let resp = client.query(req).await?;
+                let r = resp.results();
+                let col = |name: &str| r.get_output_field(name);
+                let pks = col(PK).and_then(|f| f.as_varchar()).map(|v| v.to_vec());
+                let sample_ids = if want_sample {
+                    col(SAMPLE_ID)
+                        .and_then(|f| f.as_varchar())
+                        .map(|v| v.to_vec())
+                } else {
+                    Some(Vec::new())
+                };
+                let vectors = if want_vector {
+                    col(VECTOR)
+                        .and_then(|f| f.as_float_vectors())
+                        .map(|v| v.to_vec())
+                } else {
+                    Some(Vec::new())
+                };
+                Ok((pks, sample_ids, vectors, r.get_row_count()))
+            }
         })?;
         self.read_done(generation);
         match rows {
@@ -676,27 +700,31 @@ impl MilvusIndex {
         }
         let req = b.build().map_err(|e| self.map_err("search", e))?;
         let client = self.client.clone();
-        let hits = self.call("search", async move {
-            let resp = client.search(req).await?;
-            let mut out = Vec::new();
-            for one in resp.results().iter() {
-                let ids = match one.get_ids() {
-                    Ids::VarChar(v) => v.clone(),
-                    Ids::Int64(v) => v.iter().map(|i| i.to_string()).collect(),
-                    _ => {
-                        return Err(SdkError::MalformedResponse(
-                            "unsupported primary key type".into(),
-                        ))
-                    }
-                };
-                let scores = one.get_scores().to_vec();
-                let sids = one
-                    .get_output_field(SAMPLE_ID)
-                    .and_then(|f| f.as_varchar())
-                    .map(|v| v.to_vec());
-                out.push((ids, scores, sids));
+        let hits = self.read_call("search", || {
+            let client = client.clone();
+            let req = req.clone();
+            async move {
+                let resp = client.search(req).await?;
+                let mut out = Vec::new();
+                for one in resp.results().iter() {
+                    let ids = match one.get_ids() {
+                        Ids::VarChar(v) => v.clone(),
+                        Ids::Int64(v) => v.iter().map(|i| i.to_string()).collect(),
+                        _ => {
+                            return Err(SdkError::MalformedResponse(
+                                "unsupported primary key type".into(),
+                            ))
+                        }
+                    };
+                    let scores = one.get_scores().to_vec();
+                    let sids = one
+                        .get_output_field(SAMPLE_ID)
+                        .and_then(|f| f.as_varchar())
+                        .map(|v| v.to_vec());
+                    out.push((ids, scores, sids));
+                }
+                Ok(out)
             }
-            Ok(out)
         })?;
         self.read_done(generation);
         let mut neighbors = Vec::new();
@@ -1021,15 +1049,19 @@ impl SimilarityBackend for MilvusIndex {
             .build()
             .map_err(|e| self.map_err("count", e))?;
         let client = self.client.clone();
-        let count = self.call("count", async move {
-            let resp = client.query(req).await?;
-            Ok(resp
-                .results()
-                .get_output_field("count(*)")
-                .and_then(|f| match f {
-                    FieldData::Int64 { values, .. } => values.first().copied(),
-                    _ => None,
-                }))
+        let count = self.read_call("count", || {
+            let client = client.clone();
+            let req = req.clone();
+            async move {
+                let resp = client.query(req).await?;
+                Ok(resp
+                    .results()
+                    .get_output_field("count(*)")
+                    .and_then(|f| match f {
+                        FieldData::Int64 { values, .. } => values.first().copied(),
+                        _ => None,
+                    }))
+            }
         })?;
         self.read_done(generation);
         match count {
