@@ -176,9 +176,19 @@ fn scan_rows<E>(
 /// How many rows ahead scattered scans prefetch.
 const PREFETCH_AHEAD: usize = 2;
 
+/// Tests can force the portable kernels (results must not change: exactness never depends on
+/// the kernel).
+#[cfg(test)]
+pub(crate) static FORCE_PORTABLE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Whether the AVX2+FMA kernels can run here.
 #[inline]
 fn has_avx2() -> bool {
+    #[cfg(test)]
+    if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -415,6 +415,62 @@ mod tests {
         assert_eq!(k_smallest([f32::NAN].into_iter(), 3), Vec::<f32>::new());
     }
 
+    /// The portable kernels (used where AVX2 is missing) give exactly the same answers.
+    #[test]
+    fn portable_kernels_give_the_same_results() {
+        use simile_index::Embeddings;
+        use std::sync::atomic::Ordering;
+        let (n, dim) = (3000, 70);
+        let mut s = 7u64;
+        let data: Vec<f32> = (0..n * dim)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+        let batch = Embeddings::for_samples(dim, data, keys).unwrap();
+        let mut store = Store::default();
+        store.upsert(&batch).unwrap();
+        let view: Vec<u32> = (0..n as u32).step_by(3).collect();
+        for metric in Metric::ALL {
+            for (qi, k, reverse, restricted) in [
+                (5, Some(10), false, false),
+                (17, Some(40), true, true),
+                (99, None, false, true),
+            ] {
+                let q = batch.row(qi);
+                let restrict = restricted.then_some(view.as_slice());
+                let fast = knn(&store, metric, q, k, reverse, restrict);
+                FORCE_PORTABLE_LOCK.with(|| {
+                    kernel::FORCE_PORTABLE.store(true, Ordering::Relaxed);
+                    let slow = knn(&store, metric, q, k, reverse, restrict);
+                    kernel::FORCE_PORTABLE.store(false, Ordering::Relaxed);
+                    assert_eq!(fast, slow, "{metric} k={k:?}");
+                });
+                assert_eq!(
+                    fast.len(),
+                    k.unwrap_or(if restricted { view.len() } else { n })
+                );
+            }
+        }
+    }
+
+    /// Serialises the tests that flip [`kernel::FORCE_PORTABLE`].
+    struct ForceLock(std::sync::Mutex<()>);
+    impl ForceLock {
+        fn with(&self, f: impl FnOnce()) {
+            let _guard = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f();
+        }
+    }
+    static FORCE_PORTABLE_LOCK: ForceLock = ForceLock(std::sync::Mutex::new(()));
+
     #[test]
     fn par_chunks_covers_everything_once() {
         let mut v = vec![0usize; 1001];
