@@ -26,6 +26,19 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time of this process (all threads), seconds, from /proc (Linux); 0 elsewhere.
+fn cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name: state is field 3; utime/stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn make_jpegs(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|k| {
@@ -95,15 +108,16 @@ fn main() {
     let len = 3 * s * s;
 
     // Decode alone, then preprocess alone, one thread.
-    let t = Instant::now();
+    // (CPU time of this single-threaded phase: robust on a shared machine.)
+    let c = cpu_s();
     let decoded: Vec<RgbImage> = paths.iter().map(|p| load_rgb(p).unwrap()).collect();
-    let decode_only_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-    let t = Instant::now();
+    let c2 = cpu_s();
+    let decode_only_ms = (c2 - c) * 1e3 / n as f64;
     let mut tensors = vec![0f32; n * len];
     for (img, out) in decoded.iter().zip(tensors.chunks_exact_mut(len)) {
         preprocess_into(img, &m.preprocess, out);
     }
-    let preprocess_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
+    let preprocess_ms = (cpu_s() - c2) * 1e3 / n as f64;
     let decode_ms = decode_only_ms + preprocess_ms;
 
     // Warm-up.
@@ -115,7 +129,9 @@ fn main() {
     // rounds; the best round of each counts (the machine may be shared).
     let inputs: Vec<ImageInput> = paths.iter().map(ImageInput::new).collect();
     let (mut ort_s, mut e2e_s) = (f64::INFINITY, f64::INFINITY);
+    let (mut ort_cpu, mut e2e_cpu) = (0.0, 0.0);
     for round in 0..rounds {
+        let c = cpu_s();
         let t = Instant::now();
         let mut done = 0;
         while done < n {
@@ -126,9 +142,12 @@ fn main() {
             done += k;
         }
         let o = t.elapsed().as_secs_f64();
+        let c2 = cpu_s();
+        ort_cpu += c2 - c;
         let t = Instant::now();
         let out = model.embed_images(&inputs).unwrap();
         let e = t.elapsed().as_secs_f64();
+        e2e_cpu += cpu_s() - c2;
         assert!(out
             .iter()
             .all(|r| r.as_ref().is_ok_and(|v| v.len() == m.dim)));
@@ -151,15 +170,18 @@ fn main() {
     let text_s = t.elapsed().as_secs_f64();
 
     let ort_ips = n as f64 / ort_s;
+    // CPU cost per image (all threads): what the throughput ratio converges to on an idle machine.
+    let ort_cpu_ms = ort_cpu * 1e3 / (n * rounds) as f64;
+    let e2e_cpu_ms = e2e_cpu * 1e3 / (n * rounds) as f64;
     let e2e_ips = n as f64 / e2e_s;
     let pps = n_prompts as f64 / text_s;
     if json {
         println!(
-            "{{\"model\":\"{}\",\"random_weights\":{},\"images\":{n},\"batch\":{batch},\"decode_ms_per_image\":{decode_ms:.2},\"ort_images_per_s\":{ort_ips:.2},\"e2e_images_per_s\":{e2e_ips:.2},\"e2e_over_ort\":{:.3},\"prompts_per_s\":{pps:.2}}}",
+            "{{\"model\":\"{}\",\"random_weights\":{},\"images\":{n},\"batch\":{batch},\"decode_ms_per_image\":{decode_ms:.2},\"ort_images_per_s\":{ort_ips:.2},\"e2e_images_per_s\":{e2e_ips:.2},\"e2e_over_ort\":{:.3},\"ort_cpu_ms_per_image\":{ort_cpu_ms:.1},\"e2e_cpu_ms_per_image\":{e2e_cpu_ms:.1},\"prompts_per_s\":{pps:.2}}}",
             m.name, m.random_weights, e2e_ips / ort_ips
         );
     } else {
-        println!("decode+preprocess (1 thread): {decode_ms:.2} ms/image (decode {decode_only_ms:.2}, resize+crop+normalise {preprocess_ms:.2})");
+        println!("decode+preprocess (1 thread, CPU): {decode_ms:.2} ms/image (decode {decode_only_ms:.2}, resize+crop+normalise {preprocess_ms:.2})");
         println!(
             "ORT alone, pre-made tensors: {ort_ips:.2} images/s ({:.1} ms/image)",
             1e3 / ort_ips
@@ -169,6 +191,10 @@ fn main() {
             1e3 / e2e_ips
         );
         println!("end to end / ORT alone:      {:.3}", e2e_ips / ort_ips);
+        println!(
+            "CPU per image (all threads): ORT alone {ort_cpu_ms:.1} ms, end to end {e2e_cpu_ms:.1} ms (ratio {:.3})",
+            ort_cpu_ms / e2e_cpu_ms
+        );
         println!(
             "text prompts:                {pps:.2} prompts/s ({:.1} ms/prompt)",
             1e3 / pps

@@ -50,7 +50,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ItemError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }
 
 /// Pixel box `[x1, y1, x2, y2)` of a relative `[x, y, w, h]` crop, with FiftyOne's patch semantics
