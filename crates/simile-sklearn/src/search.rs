@@ -361,6 +361,7 @@ impl Search<'_> {
         let product = (stored + rel * (1.0 + stored)) * SAFETY;
         // The stored f32 norms are themselves within `rel` of the truth.
         let norm = rel * SAFETY;
+        // Covers values lost to underflow (subnormal products and bfloat16 roundings).
         let tiny = 1e-30 * (1.0 + self.qn as f32);
         match self.metric {
             // |cos̃ − cos| ≤ product, plus a few roundings of the scaling around 1.
@@ -369,11 +370,11 @@ impl Search<'_> {
                 per_norm: 0.0,
                 per_score: 0.0,
             },
-            // |dot̃ − dot| ≤ product · ‖q‖ · ‖r‖.
+            // |dot̃ − dot| ≤ product · ‖q‖ · ‖r‖ (with ‖r‖ itself known to within `norm`).
             Metric::DotProduct => Bounds {
                 constant: tiny,
                 per_norm: (product + norm) * self.qn as f32,
-                per_score: product * 1e-6,
+                per_score: 0.0,
             },
             // |d̃ − d| ≤ ‖r̃ − r‖ ≤ stored · ‖r‖, plus the accumulation error relative to d̃.
             Metric::Euclidean => Bounds {
