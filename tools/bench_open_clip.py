@@ -37,19 +37,25 @@ def main():
     with torch.no_grad():
         model.encode_image(torch.zeros(1, 3, 224, 224))  # warm-up
         t = time.time()
+        c = time.process_time()
         for i in range(0, n, args.batch):
             x = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + args.batch]])
             model.encode_image(x)
         e2e = time.time() - t
+        e2e_cpu = time.process_time() - c
         prompts = [f"a photo of a dog number {i}" for i in range(args.prompts)]
         model.encode_text(open_clip.tokenize(prompts[:1]))
         t = time.time()
+        c = time.process_time()
         for i in range(0, len(prompts), args.batch):
             model.encode_text(open_clip.tokenize(prompts[i:i + args.batch]))
         txt = time.time() - t
+        txt_cpu = time.process_time() - c
     print(f"open_clip/torch {torch.__version__}, {args.threads} threads, RANDOM ViT-B/32 weights")
-    print(f"end to end from JPEG: {n / e2e:.2f} images/s ({1e3 * e2e / n:.1f} ms/image)")
-    print(f"text prompts:         {len(prompts) / txt:.2f} prompts/s ({1e3 * txt / len(prompts):.1f} ms/prompt)")
+    print(f"end to end from JPEG: {n / e2e:.2f} images/s ({1e3 * e2e / n:.1f} ms/image, "
+          f"CPU {1e3 * e2e_cpu / n:.1f} ms/image)")
+    print(f"text prompts:         {len(prompts) / txt:.2f} prompts/s ({1e3 * txt / len(prompts):.1f} ms/prompt, "
+          f"CPU {1e3 * txt_cpu / len(prompts):.1f} ms/prompt)")
 
 
 if __name__ == "__main__":
