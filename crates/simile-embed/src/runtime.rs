@@ -54,15 +54,14 @@ pub fn environment(dylib: Option<&Path>) -> Result<Environment> {
         }
         None => PathBuf::from(DEFAULT_LIBRARY_NAME),
     };
-    let builder = ort::init_from(&path).map_err(|e| {
-        if dylib.is_none() {
-            EmbedError::RuntimeNotConfigured
-        } else {
-            EmbedError::RuntimeLoad {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
-        }
+    let builder = ort::init_from(&path).map_err(|e| match e {
+        // Nothing found on the search path: say how to configure one.
+        ort::LoadDynamicError::Dlopen { .. } if dylib.is_none() => EmbedError::RuntimeNotConfigured,
+        // Found but unusable (e.g. an ONNX Runtime older than 1.31).
+        other => EmbedError::RuntimeLoad {
+            path: path.clone(),
+            reason: other.to_string(),
+        },
     })?;
     let env = builder
         .with_name("simile")
