@@ -94,14 +94,54 @@ def export(module, example, in_name, out_name, path):
     )
 
 
+class HfTextStub(torch.nn.Module):
+    """A tiny stand-in for a Hugging Face text-tower export: inputs `input_ids` AND
+    `attention_mask` (int64 [N,77]), output `text_embeds` [N,64] = masked mean of embeddings of
+    (id mod 997), projected. Not CLIP at all; it only pins how the engine feeds the mask."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(997, 64)
+        self.proj = torch.nn.Linear(64, 64)
+
+    def forward(self, input_ids, attention_mask):
+        e = self.emb(torch.remainder(input_ids, 997))
+        m = attention_mask.unsqueeze(-1).to(e.dtype)
+        return self.proj((e * m).sum(1) / m.sum(1).clamp(min=1.0))
+
+
+def export_hf_stub(out):
+    model = HfTextStub().eval()
+    prompts = ["a photo of a dog", "", "a much longer prompt " * 3]
+    ids = open_clip.tokenize(prompts)
+    # Hugging Face convention: 1 for every real token (SOT .. EOT), 0 for padding.
+    mask = (torch.cumsum((ids == 49407).long(), 1) - (ids == 49407).long() == 0).long()
+    path = os.path.join(out, "text_hf.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, mask), path, input_names=["input_ids", "attention_mask"],
+                          output_names=["text_embeds"],
+                          dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"},
+                                        "text_embeds": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        ref = model(ids, mask).numpy()
+    with open(os.path.join(out, "hf_stub.json"), "w") as f:
+        json.dump({"prompts": prompts, "embeddings": [[float(v) for v in r] for r in ref]}, f)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", required=True, choices=["tiny", "vitb32"])
+    ap.add_argument("--arch", required=True, choices=["tiny", "vitb32", "hf-text-stub"])
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     # The TorchScript exporter cannot export the fused MHA fast path.
     torch.backends.mha.set_fastpath_enabled(False)
+    if args.arch == "hf-text-stub":
+        export_hf_stub(args.out)
+        return
 
     model, name, desc, arch_name = build(args.arch)
     dim = model.text_projection.shape[1]

@@ -368,3 +368,47 @@ fn progress_reaches_the_input_count_monotonically() {
     // batch size 4: several reports, not just the final one
     assert!(seen.len() >= 3, "{seen:?}");
 }
+
+/// Text towers exported from Hugging Face also take an `attention_mask` (1 for SOT..EOT, 0 for
+/// padding). `tests/assets/hf-text-stub` is a tiny NON-CLIP stand-in with that interface
+/// (`tools/export_clip.py --arch hf-text-stub`), with reference outputs from torch.
+#[test]
+fn attention_mask_inputs_are_fed_like_hugging_face() {
+    let stub = assets().join("hf-text-stub");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        assets().join("clip-tiny-random/image.onnx"),
+        dir.path().join("image.onnx"),
+    )
+    .unwrap();
+    std::fs::copy(stub.join("text_hf.onnx"), dir.path().join("text.onnx")).unwrap();
+    let mut m: Value = serde_json::from_str(
+        &std::fs::read_to_string(assets().join("clip-tiny-random/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    m["name"] = "hf-stub".into();
+    m["text"] = serde_json::json!({
+        "file": "text.onnx", "input": "input_ids", "attention_mask": "attention_mask",
+        "output": "text_embeds", "context_length": 77
+    });
+    std::fs::write(dir.path().join("manifest.json"), m.to_string()).unwrap();
+    let model = load_model(dir.path().to_str().unwrap(), &opts(2)).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(stub.join("hf_stub.json")).unwrap()).unwrap();
+    let prompts: Vec<String> = reference["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    let got = model.embed_prompts(&prompts).unwrap();
+    for (e, want) in got.iter().zip(reference["embeddings"].as_array().unwrap()) {
+        let want = vec_of(want);
+        let max = e
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(max < 1e-4, "max diff {max}");
+    }
+}
