@@ -20,6 +20,42 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dataset(c) => dataset(&simile, c, json),
         Command::Similarity(c) => similarity(&simile, c, json),
         Command::Brain(c) => brain(&simile, c, json),
+        Command::Embed {
+            name,
+            model,
+            field,
+            skip_existing,
+            strict,
+            batch_size,
+        } => {
+            let ds = simile.load_dataset(&name)?;
+            let m = simile.load_model(&model)?;
+            let bar = progress_bar(json, "embedding");
+            let mut opts = simile::EmbedOptions::new()
+                .field(&field)
+                .skip_existing(skip_existing)
+                .skip_failures(!strict)
+                .progress(bar_progress(&bar));
+            if let Some(b) = batch_size {
+                opts = opts.batch_size(b);
+            }
+            let out = ds.compute_embeddings(m.as_ref(), opts);
+            bar.finish_and_clear();
+            let out = out?;
+            let total = ds.len()?;
+            if json {
+                print_json(
+                    &json!({"field": field, "embedded": out.sample_ids.len(), "samples": total, "dim": out.embeddings.ncols()}),
+                );
+            } else {
+                println!(
+                    "{} of {total} samples have {}-d embeddings in '{field}'",
+                    out.sample_ids.len(),
+                    out.embeddings.ncols()
+                );
+            }
+            Ok(())
+        }
         Command::Quickstart(args) => crate::quickstart::run(&simile, args, json),
     }
 }
@@ -213,8 +249,9 @@ fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Result<()> {
             if let Some(p) = patches_field {
                 opts = opts.patches_field(p);
             }
+            let bar = progress_bar(json, "embedding");
             if let Some(m) = model {
-                opts = opts.model(m);
+                opts = opts.model(m).progress(bar_progress(&bar));
             }
             if let Some(path) = embeddings {
                 opts = opts.embeddings(simile::npy::read_npy(&path)?);
@@ -223,9 +260,8 @@ fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Result<()> {
             } else if no_embeddings {
                 opts = opts.no_embeddings();
             }
-            let spinner = progress_spinner(json, "computing similarity index");
             let index = ds.compute_similarity(opts);
-            spinner.finish_and_clear();
+            bar.finish_and_clear();
             let index = index?;
             let out = json!({
                 "brain_key": brain_key,
@@ -492,12 +528,27 @@ fn brain(simile: &Simile, cmd: BrainCmd, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn progress_spinner(json: bool, msg: &'static str) -> indicatif::ProgressBar {
+/// A progress bar on stderr (hidden with --json); its length is set by the first report.
+pub fn progress_bar(json: bool, msg: &'static str) -> indicatif::ProgressBar {
     if json {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::new_spinner();
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     pb.set_message(msg);
-    pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb
+}
+
+/// Feeds a progress bar from simile's `(done, total)` callbacks.
+pub fn bar_progress(bar: &indicatif::ProgressBar) -> simile::Progress {
+    let bar = bar.clone();
+    simile::Progress::new(move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
 }

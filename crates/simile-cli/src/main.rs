@@ -38,6 +38,24 @@ pub enum Command {
     /// List, inspect, rename and delete brain runs.
     #[command(subcommand)]
     Brain(BrainCmd),
+    /// Compute embeddings with a model and store them in a vector field.
+    Embed {
+        name: String,
+        /// Model name (e.g. clip-vit-base32-torch).
+        #[arg(long)]
+        model: String,
+        /// Vector field to write.
+        #[arg(long, default_value = "embeddings")]
+        field: String,
+        /// Keep vectors already in the field.
+        #[arg(long)]
+        skip_existing: bool,
+        /// Fail on the first unreadable image instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        batch_size: Option<usize>,
+    },
     /// The whole workflow on a generated demo dataset with the embedded default backend.
     Quickstart(quickstart::QuickstartArgs),
 }

@@ -356,3 +356,83 @@ fn quickstart_runs_end_to_end() {
         "cleaned up"
     );
 }
+
+#[test]
+fn model_workflow_with_the_tiny_random_clip() {
+    assert!(
+        std::env::var("SIMILE_ORT_DYLIB_PATH").is_ok(),
+        "SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci`"
+    );
+    let cli = Cli::new();
+    let imgs = cli.home.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for i in 0..6u32 {
+        let img = image::RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb([(x * 6 + i * 40) as u8, (y * 8) as u8, (i * 30) as u8])
+        });
+        img.save(imgs.join(format!("{i}.png"))).unwrap();
+    }
+    cli.ok(&[
+        "dataset",
+        "create",
+        "d",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = cli.ok(&[
+        "embed",
+        "d",
+        "--model",
+        "clip-tiny-random",
+        "--field",
+        "clip",
+        "--json",
+    ]);
+    assert_eq!(out["embedded"], 6);
+    let computed = cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "clip",
+        "--model",
+        "clip-tiny-random",
+        "--json",
+    ]);
+    assert_eq!(computed["total_index_size"], 6);
+    let rows = cli.ok(&[
+        "similarity",
+        "sort",
+        "d",
+        "--brain-key",
+        "clip",
+        "--text",
+        "a photo of a dog",
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    let by_field = cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "by_field",
+        "--embeddings-field",
+        "clip",
+        "--json",
+    ]);
+    assert_eq!(by_field["total_index_size"], 6);
+    let err = cli.fails(&[
+        "similarity",
+        "sort",
+        "d",
+        "--brain-key",
+        "by_field",
+        "--text",
+        "a dog",
+    ]);
+    assert!(err.contains("does not support text prompts"), "{err}");
+}
