@@ -108,12 +108,8 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
                 });
             }
             let (keys, sids): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
-            Some(Embeddings::new(
-                a.ncols(),
-                a.iter().copied().collect(),
-                keys,
-                sids,
-            )?)
+            let dim = a.ncols();
+            Some(Embeddings::new(dim, into_row_major(a), keys, sids)?)
         }
         EmbeddingsSource::PerSample(arrays) => {
             if options.patches_field.is_none() {
@@ -339,4 +335,19 @@ fn embeddings_from_field_or_model(
         sids.push(rows[i].1.clone());
     }
     Ok(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
+}
+
+/// The array's values row-major, without a copy when it already is (the usual case).
+fn into_row_major(a: ndarray::Array2<f32>) -> Vec<f32> {
+    if a.is_standard_layout() {
+        let len = a.len();
+        let (mut v, offset) = a.into_raw_vec_and_offset();
+        let off = offset.unwrap_or(0);
+        if off == 0 && v.len() == len {
+            return v;
+        }
+        v.truncate(off + len);
+        return v.split_off(off);
+    }
+    a.iter().copied().collect()
 }
