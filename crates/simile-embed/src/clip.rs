@@ -208,7 +208,21 @@ impl ClipModel {
                     }
                     let recycled = spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let mut buf = recycled.unwrap_or_else(|| vec![0f32; len]);
-                    let r = self.prepare(&inputs[i], &mut buf).map(|()| buf);
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.prepare(&inputs[i], &mut buf)
+                    }))
+                    .unwrap_or_else(|p| {
+                        let reason = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic".to_string());
+                        Err(ItemError::DecoderPanic {
+                            path: inputs[i].path.clone(),
+                            reason,
+                        })
+                    })
+                    .map(|()| buf);
                     if tx.send((i, r)).is_err() {
                         break;
                     }

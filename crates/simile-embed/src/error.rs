@@ -115,6 +115,9 @@ pub enum ItemError {
         #[source]
         source: image::ImageError,
     },
+    /// The image decoder crashed on this file (caught; the other inputs go on).
+    #[error("the decoder failed on {path}: {reason}")]
+    DecoderPanic { path: PathBuf, reason: String },
     /// The crop box is invalid (non-finite, or empty once mapped to pixels).
     #[error("invalid crop {crop:?} for a {width}x{height} image: {reason}")]
     InvalidCrop {
