@@ -154,6 +154,43 @@ fn dedup_keys(keys: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// What a search request is built from.
+struct SearchSpec<'a> {
+    collection: &'a str,
+    metric: Metric,
+    index_kind: IndexKind,
+    search_ef: u32,
+    level: ConsistencyLevel,
+}
+
+impl SearchSpec<'_> {
+    /// The search request: metric, output `sample_id`, consistency level, and for HNSW the
+    /// search parameter `ef` (at least `limit`), sent as the request's `params`.
+    fn request(
+        &self,
+        vector: Vec<f32>,
+        limit: usize,
+        filter: Option<String>,
+    ) -> std::result::Result<SearchRequest, SdkError> {
+        let mut b = SearchRequest::builder()
+            .collection_name(self.collection)
+            .vector_field(VECTOR)
+            .vectors(SearchVectors::Float(vec![vector]))
+            .limit(limit as i64)
+            .metric_type(metric_type(self.metric))
+            .output_fields([SAMPLE_ID])
+            .consistency_level(self.level);
+        if self.index_kind == IndexKind::Hnsw {
+            let ef = (self.search_ef as usize).max(limit);
+            b = b.extra_params(HashMap::from([("ef".to_string(), ef.to_string())]));
+        }
+        if let Some(f) = filter {
+            b = b.filter(f);
+        }
+        b.build()
+    }
+}
+
 impl MilvusIndex {
     /// Connects (sharing the client of the same uri/credentials/db) and binds the collection:
     /// an existing `collection_name` is checked and loaded, otherwise the collection is created
@@ -683,22 +720,16 @@ impl MilvusIndex {
             return Ok(Vec::new());
         }
         let (level, generation) = self.read_level();
-        let mut b = SearchRequest::builder()
-            .collection_name(self.collection.clone())
-            .vector_field(VECTOR)
-            .vectors(SearchVectors::Float(vec![vector]))
-            .limit(limit as i64)
-            .metric_type(metric_type(self.metric))
-            .output_fields([SAMPLE_ID])
-            .consistency_level(level);
-        if self.cfg.index_kind == IndexKind::Hnsw {
-            let ef = (self.cfg.search_ef as usize).max(limit);
-            b = b.extra_params(HashMap::from([("ef".to_string(), ef.to_string())]));
-        }
-        if let Some(f) = filter {
-            b = b.filter(f);
-        }
-        let req = b.build().map_err(|e| self.map_err("search", e))?;
+        let spec = SearchSpec {
+            collection: &self.collection,
+            metric: self.metric,
+            index_kind: self.cfg.index_kind,
+            search_ef: self.cfg.search_ef,
+            level,
+        };
+        let req = spec
+            .request(vector, limit, filter)
+            .map_err(|e| self.map_err("search", e))?;
         let client = self.client.clone();
         let hits = self.read_call("search", || {
             let client = client.clone();
@@ -1165,5 +1196,52 @@ impl SimilarityBackend for MilvusIndex {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(index_kind: IndexKind) -> SearchSpec<'static> {
+        SearchSpec {
+            collection: "c",
+            metric: Metric::Cosine,
+            index_kind,
+            search_ef: 64,
+            level: ConsistencyLevel::Session,
+        }
+    }
+
+    #[test]
+    fn hnsw_searches_send_ef_at_least_k() {
+        let req = spec(IndexKind::Hnsw)
+            .request(vec![0.0; 4], 10, None)
+            .unwrap();
+        assert_eq!(req.extra_params().get("ef").map(String::as_str), Some("64"));
+        let req = spec(IndexKind::Hnsw)
+            .request(vec![0.0; 4], 500, Some("pk in [\"a\"]".into()))
+            .unwrap();
+        assert_eq!(
+            req.extra_params().get("ef").map(String::as_str),
+            Some("500")
+        );
+        assert_eq!(req.filter(), "pk in [\"a\"]");
+        let flat = spec(IndexKind::Flat)
+            .request(vec![0.0; 4], 10, None)
+            .unwrap();
+        assert!(flat.extra_params().get("ef").is_none());
+    }
+
+    #[test]
+    fn scores_become_contract_distances() {
+        assert_eq!(distance_of(Metric::Cosine, 0.25), 0.75);
+        assert_eq!(distance_of(Metric::DotProduct, 3.0), -3.0);
+        assert_eq!(distance_of(Metric::Euclidean, 4.0), 2.0);
+        assert_eq!(distance_of(Metric::Euclidean, -1e-7), 0.0);
+        assert_eq!(
+            metric_of(metric_type(Metric::DotProduct)),
+            Some(Metric::DotProduct)
+        );
     }
 }
