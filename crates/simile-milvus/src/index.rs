@@ -166,6 +166,7 @@ struct SearchSpec<'a> {
 impl SearchSpec<'_> {
     /// The search request: metric, output `sample_id`, consistency level, and for HNSW the
     /// search parameter `ef` (at least `limit`), sent as the request's `params`.
+    #[allow(clippy::result_large_err)] // the SDK's own error type, mapped by the caller
     fn request(
         &self,
         vector: Vec<f32>,
