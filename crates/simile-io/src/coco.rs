@@ -8,9 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use simile_dataset::{check_field_name, new_object_id, Dataset, Detection, Detections, NewSample, View};
+use simile_dataset::{
+    check_field_name, new_object_id, Dataset, Detection, Detections, NewSample, View,
+};
 
-use crate::media::{absolute, dims_from_metadata, image_dimensions, read_to_string, write_json, MediaCopier};
+use crate::media::{
+    absolute, dims_from_metadata, image_dimensions, read_to_string, write_json, MediaCopier,
+};
 use crate::{ExportReport, ImportReport, IoError, Result, SkipReason};
 
 /// Boxes may overshoot the image by at most this many pixels (rounding in many COCO files);
@@ -97,7 +101,8 @@ struct CocoImage {
 
 /// Imports a COCO detection file: one sample per image (absolute paths under `images_dir`),
 /// with the boxes as `Detections` in `label_field` (relative `[x, y, w, h]`, labels from the
-/// category names, `score` as confidence, `iscrowd` and `supercategory` as attributes).
+/// category names, `score` as confidence, `supercategory` and a non-zero `iscrowd` as
+/// attributes), and the image size in a `metadata` JSON field.
 ///
 /// Missing or unreadable images, duplicate ids, unknown categories, annotations of unknown
 /// images and bad boxes are reported per item; the rest is added in one transaction. A file
@@ -146,7 +151,10 @@ pub fn import_coco(
                 let sup = c.get("supercategory").filter(|v| !v.is_null()).cloned();
                 cats.insert(id, (n.to_string(), sup));
             }
-            _ => report.skip(at, SkipReason::Malformed("a category needs 'id' and 'name'".into())),
+            _ => report.skip(
+                at,
+                SkipReason::Malformed("a category needs 'id' and 'name'".into()),
+            ),
         }
     }
 
@@ -165,7 +173,10 @@ pub fn import_coco(
             continue;
         }
         let Some(file_name) = im.get("file_name").and_then(Value::as_str) else {
-            report.skip(at, SkipReason::Malformed("an image needs a 'file_name'".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("an image needs a 'file_name'".into()),
+            );
             continue;
         };
         let path = images_dir.join(file_name);
@@ -173,7 +184,10 @@ pub fn import_coco(
             report.skip(path.display().to_string(), SkipReason::MissingFile);
             continue;
         }
-        let dims = match (positive_dim(im.get("width")), positive_dim(im.get("height"))) {
+        let dims = match (
+            positive_dim(im.get("width")),
+            positive_dim(im.get("height")),
+        ) {
             (Some(w), Some(h)) => Ok((w, h)),
             _ => image_dimensions(&path),
         };
@@ -203,7 +217,10 @@ pub fn import_coco(
             a.get("image_id").and_then(id_key),
             a.get("category_id").and_then(id_key),
         ) else {
-            report.skip(at, SkipReason::Malformed("an annotation needs 'image_id' and 'category_id'".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("an annotation needs 'image_id' and 'category_id'".into()),
+            );
             continue;
         };
         let Some(&idx) = by_id.get(&image_id) else {
@@ -224,7 +241,11 @@ pub fn import_coco(
             continue;
         };
         let mut attributes = Map::new();
-        if let Some(c) = a.get("iscrowd").filter(|v| !v.is_null()) {
+        // `iscrowd: 0` is the default (and always written on export): kept only when set.
+        if let Some(c) = a
+            .get("iscrowd")
+            .filter(|v| !v.is_null() && v.as_f64() != Some(0.0))
+        {
             attributes.insert("iscrowd".into(), c.clone());
         }
         if let Some(s) = sup {
@@ -234,7 +255,10 @@ pub fn import_coco(
             id: new_object_id(),
             label: label.clone(),
             bounding_box: rel,
-            confidence: a.get("score").and_then(Value::as_f64).filter(|c| c.is_finite()),
+            confidence: a
+                .get("score")
+                .and_then(Value::as_f64)
+                .filter(|c| c.is_finite()),
             attributes,
         };
         if det.validate().is_err() {
@@ -309,7 +333,9 @@ pub fn export_coco(view: &View, label_field: &str, out_dir: &Path) -> Result<Exp
         for d in &detections {
             labels.insert(d.label.clone());
             if let Some(sc) = d.attributes.get("supercategory") {
-                supercats.entry(d.label.clone()).or_insert_with(|| sc.clone());
+                supercats
+                    .entry(d.label.clone())
+                    .or_insert_with(|| sc.clone());
             }
         }
         let file_name = copier.copy(path)?;

@@ -231,11 +231,17 @@ fn parse_detections(
     for (j, d) in list.iter().enumerate() {
         let at = format!("{at}[{j}]");
         let Some(obj) = d.as_object() else {
-            report.skip(at, SkipReason::Malformed("a detection must be an object".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("a detection must be an object".into()),
+            );
             continue;
         };
         let Some(label) = obj.get("label").and_then(Value::as_str) else {
-            report.skip(at, SkipReason::Malformed("a detection needs a 'label'".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("a detection needs a 'label'".into()),
+            );
             continue;
         };
         let bbox = obj
@@ -250,7 +256,10 @@ fn parse_detections(
                 Some(b)
             });
         let Some(bbox) = bbox else {
-            report.skip(at, SkipReason::Malformed("'bounding_box' must be 4 numbers".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("'bounding_box' must be 4 numbers".into()),
+            );
             continue;
         };
         let mut attributes = Map::new();
@@ -341,11 +350,17 @@ pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
     for (i, doc) in docs.iter().enumerate() {
         let at = format!("{source}[{i}]");
         let Some(obj) = doc.as_object() else {
-            report.skip(at, SkipReason::Malformed("a sample must be an object".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("a sample must be an object".into()),
+            );
             continue;
         };
         let Some(id) = oid_of(obj.get("_id")) else {
-            report.skip(at, SkipReason::Malformed("a sample needs an ObjectId '_id'".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("a sample needs an ObjectId '_id'".into()),
+            );
             continue;
         };
         if !seen.insert(id.clone()) {
@@ -360,7 +375,10 @@ pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
             continue;
         }
         let Some(fp) = obj.get("filepath").and_then(Value::as_str) else {
-            report.skip(at, SkipReason::Malformed("a sample needs a 'filepath'".into()));
+            report.skip(
+                at,
+                SkipReason::Malformed("a sample needs a 'filepath'".into()),
+            );
             continue;
         };
         let path = if Path::new(fp).is_absolute() {
@@ -379,7 +397,10 @@ pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
             }
             let fat = format!("{at}.{name}");
             if check_field_name(name).is_err() {
-                report.skip(fat, SkipReason::Malformed(format!("invalid field name {name:?}")));
+                report.skip(
+                    fat,
+                    SkipReason::Malformed(format!("invalid field name {name:?}")),
+                );
                 continue;
             }
             let is_dets = v.get("_cls").and_then(Value::as_str) == Some("Detections");
@@ -409,7 +430,12 @@ pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
             };
             match kinds.get(name) {
                 Some(k) if *k != value.kind() => {
-                    report.skip(fat, SkipReason::FieldKindConflict { field: name.clone() });
+                    report.skip(
+                        fat,
+                        SkipReason::FieldKindConflict {
+                            field: name.clone(),
+                        },
+                    );
                     continue;
                 }
                 Some(_) => {}
@@ -543,7 +569,9 @@ pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
                     );
                 }
                 _ => {
-                    json_types.entry(name.clone()).or_insert_with(|| json_ftype(v));
+                    json_types
+                        .entry(name.clone())
+                        .or_insert_with(|| json_ftype(v));
                     m.insert(name.clone(), v.clone());
                 }
             }

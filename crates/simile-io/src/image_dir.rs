@@ -14,7 +14,8 @@ pub struct ImageDirOptions {
     /// Descend into subdirectories (default `true`). Hidden entries (`.name`) are ignored.
     pub recursive: bool,
     /// Decode every image completely instead of reading its header only (default `false`;
-    /// catches truncated files, much slower).
+    /// much slower). Catches corrupt pixel data in most formats; the JPEG decoder pads
+    /// truncated JPEGs rather than failing, so those still pass.
     pub full_decode: bool,
     /// Store width, height, size and MIME type in a JSON field (default `Some("metadata")`,
     /// shaped like FiftyOne's `ImageMetadata`); `None` stores nothing.

@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 use crate::{IoError, Result};
 
 /// File extensions imported as images (lower case, compared case-insensitively).
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff",
-];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
 
 /// Whether `path` has one of [`IMAGE_EXTENSIONS`].
 pub fn is_image_path(path: &Path) -> bool {

@@ -234,8 +234,9 @@ fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
 fn scenes(seed: u64) -> Vec<Scene> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let originals = NUM_IMAGES - NUM_NEAR_DUPLICATES;
-    let mut list: Vec<(Scene, Option<usize>)> =
-        (0..originals).map(|_| (random_scene(&mut rng), None)).collect();
+    let mut list: Vec<(Scene, Option<usize>)> = (0..originals)
+        .map(|_| (random_scene(&mut rng), None))
+        .collect();
     // Near-duplicates of distinct originals, spread over the list.
     let mut sources: Vec<usize> = (0..originals).collect();
     sources.shuffle(&mut rng);
@@ -364,7 +365,8 @@ pub fn file_name(i: usize) -> String {
     format!("{i:06}.jpg")
 }
 
-fn write_images(dir: &Path, scenes: &[Scene]) -> Result<()> {
+/// Renders and writes the images (only the missing ones when `only_missing`).
+fn write_images(dir: &Path, scenes: &[Scene], only_missing: bool) -> Result<()> {
     // Two workers: rendering and JPEG encoding are CPU-bound and independent per image.
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -379,6 +381,9 @@ fn write_images(dir: &Path, scenes: &[Scene]) -> Result<()> {
                 s.spawn(move || -> Result<()> {
                     for (j, scene) in part.iter().enumerate() {
                         let path = dir.join(file_name(k * chunk + j));
+                        if only_missing && path.is_file() {
+                            continue;
+                        }
                         encode_jpeg(&render(scene), &path)?;
                     }
                     Ok(())
@@ -434,7 +439,7 @@ pub fn generate(out_dir: &Path, seed: u64) -> Result<Vec<NewSample>> {
     std::fs::create_dir_all(out_dir).map_err(|e| IoError::io(out_dir, e))?;
     let dir = absolute(out_dir)?;
     let scenes = scenes(seed);
-    write_images(&dir, &scenes)?;
+    write_images(&dir, &scenes, false)?;
     to_samples(&dir, &scenes)
 }
 
@@ -449,8 +454,8 @@ fn files_present(dataset: &Dataset) -> Result<bool> {
 /// The `quickstart` dataset of `store`, created from images generated into `dir` (with
 /// [`DEFAULT_SEED`]) if it does not exist or is empty.
 ///
-/// Idempotent: an existing, non-empty dataset is returned as is (its images are re-generated
-/// into `dir` if some are missing, which restores the same files).
+/// Idempotent: an existing, non-empty dataset is returned as is (images missing from `dir` are
+/// re-generated, which restores the same files).
 pub fn load_quickstart(store: &Store, dir: &Path) -> Result<Dataset> {
     if store.dataset_exists(DATASET_NAME)? {
         let ds = store.load_dataset(DATASET_NAME)?;
@@ -458,7 +463,7 @@ pub fn load_quickstart(store: &Store, dir: &Path) -> Result<Dataset> {
             if !files_present(&ds)? {
                 tracing::info!(dir = %dir.display(), "quickstart images missing: regenerating");
                 std::fs::create_dir_all(dir).map_err(|e| IoError::io(dir, e))?;
-                write_images(&absolute(dir)?, &scenes(DEFAULT_SEED))?;
+                write_images(&absolute(dir)?, &scenes(DEFAULT_SEED), true)?;
             }
             return Ok(ds);
         }
@@ -502,7 +507,9 @@ mod tests {
                 assert!(x + w <= f64::from(WIDTH) && y + h <= f64::from(HEIGHT));
             }
         }
-        assert_ne!(scenes(8)[0].noise_seed, a[0].noise_seed);
+        let other = scenes(8);
+        assert_ne!(other[0].noise_seed, a[0].noise_seed);
+        assert_ne!(other[0].objects[0].cx, a[0].objects[0].cx);
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl fmt::Display for SkipReason {
             SkipReason::DuplicateId(i) => write!(f, "duplicate id {i}"),
             SkipReason::AlreadyInDataset(i) => write!(f, "sample {i} is already in the dataset"),
             SkipReason::FieldKindConflict { field } => {
-                write!(f, "field '{field}' holds a different kind of value elsewhere")
+                write!(
+                    f,
+                    "field '{field}' holds a different kind of value elsewhere"
+                )
             }
         }
     }
