@@ -186,18 +186,37 @@ pub(crate) fn knn(
     if let Some(k) = k {
         scored.truncate(k);
     }
-    let mut hits: Vec<Neighbor> = scored
-        .into_iter()
-        .map(|(distance, r)| Neighbor {
-            key: store.keys[r as usize].clone(),
-            sample_id: store.sample_ids[r as usize].clone(),
-            distance,
-        })
-        .collect();
+    let build = |part: &[(f32, u32)]| -> Vec<Neighbor> {
+        part.iter()
+            .map(|&(distance, r)| Neighbor {
+                key: store.keys[r as usize].clone(),
+                sample_id: store.sample_ids[r as usize].clone(),
+                distance,
+            })
+            .collect()
+    };
+    // Ranking a whole big view clones many ids: do it on two threads.
+    let mut hits = if scored.len() >= PARALLEL_BUILD_MIN && threads_for(usize::MAX) > 1 {
+        let (a, b) = scored.split_at(scored.len() / 2);
+        let (mut first, second) = thread::scope(|s| {
+            let second = s.spawn(|| build(b));
+            (build(a), second.join())
+        });
+        match second {
+            Ok(second) => first.extend(second),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        first
+    } else {
+        build(&scored)
+    };
     // Already in this order (keys are unique); the contract's own sort confirms it in O(n).
     sort_neighbors(&mut hits, reverse);
     hits
 }
+
+/// Results above which neighbours are built on two threads.
+const PARALLEL_BUILD_MIN: usize = 1 << 14;
 
 /// Survivors of stage 1 above which stage 2 re-scans them in `f32` before the exact stage.
 const STAGE2_MIN: usize = 64;

@@ -379,3 +379,32 @@ fn random_small_cases_stay_exact() {
         assert_eq!(got, want, "case {case}: {metric} n={n} dim={dim} k={k:?} reverse={reverse} restricted={restricted}");
     }
 }
+
+/// Ranking a whole big index (k = None): the result is built on several threads.
+#[test]
+fn rank_everything_in_a_big_index() {
+    let full = batch(20_000, 8, 61);
+    for metric in Metric::ALL {
+        let index = SklearnIndex::in_memory(metric);
+        index.upsert(&full).unwrap();
+        let q = random_vectors(1, 8, 62);
+        for reverse in [false, true] {
+            let got: Vec<(String, f32)> = index
+                .knn(&KnnQuery {
+                    vector: &q,
+                    k: None,
+                    reverse,
+                    restrict: None,
+                })
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.key, h.distance))
+                .collect();
+            assert_eq!(got.len(), 20_000);
+            assert!(
+                got == expected(&full, metric, &q, None, reverse),
+                "{metric} reverse={reverse}"
+            );
+        }
+    }
+}
