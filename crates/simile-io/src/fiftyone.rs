@@ -312,12 +312,14 @@ fn ids_in_store(dataset: &Dataset) -> Result<HashMap<String, String>> {
 
 /// Imports a FiftyOne dataset directory (see the module docs), keeping sample and label ids.
 ///
-/// Detections fields become label fields; vector fields declared as `VectorField`/`ArrayField`
-/// with list values become vectors; everything else not managed by FiftyOne (`_`-prefixed keys,
+/// Detections fields become label fields; vectors (FiftyOne's `$binary` zlib-compressed `.npy`
+/// of a `VectorField`, or a list of numbers in a field declared `VectorField`/`ArrayField`)
+/// become vector fields; everything else not managed by FiftyOne (`_`-prefixed keys,
 /// `created_at`, `last_modified_at`) is kept as JSON, with MongoDB extended JSON flattened
 /// (`$oid` → hex string, `$date` → ISO string). Samples whose media file is missing, whose id
 /// is invalid, duplicated or already in the store, and labels with bad boxes are reported;
-/// the rest is added in one transaction. Binary (`$binary`) values are left out.
+/// the rest is added in one transaction. Other binary values (masks, ...) are left out and
+/// reported.
 pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
     if !dir.is_dir() {
         return Err(IoError::NotADirectory(dir.to_path_buf()));
@@ -414,6 +416,8 @@ pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {
                         continue;
                     }
                 }
+            } else if let Some(vec) = crate::npy::decode_vector(v) {
+                FieldValue::Vector(vec)
             } else if let Some(vec) = is_vector.then(|| vector_of(v)).flatten() {
                 FieldValue::Vector(vec)
             } else {
@@ -512,8 +516,8 @@ fn json_ftype(v: &Value) -> &'static str {
 
 /// Exports a view in FiftyOne's dataset format: `metadata.json`, `samples.json` and the media
 /// copied into `data/` (relative `filepath`s), keeping sample and label ids. Vector fields are
-/// written as plain lists and declared as `VectorField`. Samples whose media file is missing
-/// are reported and left out.
+/// written like FiftyOne writes a `VectorField` (`$binary` zlib-compressed float32 `.npy`).
+/// Samples whose media file is missing are reported and left out.
 pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
     let dataset = view.dataset();
     let schema = dataset.schema()?;
@@ -578,7 +582,7 @@ pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
         }
         for (name, vs) in &vectors {
             if let Some(Some(v)) = vs.get(i) {
-                m.insert((*name).to_string(), json!(v));
+                m.insert((*name).to_string(), crate::npy::encode_vector(v));
             }
         }
         docs.push(Value::Object(m));

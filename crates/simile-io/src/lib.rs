@@ -16,6 +16,7 @@ mod error;
 mod fiftyone;
 mod image_dir;
 mod media;
+mod npy;
 pub mod quickstart;
 mod report;
 

@@ -12,6 +12,31 @@ const L2: &str = "65a1b2c3d4e5f60718293b02";
 const L3: &str = "65a1b2c3d4e5f60718293b03";
 const DS: &str = "65a1b2c3d4e5f60718293c00";
 
+/// `np.save` of a float32 vector, zlib-compressed and base64-encoded, as FiftyOne's JSON
+/// exports hold a `VectorField`.
+fn binary_vector(v: &[f32]) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        v.len()
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for x in v {
+        npy.extend_from_slice(&x.to_le_bytes());
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&npy).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
+    format!(r#"{{"$binary": {{"base64": "{b64}", "subType": "00"}}}}"#)
+}
+
 /// A directory shaped like `dataset.export(export_dir, fo.types.FiftyOneDataset)` output.
 fn fixture(env: &Env) -> std::path::PathBuf {
     let dir = env.path("fo");
@@ -32,13 +57,14 @@ fn fixture(env: &Env) -> std::path::PathBuf {
     });
     std::fs::write(dir.join("metadata.json"), metadata.to_string()).unwrap();
     // Written by hand like `bson.json_util.dumps`: `$oid`, `$date` and a bare NaN.
+    let clip = binary_vector(&[1.5, -2.5, 0.125]);
     let samples = format!(
         r#"{{"samples": [
 {{"_id": {{"$oid": "{S1}"}}, "filepath": "data/000001.jpg", "tags": ["validation"],
   "metadata": {{"_cls": "ImageMetadata", "width": 64, "height": 48}},
   "_media_type": "image", "_rand": 0.42, "_dataset_id": {{"$oid": "{DS}"}},
   "created_at": {{"$date": "2024-05-01T10:00:00Z"}}, "last_modified_at": {{"$date": 1714557600000}},
-  "uniqueness": 0.5, "embedding": [0.25, -1.0, 2.0],
+  "uniqueness": 0.5, "embedding": [0.25, -1.0, 2.0], "clip": {clip},
   "weather": {{"_id": {{"$oid": "{L3}"}}, "_cls": "Classification", "label": "sunny"}},
   "ground_truth": {{"_cls": "Detections", "detections": [
     {{"_id": {{"$oid": "{L1}"}}, "_cls": "Detection", "attributes": {{}}, "tags": [], "label": "cat",
@@ -92,6 +118,11 @@ fn imports_fiftyone_export_keeping_ids() {
     assert_eq!(
         ds.vectors("embedding", &[S1.to_string()]).unwrap()[0],
         Some(vec![0.25, -1.0, 2.0])
+    );
+    assert_eq!(
+        ds.vectors("clip", &[S1.to_string()]).unwrap()[0],
+        Some(vec![1.5, -2.5, 0.125]),
+        "FiftyOne's binary vectors are decoded"
     );
     let label_ids = ds.view().label_ids("ground_truth").unwrap();
     assert_eq!(
@@ -183,6 +214,14 @@ fn fiftyone_round_trip_keeps_ids_fields_and_boxes() {
     assert_eq!(
         ds2.vectors("embedding", &[S1.to_string()]).unwrap()[0],
         Some(vec![0.25, -1.0, 2.0])
+    );
+    assert_eq!(
+        ds2.vectors("clip", &[S1.to_string()]).unwrap()[0],
+        Some(vec![1.5, -2.5, 0.125])
+    );
+    assert!(
+        text.contains("\"$binary\""),
+        "vectors written as FiftyOne binary"
     );
 }
 
