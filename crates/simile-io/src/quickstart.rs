@@ -5,6 +5,8 @@
 //! each a background (solid colour or gradient, with a little noise) and 1–6 shapes of the
 //! [`CLASSES`] in the [`PALETTE`] colours, with exact `ground_truth` detections (the shapes'
 //! geometric bounding boxes, relative `[x, y, w, h]`; label = shape, `color` attribute).
+//! A `predictions` field holds simulated detections with confidences (jittered boxes, some
+//! wrong classes, misses and false positives), deterministic too.
 //! [`NUM_NEAR_DUPLICATES`] images are near-duplicates of others (the same scene shifted by a
 //! few pixels, different noise and brightness); they carry a `near_duplicate_of` field holding
 //! the original's sample id, so duplicate search has something to find.
@@ -47,8 +49,12 @@ pub const PALETTE: &[(&str, [u8; 3])] = &[
     ("white", [245, 245, 245]),
     ("black", [20, 20, 20]),
 ];
-/// Label field holding the boxes.
+/// Label field holding the exact boxes.
 pub const LABEL_FIELD: &str = "ground_truth";
+/// Label field holding simulated model predictions: most objects found with slightly wrong
+/// boxes and a confidence, some with the wrong class, a few false positives (like the
+/// `predictions` field of FiftyOne's quickstart, for label filters by confidence).
+pub const PREDICTIONS_FIELD: &str = "predictions";
 /// JSON field on near-duplicates: the sample id of the image they duplicate.
 pub const NEAR_DUPLICATE_FIELD: &str = "near_duplicate_of";
 
@@ -405,7 +411,52 @@ fn write_images(dir: &Path, scenes: &[Scene], only_missing: bool) -> Result<()> 
     })
 }
 
-fn to_samples(dir: &Path, scenes: &[Scene]) -> Result<Vec<NewSample>> {
+/// Simulated predictions for one image, from its own random stream (ground truth and images
+/// do not depend on them).
+fn predictions(seed: u64, index: usize, gt: &[Detection]) -> Result<Vec<Detection>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5052_4544_4943_5453 ^ (index as u64) << 20);
+    let mut out = Vec::with_capacity(gt.len() + 1);
+    let jitter = |rng: &mut ChaCha8Rng, b: [f64; 4]| -> [f64; 4] {
+        let [x, y, w, h] = b;
+        let x0 = (x + w * rng.random_range(-0.06..0.06)).clamp(0.0, 1.0);
+        let y0 = (y + h * rng.random_range(-0.06..0.06)).clamp(0.0, 1.0);
+        let x1 = (x + w + w * rng.random_range(-0.06..0.06)).clamp(0.0, 1.0);
+        let y1 = (y + h + h * rng.random_range(-0.06..0.06)).clamp(0.0, 1.0);
+        [x0, y0, (x1 - x0).max(1e-3), (y1 - y0).max(1e-3)]
+    };
+    for g in gt {
+        if rng.random_range(0.0..1.0) < 0.08 {
+            continue; // missed
+        }
+        let correct = rng.random_range(0.0..1.0) < 0.88;
+        let (label, conf) = if correct {
+            (g.label.clone(), rng.random_range(0.55..0.99))
+        } else {
+            let others: Vec<&str> = CLASSES.iter().copied().filter(|c| *c != g.label).collect();
+            let l = others[rng.random_range(0..others.len())];
+            (l.to_string(), rng.random_range(0.2..0.7))
+        };
+        let b = jitter(&mut rng, g.bounding_box);
+        if let Ok(d) = Detection::new(label, b) {
+            out.push(d.with_confidence(conf));
+        }
+    }
+    if rng.random_range(0.0..1.0) < 0.3 {
+        let w = rng.random_range(0.05..0.2);
+        let h = rng.random_range(0.05..0.2);
+        let b = [
+            rng.random_range(0.0..1.0 - w),
+            rng.random_range(0.0..1.0 - h),
+            w,
+            h,
+        ];
+        let l = CLASSES[rng.random_range(0..CLASSES.len())];
+        out.push(Detection::new(l, b)?.with_confidence(rng.random_range(0.05..0.5)));
+    }
+    Ok(out)
+}
+
+fn to_samples(dir: &Path, scenes: &[Scene], seed: u64) -> Result<Vec<NewSample>> {
     let ids: Vec<String> = scenes.iter().map(|_| new_object_id()).collect();
     let (w, h) = (f64::from(WIDTH), f64::from(HEIGHT));
     let mut out = Vec::with_capacity(scenes.len());
@@ -422,6 +473,10 @@ fn to_samples(dir: &Path, scenes: &[Scene]) -> Result<Vec<NewSample>> {
         }
         let mut s = NewSample::new(path.clone())
             .with_id(ids[i].clone())
+            .with_field(
+                PREDICTIONS_FIELD,
+                Detections::new(predictions(seed, i, &dets)?),
+            )
             .with_field(LABEL_FIELD, Detections::new(dets))
             .with_field("metadata", image_metadata(&path, WIDTH, HEIGHT));
         if let Some(src) = scene.duplicate_of {
@@ -434,13 +489,14 @@ fn to_samples(dir: &Path, scenes: &[Scene]) -> Result<Vec<NewSample>> {
 
 /// Writes the [`NUM_IMAGES`] quickstart images into `out_dir` (created if needed; files
 /// `000000.jpg`, ... overwritten) and returns their samples: absolute paths, fresh sample ids,
-/// `ground_truth` detections, `metadata`, and `near_duplicate_of` on the near-duplicates.
+/// `ground_truth` and `predictions` detections, `metadata`, and `near_duplicate_of` on the
+/// near-duplicates.
 pub fn generate(out_dir: &Path, seed: u64) -> Result<Vec<NewSample>> {
     std::fs::create_dir_all(out_dir).map_err(|e| IoError::io(out_dir, e))?;
     let dir = absolute(out_dir)?;
     let scenes = scenes(seed);
     write_images(&dir, &scenes, false)?;
-    to_samples(&dir, &scenes)
+    to_samples(&dir, &scenes, seed)
 }
 
 fn files_present(dataset: &Dataset) -> Result<bool> {

@@ -99,6 +99,31 @@ fn check_boxes_and_duplicates(env: &Env, ds: &simile_dataset::Dataset, boxes: &B
     }
     assert_eq!(per_class.len(), CLASSES.len(), "every class appears");
 
+    // Predictions: valid boxes, confidences in (0, 1), mostly the right class.
+    let mut n_pred = 0;
+    for s in ds.view().samples().unwrap() {
+        let p = s.detections("predictions").unwrap().unwrap();
+        for d in &p.detections {
+            let c = d.confidence.unwrap();
+            assert!(c > 0.0 && c < 1.0);
+            let [x, y, w, h] = d.bounding_box;
+            assert!(
+                x >= 0.0
+                    && y >= 0.0
+                    && w > 0.0
+                    && h > 0.0
+                    && x + w <= 1.0 + 1e-9
+                    && y + h <= 1.0 + 1e-9
+            );
+            n_pred += 1;
+        }
+    }
+    let n_gt: usize = boxes.iter().map(|(_, l)| l.len()).sum();
+    assert!(
+        n_pred > n_gt * 3 / 4 && n_pred < n_gt * 5 / 4,
+        "{n_pred} predictions for {n_gt} objects"
+    );
+
     // Near-duplicates point at existing originals with the same objects.
     let samples = ds.view().samples().unwrap();
     let by_id: HashMap<&str, &simile_dataset::Sample> =
