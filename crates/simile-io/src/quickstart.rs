@@ -159,7 +159,7 @@ impl Background {
             Background::Solid(c) => return *c,
             Background::Horizontal(a, b) => (a, b, x / w),
             Background::Vertical(a, b) => (a, b, y / h),
-            Background::Diagonal(a, b) => (a, b, (x / w + y / h) / 2.0),
+            Background::Diagonal(a, b) => (a, b, (x + y) / (w + h)),
         };
         [
             a[0] + (b[0] - a[0]) * t,
@@ -278,17 +278,25 @@ fn scenes(seed: u64) -> Vec<Scene> {
         .collect()
 }
 
-fn hash_noise(seed: u64, x: u32, y: u32, c: u32) -> f64 {
-    // splitmix64 of the pixel coordinates: fast, deterministic, platform independent.
-    let mut z = seed
-        ^ (u64::from(x) << 40)
-        ^ (u64::from(y) << 16)
-        ^ u64::from(c).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+/// xorshift64*: a fast, deterministic, platform-independent noise stream.
+struct Noise(u64);
+
+impl Noise {
+    fn new(seed: u64) -> Noise {
+        Noise(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn to_u8(v: f64) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
 }
 
 fn inside_polygon(v: &[(f64, f64)], x: f64, y: f64) -> bool {
@@ -305,12 +313,42 @@ fn inside_polygon(v: &[(f64, f64)], x: f64, y: f64) -> bool {
     inside
 }
 
+/// Renders a scene as RGB bytes. Written as plain loops over precomputed colours so that
+/// unoptimised (debug) builds stay fast too.
 fn render(scene: &Scene) -> Vec<u8> {
     let (w, h) = (WIDTH as usize, HEIGHT as usize);
-    let mut px = vec![[0.0f64; 3]; w * h];
+    let b = scene.brightness;
+    let shade = |c: [f64; 3]| [to_u8(c[0] * b), to_u8(c[1] * b), to_u8(c[2] * b)];
+    let mut out = vec![0u8; w * h * 3];
+    // Backgrounds are functions of x, of y or of x + y: one table lookup per pixel.
+    let bg = &scene.background;
+    let table: Vec<[u8; 3]> = match bg {
+        Background::Solid(c) => vec![shade(*c)],
+        Background::Horizontal(..) => (0..w).map(|x| shade(bg.at(x as f64 + 0.5, 0.0))).collect(),
+        Background::Vertical(..) => (0..h).map(|y| shade(bg.at(0.0, y as f64 + 0.5))).collect(),
+        Background::Diagonal(a, c) => (0..w + h)
+            .map(|k| {
+                let t = k as f64 / (w + h) as f64;
+                shade([
+                    a[0] + (c[0] - a[0]) * t,
+                    a[1] + (c[1] - a[1]) * t,
+                    a[2] + (c[2] - a[2]) * t,
+                ])
+            })
+            .collect(),
+    };
     for y in 0..h {
         for x in 0..w {
-            px[y * w + x] = scene.background.at(x as f64 + 0.5, y as f64 + 0.5);
+            let c = match bg {
+                Background::Solid(_) => table[0],
+                Background::Horizontal(..) => table[x],
+                Background::Vertical(..) => table[y],
+                Background::Diagonal(..) => table[x + y],
+            };
+            let i = (y * w + x) * 3;
+            out[i] = c[0];
+            out[i + 1] = c[1];
+            out[i + 2] = c[2];
         }
     }
     let (dx, dy) = scene.shift;
@@ -319,37 +357,40 @@ fn render(scene: &Scene) -> Vec<u8> {
         let verts = o.vertices(dx, dy);
         let (cx, cy, r2) = (o.cx + dx, o.cy + dy, (o.size / 2.0).powi(2));
         let base = PALETTE[o.color].1;
-        let color = [
+        let color = shade([
             f64::from(base[0]) * o.shade,
             f64::from(base[1]) * o.shade,
             f64::from(base[2]) * o.shade,
-        ];
+        ]);
         let x0 = bx.floor().max(0.0) as usize;
         let y0 = by.floor().max(0.0) as usize;
         let x1 = ((bx + bw).ceil() as usize).min(w);
         let y1 = ((by + bh).ceil() as usize).min(h);
         for y in y0..y1 {
+            let fy = y as f64 + 0.5;
             for x in x0..x1 {
-                let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+                let fx = x as f64 + 0.5;
                 let inside = match o.shape {
-                    Shape::Circle => (fx - cx).powi(2) + (fy - cy).powi(2) <= r2,
+                    Shape::Circle => (fx - cx) * (fx - cx) + (fy - cy) * (fy - cy) <= r2,
                     Shape::Square => fx >= bx && fx <= bx + bw && fy >= by && fy <= by + bh,
                     Shape::Triangle | Shape::Star => inside_polygon(&verts, fx, fy),
                 };
                 if inside {
-                    px[y * w + x] = color;
+                    let i = (y * w + x) * 3;
+                    out[i] = color[0];
+                    out[i + 1] = color[1];
+                    out[i + 2] = color[2];
                 }
             }
         }
     }
-    let mut out = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let p = px[y * w + x];
-            for (c, v) in p.iter().enumerate() {
-                let n = 10.0 * hash_noise(scene.noise_seed, x as u32, y as u32, c as u32);
-                out.push((v * scene.brightness + n).round().clamp(0.0, 255.0) as u8);
-            }
+    // Sensor-like noise: one random draw per pixel, three channels of -5..=5 from its bits.
+    let mut noise = Noise::new(scene.noise_seed);
+    for px in out.chunks_exact_mut(3) {
+        let r = noise.next();
+        for (c, v) in px.iter_mut().enumerate() {
+            let n = ((r >> (8 + 16 * c)) & 0xFFFF) % 11;
+            *v = (i32::from(*v) + n as i32 - 5).clamp(0, 255) as u8;
         }
     }
     out
