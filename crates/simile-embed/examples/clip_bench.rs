@@ -198,7 +198,7 @@ fn main() {
             ort_cpu_ms / e2e_cpu_ms
         );
         println!(
-            "text prompts:                {pps:.2} prompts/s ({:.1} ms/prompt)",
+            "text prompts:                {pps:.2} prompts/s ({:.1} ms/prompt, CPU {text_cpu_ms:.1} ms/prompt)",
             1e3 / pps
         );
     }
