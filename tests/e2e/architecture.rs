@@ -20,7 +20,7 @@ fn deps_of(krate: &str) -> Vec<String> {
             continue;
         }
         if in_deps {
-            if let Some((name, _)) = l.split_once(|c: char| c == '=' || c == '.') {
+            if let Some((name, _)) = l.split_once(['=', '.']) {
                 let name = name.trim();
                 if !name.is_empty() && !name.starts_with('#') {
                     out.push(name.to_string());

@@ -1,8 +1,8 @@
 //! `cargo xtask <task>`: the one automation entry of the workspace.
 //!
-//! - `ci`     fmt check, clippy -D warnings, the whole test suite (with a real Milvus server and the
-//!            ONNX Runtime library set up first)
-//! - `bench`  end-to-end benchmarks, written to docs/benchmarks.md
+//! - `ci`: fmt check, clippy -D warnings, the whole test suite (with a real Milvus server and
+//!   the ONNX Runtime library set up first)
+//! - `bench`: end-to-end benchmarks, written to docs/benchmarks.md
 //! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
 //! - `models ...`                ONNX Runtime library and CLIP test models
 #![allow(clippy::print_stdout, clippy::print_stderr)]

@@ -164,7 +164,7 @@ pub(crate) fn embed_rows(
             .embed_images_with_progress(part, &report)
             .map_err(|source| Error::Model {
                 model: model.name().to_string(),
-                source,
+                source: Box::new(source),
             })?;
         for (j, r) in results.into_iter().enumerate() {
             let row = which[base + j];
@@ -176,7 +176,7 @@ pub(crate) fn embed_rows(
                 Err(source) => {
                     return Err(Error::SampleFailed {
                         sample: rows[row].1.clone(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
             }

@@ -97,7 +97,7 @@ pub enum Error {
     Model {
         model: String,
         #[source]
-        source: crate::model::EmbedError,
+        source: Box<crate::model::EmbedError>,
     },
 
     /// The index has no stored model (it was built from precomputed embeddings).
@@ -109,7 +109,7 @@ pub enum Error {
     SampleFailed {
         sample: String,
         #[source]
-        source: crate::model::ItemError,
+        source: Box<crate::model::ItemError>,
     },
 
     /// The operation needs a feature this build or this index does not have.

@@ -23,7 +23,7 @@ pub(crate) fn load(ctx: &Ctx, name: &str) -> Result<Arc<dyn EmbeddingModel>> {
     let model: Arc<dyn EmbeddingModel> = Arc::from(simile_embed::load_model(name, &opts).map_err(
         |source| Error::Model {
             model: name.to_string(),
-            source,
+            source: Box::new(source),
         },
     )?);
     models.insert(name.to_string(), model.clone());

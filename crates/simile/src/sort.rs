@@ -107,7 +107,7 @@ fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Opt
             let model = crate::model_loader::index_model(index)?;
             let embedded = model.embed_prompts(&prompts).map_err(|e| Error::Model {
                 model: model.name().to_string(),
-                source: e,
+                source: Box::new(e),
             })?;
             let dim = embedded.first().map_or(0, Vec::len);
             let flat: Vec<f32> = embedded.into_iter().flatten().collect();
