@@ -97,8 +97,8 @@ pub enum EmbedError {
 }
 
 /// Why one input (image or crop) could not be embedded. Reported per sample, like FiftyOne's
-/// `skip_failures=True`.
-#[derive(Debug, thiserror::Error)]
+/// `skip_failures=True`. Cheap to clone (sources are shared).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ItemError {
     /// The file could not be read.
@@ -106,14 +106,14 @@ pub enum ItemError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The bytes are not a decodable image.
     #[error("cannot decode image {path}")]
     Decode {
         path: PathBuf,
         #[source]
-        source: image::ImageError,
+        source: std::sync::Arc<image::ImageError>,
     },
     /// The image decoder crashed on this file (caught; the other inputs go on).
     #[error("the decoder failed on {path}: {reason}")]
@@ -130,6 +130,18 @@ pub enum ItemError {
 
 /// `Result` with [`EmbedError`].
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
+
+impl ItemError {
+    /// The input's file.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            ItemError::Read { path, .. }
+            | ItemError::Decode { path, .. }
+            | ItemError::DecoderPanic { path, .. } => Some(path),
+            ItemError::InvalidCrop { .. } => None,
+        }
+    }
+}
 
 impl EmbedError {
     pub(crate) fn runtime(op: &'static str, e: impl Into<BoxError>) -> Self {

@@ -44,11 +44,11 @@ impl Default for PreprocessConfig {
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ItemError> {
     let bytes = std::fs::read(path).map_err(|source| ItemError::Read {
         path: path.to_path_buf(),
-        source,
+        source: source.into(),
     })?;
     let img = image::load_from_memory(&bytes).map_err(|source| ItemError::Decode {
         path: path.to_path_buf(),
-        source,
+        source: source.into(),
     })?;
     Ok(img.into_rgb8())
 }
