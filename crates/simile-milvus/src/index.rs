@@ -33,6 +33,8 @@ use crate::{MilvusError, BACKEND};
 
 /// Most keys put into one `pk in [...]` filter (view restrictions, gets, deletes).
 pub const RESTRICT_BATCH: usize = 4096;
+/// Views up to this many keys go straight into one filter expression.
+const SMALL_VIEW: usize = 512;
 /// Keep each response under tonic's default 4 MiB decoding limit.
 const RESPONSE_BUDGET_BYTES: usize = 3 << 20;
 /// Index build and load can take minutes on large collections.
@@ -800,24 +802,25 @@ impl MilvusIndex {
         negate: bool,
     ) -> Result<Vec<Neighbor>> {
         let keys = dedup_keys(keys);
-        if keys.len() <= RESTRICT_BATCH {
-            let limit = k.min(keys.len());
-            return self.search(q.to_vec(), limit, Some(in_filter(PK, &keys)), negate);
-        }
-        // Over-fetch when the view is most of the index.
-        let size = self.size()?;
-        if keys.len() * 2 >= size {
-            let limit = (k * 4).max(k + 64).min(MAX_K);
-            let allowed: HashSet<&str> = keys.iter().map(String::as_str).collect();
-            let hits: Vec<Neighbor> = self
-                .search(q.to_vec(), limit, None, negate)?
-                .into_iter()
-                .filter(|h| allowed.contains(h.key.as_str()))
-                .collect();
-            if hits.len() >= k {
-                return Ok(hits);
+        if keys.len() > SMALL_VIEW {
+            // Over-fetch: an unfiltered search deep enough to hold ~3k view members on average,
+            // filtered here. Exact up to the ANN's own approximation: every view member closer
+            // than the k-th one found ranks inside the fetched depth too.
+            let size = self.size()?.max(1);
+            let needed = (3 * k * size).div_ceil(keys.len()) + k;
+            if needed <= MAX_K {
+                let allowed: HashSet<&str> = keys.iter().map(String::as_str).collect();
+                let hits: Vec<Neighbor> = self
+                    .search(q.to_vec(), needed, None, negate)?
+                    .into_iter()
+                    .filter(|h| allowed.contains(h.key.as_str()))
+                    .collect();
+                if hits.len() >= k {
+                    return Ok(hits);
+                }
             }
         }
+        // Filtered searches, at most RESTRICT_BATCH keys per `pk in [...]` expression.
         let mut all = Vec::new();
         for chunk in keys.chunks(RESTRICT_BATCH) {
             let limit = k.min(chunk.len());

@@ -28,13 +28,28 @@
 //!
 //! # Queries
 //! - `k` up to [`MAX_K`] (16384), [`Error::KTooLarge`](simile_index::Error::KTooLarge) above.
-//! - View restriction: up to [`RESTRICT_BATCH`] keys go in one `pk in [...]` filter. Larger views
-//!   first try an over-fetch (an unfiltered search for `min(16384, 4k)` hits, filtered here) when
-//!   the view covers at least half of the index, and otherwise (or when that finds fewer than `k`)
-//!   run one filtered search per batch of [`RESTRICT_BATCH`] keys and merge the results.
+//! - View restriction: views of up to 512 keys go into one `pk in [...]` filter. Larger views
+//!   first try an over-fetch: one unfiltered search deep enough to hold about `3k` view members on
+//!   average (`3k·size/|view| + k` hits, when that is at most 16384), filtered here; it is used
+//!   when it finds `k` view members (every closer view member would rank inside that depth too).
+//!   Otherwise the view is searched with filters of at most [`RESTRICT_BATCH`] keys each and the
+//!   results are merged. No expression ever holds more than [`RESTRICT_BATCH`] ids.
 //! - `reverse = true`: for dotproduct and cosine, an ANN search with the negated query (the
 //!   farthest under the metric are the nearest to `-q`); for euclidean, an exact scan.
 //! - `k = None`: an exact scan of the candidates (the whole index, or the view), computed here.
+//!
+//! # Consistency and failures
+//! - Reads use the configured level (Session by default: a read after this process's upsert sees
+//!   it). On Milvus 2.3 a Session read right after a delete was observed to still see the deleted
+//!   rows, so after a delete the next read is Strong (about one server time tick), then Session
+//!   again.
+//! - Writes are real upserts (deduplicated within a call, last row wins), sent in `batch_size`
+//!   requests with `parallel_batches` in flight. `size()` is `count(*)`, exact after deletes.
+//! - Wrong credentials → [`Error::Unauthenticated`](simile_index::Error::Unauthenticated); server
+//!   unreachable → [`Error::Unavailable`](simile_index::Error::Unavailable) after the connect
+//!   timeout (new connection) or the retry budget (existing one). A collection found not loaded
+//!   (server restart) is loaded again and the read retried once.
+//! - One SDK client per (uri, user, database, credentials) is shared by every index in the process.
 pub mod config;
 mod conn;
 mod expr;

@@ -105,9 +105,12 @@ fn check_view(b: &dyn SimilarityBackend, batch: &Embeddings, view: &[String], k:
 #[test]
 fn large_views_use_batched_filters_or_overfetch_and_stay_exact() {
     let (b, batch) = exact_flat(Metric::DotProduct, 12_000, 8);
-    // 4,500 of 12,000 (more than one filter batch, less than half): batched filters.
     let sparse: Vec<String> = batch.keys().iter().step_by(2).take(4500).cloned().collect();
+    // 4,500 of 12,000, k = 20: over-fetch (240 hits) and filter.
     check_view(b.as_ref(), &batch, &sparse, 20);
+    // k = 2,000: an over-fetch would need more than 16,384 hits, so two filtered searches
+    // (4,096 + 404 ids) are merged.
+    check_view(b.as_ref(), &batch, &sparse, 2000);
     // 10,000 of 12,000: over-fetch and filter.
     let dense: Vec<String> = batch.keys()[..10_000].to_vec();
     check_view(b.as_ref(), &batch, &dense, 20);
