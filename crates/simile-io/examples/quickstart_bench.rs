@@ -1,8 +1,12 @@
 //! Times the quickstart generator: `cargo run --release -p simile-io --example quickstart_bench`.
+//! With a directory argument, also leaves one generated set there to look at.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 use std::time::Instant;
 
 fn main() {
+    if let Some(dir) = std::env::args().nth(1) {
+        simile_io::quickstart::generate(std::path::Path::new(&dir), 51).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         let t = Instant::now();

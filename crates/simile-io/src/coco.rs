@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use simile_dataset::{
-    check_field_name, new_object_id, Dataset, Detection, Detections, NewSample, View,
+    check_field_name, new_object_id, Dataset, DatasetError, Detection, Detections, FieldKind,
+    NewSample, View,
 };
 
 use crate::media::{
@@ -293,10 +294,20 @@ pub fn import_coco(
 /// Exports a view as a COCO detection dataset: `out_dir/labels.json` and the images copied into
 /// `out_dir/data/` (base names kept, `-1`, `-2`, ... appended on collisions).
 ///
+/// `label_field` must be a detections field of the dataset (`IoError::Dataset` otherwise).
 /// Categories are the sorted distinct labels (ids from 1); boxes are written in pixels using each
 /// image's size (from its `metadata` field, else its header). Samples whose image is missing or
 /// unreadable are reported and left out.
 pub fn export_coco(view: &View, label_field: &str, out_dir: &Path) -> Result<ExportReport> {
+    // A typo in the field name is an error (`UnknownField`), not an export without labels.
+    let kind = view.dataset().field_kind(label_field)?;
+    if kind != FieldKind::Detections {
+        return Err(IoError::Dataset(DatasetError::FieldKind {
+            field: label_field.to_string(),
+            expected: "detections",
+            found: format!("{} values", kind.as_str()),
+        }));
+    }
     let samples = view.samples()?;
     let mut copier = MediaCopier::new(out_dir.join("data"))?;
     let mut report = ExportReport::default();

@@ -205,6 +205,17 @@ fn export_reports_missing_media_and_respects_views() {
     assert_eq!(e.skipped.len(), 1);
     assert_eq!(e.skipped[0].reason, SkipReason::MissingFile);
 
+    let err = export_coco(&ds.view(), "nope", &env.path("out3")).unwrap_err();
+    assert!(matches!(
+        err,
+        IoError::Dataset(simile_dataset::DatasetError::UnknownField { .. })
+    ));
+    let err = export_coco(&ds.view(), "metadata", &env.path("out3")).unwrap_err();
+    assert!(matches!(
+        err,
+        IoError::Dataset(simile_dataset::DatasetError::FieldKind { .. })
+    ));
+
     let view = ds.view().select(&r.added[..1]);
     let e = export_coco(&view, "ground_truth", &env.path("out2")).unwrap();
     assert_eq!((e.exported, e.labels), (1, 2));
