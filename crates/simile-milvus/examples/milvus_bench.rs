@@ -70,7 +70,6 @@ fn main() {
         .collect();
     let batch = Embeddings::for_samples(dim, random_vectors(n, dim, 7), keys.clone()).unwrap();
 
-    // 1. Raw SDK baseline.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,120 +82,36 @@ fn main() {
         cfg = cfg.username_password(u, p);
     }
     let client = rt.block_on(ClientV2::new(&cfg)).unwrap();
-    let raw_name = format!("bench_raw_{}", std::process::id());
-    let schema = CollectionSchema::new()
-        .enable_dynamic_field(false)
-        .add_field(
-            FieldSchema::new()
-                .name("pk")
-                .data_type(DataType::VarChar)
-                .primary_key(true)
-                .auto_id(false)
-                .max_length(64000),
-        )
-        .add_field(
-            FieldSchema::new()
-                .name("vector")
-                .data_type(DataType::FloatVector)
-                .dimension(dim as u32),
-        )
-        .add_field(
-            FieldSchema::new()
-                .name("sample_id")
-                .data_type(DataType::VarChar)
-                .max_length(64000),
-        );
-    rt.block_on(
-        client.create_collection(
-            CreateCollectionRequest::builder()
-                .collection_name(raw_name.as_str())
-                .schema(schema)
-                .build()
-                .unwrap(),
-        ),
-    )
-    .unwrap();
-    let index = IndexParam::new()
-        .field_name("vector")
-        .index_type(IndexType::Hnsw)
-        .metric_type(MetricType::Cosine)
-        .extra_params(HashMap::from([
-            ("M".to_string(), "16".to_string()),
-            ("efConstruction".to_string(), "128".to_string()),
-        ]));
-    rt.block_on(
-        client.create_index(
-            CreateIndexRequest::builder()
-                .collection_name(raw_name.as_str())
-                .index_param(index)
-                .build()
-                .unwrap(),
-        ),
-    )
-    .unwrap();
-    rt.block_on(
-        client.load_collection(
-            LoadCollectionRequest::builder()
-                .collection_name(raw_name.as_str())
-                .sync(true)
-                .build()
-                .unwrap(),
-        ),
-    )
-    .unwrap();
-    let start = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let req = InsertRequest::builder()
-            .collection_name(raw_name.as_str())
-            .columns(vec![
-                FieldData::VarChar {
-                    name: "pk".into(),
-                    values: chunk.iter().map(|i| keys[*i].clone()).collect(),
-                },
-                FieldData::FloatVector {
-                    name: "vector".into(),
-                    values: chunk.iter().map(|i| batch.row(*i).to_vec()).collect(),
-                },
-                FieldData::VarChar {
-                    name: "sample_id".into(),
-                    values: chunk.iter().map(|i| keys[*i].clone()).collect(),
-                },
-            ])
-            .build()
-            .unwrap();
-        rt.block_on(client.insert(req)).unwrap();
-    }
-    let raw = start.elapsed();
-    let raw_rate = n as f64 / raw.as_secs_f64();
-    eprintln!(
-        "raw SDK insert: {n} in {:.2} s = {raw_rate:.0} vectors/s",
-        raw.as_secs_f64()
-    );
-    rt.block_on(
-        client.drop_collection(
-            DropCollectionRequest::builder()
-                .collection_name(raw_name.as_str())
-                .build()
-                .unwrap(),
-        ),
-    )
-    .unwrap();
 
-    // 2. The backend's upsert.
-    let b = MilvusFactory
-        .create(&params(&uri, &user, &password))
-        .unwrap();
-    // Create the collection first so both measurements exclude creation.
-    b.upsert(&batch.select_rows(&[0])).unwrap();
-    let start = Instant::now();
-    b.upsert(&batch).unwrap();
-    let ups = start.elapsed();
-    let ups_rate = n as f64 / ups.as_secs_f64();
-    eprintln!(
-        "backend upsert: {n} in {:.2} s = {ups_rate:.0} vectors/s",
-        ups.as_secs_f64()
-    );
-    assert_eq!(b.size().unwrap(), n);
+    // 1 and 2, alternated twice (the machine is shared: single runs are noisy).
+    let mut raw_rates = Vec::new();
+    let mut ups_rates = Vec::new();
+    let mut kept = None;
+    for round in 0..2 {
+        raw_rates.push(raw_insert(
+            &rt,
+            &client,
+            &batch,
+            &format!("bench_raw_{}_{round}", std::process::id()),
+        ));
+        eprintln!("raw SDK insert: {:.0} vectors/s", raw_rates[round]);
+        let b = MilvusFactory
+            .create(&params(&uri, &user, &password))
+            .unwrap();
+        // Create the collection first so both measurements exclude creation.
+        b.upsert(&batch.select_rows(&[0])).unwrap();
+        let start = Instant::now();
+        b.upsert(&batch).unwrap();
+        ups_rates.push(n as f64 / start.elapsed().as_secs_f64());
+        eprintln!("backend upsert: {:.0} vectors/s", ups_rates[round]);
+        assert_eq!(b.size().unwrap(), n);
+        if let Some(old) = kept.replace(b) {
+            old.cleanup().unwrap();
+        }
+    }
+    let b = kept.unwrap();
+    let raw_rate = raw_rates.iter().cloned().fold(0.0, f64::max);
+    let ups_rate = ups_rates.iter().cloned().fold(0.0, f64::max);
 
     // 3. Queries after a flush (sealed segments get the HNSW index built in the background).
     let m = b.as_any().downcast_ref::<MilvusIndex>().unwrap();
@@ -265,8 +180,16 @@ fn main() {
 
     println!("| measurement ({n} x {dim}, Milvus at {uri}) | value |");
     println!("|---|---|");
-    println!("| raw SDK insert, 1,000-row batches, sequential | {raw_rate:.0} vectors/s |");
-    println!("| backend `upsert` (batch_size 1000, 2 in flight) | {ups_rate:.0} vectors/s ({:.2}x raw) |", ups_rate / raw_rate);
+    println!(
+        "| raw SDK insert, 1,000-row batches, sequential (best of 2; runs {:.0}, {:.0}) | {raw_rate:.0} vectors/s |",
+        raw_rates[0], raw_rates[1]
+    );
+    println!(
+        "| backend `upsert` (batch_size 1000, 2 in flight; best of 2; runs {:.0}, {:.0}) | {ups_rate:.0} vectors/s ({:.2}x raw) |",
+        ups_rates[0],
+        ups_rates[1],
+        ups_rate / raw_rate
+    );
     println!("| flush | {:.2} s |", flush_time.as_secs_f64());
     println!(
         "| HNSW build after flush (M=16, efConstruction=128) | {:.1} s |",
@@ -292,4 +215,109 @@ fn main() {
         simile_milvus::RESTRICT_BATCH,
         ms(view_times[1])
     );
+}
+
+/// Inserts `batch` through the raw SDK into a new collection with the backend's schema and index,
+/// 1,000 rows per request, one request at a time; returns vectors/s and drops the collection.
+fn raw_insert(
+    rt: &tokio::runtime::Runtime,
+    client: &ClientV2,
+    batch: &Embeddings,
+    name: &str,
+) -> f64 {
+    let (n, dim) = (batch.len(), batch.dim());
+    let schema = CollectionSchema::new()
+        .enable_dynamic_field(false)
+        .add_field(
+            FieldSchema::new()
+                .name("pk")
+                .data_type(DataType::VarChar)
+                .primary_key(true)
+                .auto_id(false)
+                .max_length(64000),
+        )
+        .add_field(
+            FieldSchema::new()
+                .name("vector")
+                .data_type(DataType::FloatVector)
+                .dimension(dim as u32),
+        )
+        .add_field(
+            FieldSchema::new()
+                .name("sample_id")
+                .data_type(DataType::VarChar)
+                .max_length(64000),
+        );
+    rt.block_on(
+        client.create_collection(
+            CreateCollectionRequest::builder()
+                .collection_name(name)
+                .schema(schema)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let index = IndexParam::new()
+        .field_name("vector")
+        .index_type(IndexType::Hnsw)
+        .metric_type(MetricType::Cosine)
+        .extra_params(HashMap::from([
+            ("M".to_string(), "16".to_string()),
+            ("efConstruction".to_string(), "128".to_string()),
+        ]));
+    rt.block_on(
+        client.create_index(
+            CreateIndexRequest::builder()
+                .collection_name(name)
+                .index_param(index)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    rt.block_on(
+        client.load_collection(
+            LoadCollectionRequest::builder()
+                .collection_name(name)
+                .sync(true)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let keys = batch.keys();
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let req = InsertRequest::builder()
+            .collection_name(name)
+            .columns(vec![
+                FieldData::VarChar {
+                    name: "pk".into(),
+                    values: chunk.iter().map(|i| keys[*i].clone()).collect(),
+                },
+                FieldData::FloatVector {
+                    name: "vector".into(),
+                    values: chunk.iter().map(|i| batch.row(*i).to_vec()).collect(),
+                },
+                FieldData::VarChar {
+                    name: "sample_id".into(),
+                    values: chunk.iter().map(|i| keys[*i].clone()).collect(),
+                },
+            ])
+            .build()
+            .unwrap();
+        rt.block_on(client.insert(req)).unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    rt.block_on(
+        client.drop_collection(
+            DropCollectionRequest::builder()
+                .collection_name(name)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    rate
 }
