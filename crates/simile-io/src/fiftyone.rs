@@ -502,6 +502,56 @@ fn field_decl(name: &str, ftype: &str, embedded: Option<&str>, subfield: Option<
     })
 }
 
+/// Label documents kept as JSON (a `Classification`, say) get their ObjectIds back:
+/// `{"_cls": .., "_id": "<hex>"}` → `{"_cls": .., "_id": {"$oid": "<hex>"}}`, recursively.
+fn restore_label_ids(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let is_label = m.get("_cls").is_some_and(Value::is_string);
+            let mut out = Map::new();
+            for (k, x) in m {
+                let restored = match x {
+                    Value::String(s) if is_label && k == "_id" && is_object_id(s) => oid(s),
+                    other => restore_label_ids(other),
+                };
+                out.insert(k.clone(), restored);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(restore_label_ids).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The `fiftyone.core.labels` class of a JSON label document, if it is one.
+fn label_class(v: &Value) -> Option<&str> {
+    const LABELS: &[&str] = &[
+        "Classification",
+        "Classifications",
+        "Detection",
+        "Detections",
+        "Polyline",
+        "Polylines",
+        "Keypoint",
+        "Keypoints",
+        "Segmentation",
+        "Heatmap",
+        "TemporalDetection",
+        "TemporalDetections",
+        "GeoLocation",
+        "GeoLocations",
+        "Regression",
+    ];
+    let c = v.get("_cls")?.as_str()?;
+    LABELS.contains(&c).then_some(c)
+}
+
+/// How a JSON field is declared in `metadata.json`.
+enum FieldType {
+    Plain(&'static str),
+    Label(String),
+}
+
 fn json_ftype(v: &Value) -> &'static str {
     match v {
         Value::Bool(_) => "BooleanField",
@@ -533,7 +583,7 @@ pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
     let mut report = ExportReport::default();
     let dataset_oid = new_object_id();
     let mut docs = Vec::with_capacity(samples.len());
-    let mut json_types: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut json_types: BTreeMap<String, FieldType> = BTreeMap::new();
     for (i, s) in samples.iter().enumerate() {
         let path = s.filepath();
         if !path.is_file() {
@@ -575,8 +625,11 @@ pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
                 _ => {
                     json_types
                         .entry(name.clone())
-                        .or_insert_with(|| json_ftype(v));
-                    m.insert(name.clone(), v.clone());
+                        .or_insert_with(|| match label_class(v) {
+                            Some(c) => FieldType::Label(c.to_string()),
+                            None => FieldType::Plain(json_ftype(v)),
+                        });
+                    m.insert(name.clone(), restore_label_ids(v));
                 }
             }
         }
@@ -615,11 +668,16 @@ pub fn export_fiftyone(view: &View, out_dir: &Path) -> Result<ExportReport> {
                 None,
             )),
             FieldKind::Vector => fields.push(field_decl(name, "VectorField", None, None)),
-            FieldKind::Json => {
-                if let Some(t) = json_types.get(name) {
-                    fields.push(field_decl(name, t, None, None));
-                }
-            }
+            FieldKind::Json => match json_types.get(name) {
+                Some(FieldType::Plain(t)) => fields.push(field_decl(name, t, None, None)),
+                Some(FieldType::Label(c)) => fields.push(field_decl(
+                    name,
+                    "EmbeddedDocumentField",
+                    Some(&format!("fiftyone.core.labels.{c}")),
+                    None,
+                )),
+                None => {}
+            },
         }
     }
     let meta = json!({

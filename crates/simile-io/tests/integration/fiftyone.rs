@@ -162,6 +162,10 @@ fn fiftyone_round_trip_keeps_ids_fields_and_boxes() {
         doc["samples"][0]["ground_truth"]["detections"][0]["_id"]["$oid"],
         L1
     );
+    assert_eq!(
+        doc["samples"][0]["weather"]["_id"]["$oid"], L3,
+        "label documents kept as JSON get their ObjectId back"
+    );
     let meta: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["media_type"], "image");
@@ -182,6 +186,16 @@ fn fiftyone_round_trip_keeps_ids_fields_and_boxes() {
     ] {
         assert!(fields.contains(&f), "{f} declared in {fields:?}");
     }
+    let weather = meta["sample_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "weather")
+        .unwrap();
+    assert_eq!(
+        weather["embedded_doc_type"],
+        "fiftyone.core.labels.Classification"
+    );
 
     // Into a fresh store (sample ids are unique per store).
     let store2 = Store::open(env.path("home2")).unwrap();
