@@ -12,15 +12,38 @@ use crate::util::{cargo, root, run};
 /// and the ONNX Runtime library, both set up here. The server is stopped even when tests fail.
 pub fn ci(_args: &[String]) -> Result<()> {
     let started = Instant::now();
-    run(cargo().args(["fmt", "--all", "--", "--check"])).context("cargo fmt --check found unformatted code")?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]))?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))
+        .context("cargo fmt --check found unformatted code")?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // Build the tests before starting the server, so it does not idle through compilation.
-    run(cargo().args(["test", "--workspace", "--all-features", "--locked", "--no-run"]))?;
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--all-features",
+        "--locked",
+        "--no-run",
+    ]))?;
 
     let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
-    let server = MilvusServer::start(&StartOptions::default()).context("starting the Milvus server for the tests")?;
+    let server = MilvusServer::start(&StartOptions::default())
+        .context("starting the Milvus server for the tests")?;
     let mut test = cargo();
-    test.args(["test", "--workspace", "--all-features", "--locked", "--no-fail-fast"]);
+    test.args([
+        "test",
+        "--workspace",
+        "--all-features",
+        "--locked",
+        "--no-fail-fast",
+    ]);
     for (k, v) in server.test_env() {
         test.env(k, v);
     }
@@ -29,7 +52,10 @@ pub fn ci(_args: &[String]) -> Result<()> {
     let stopped = server.stop();
     tested.context("the test suite failed")?;
     stopped.context("stopping the Milvus server")?;
-    eprintln!("xtask ci: all green in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask ci: all green in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -53,19 +79,65 @@ pub fn bench(args: &[String]) -> Result<()> {
     report.push_str("| N | measure | simile | peer | ratio |\n|---|---|---|---|---|\n");
     for &n in sizes {
         let home = tempdir_for(n)?;
-        let build = run_json(&bin, &["build", &n.to_string(), "512", home.to_str().unwrap_or(".")])?;
-        let query = run_json(&bin, &["query", &n.to_string(), "512", home.to_str().unwrap_or(".")])?;
+        let build = run_json(
+            &bin,
+            &["build", &n.to_string(), "512", home.to_str().unwrap_or(".")],
+        )?;
+        let query = run_json(
+            &bin,
+            &["query", &n.to_string(), "512", home.to_str().unwrap_or(".")],
+        )?;
         let _ = std::fs::remove_dir_all(&home);
         let peer = |m: &str| peer_number(n, m);
         let rows = [
-            ("compute_similarity from an array (s)", build["compute_s"].as_f64(), peer("compute"), 3),
-            ("cold load_brain_results (s)", query["cold_load_s"].as_f64(), peer("load"), 3),
-            ("sort_by_similarity(id) + ids, median (ms)", query["query_id_median_ms"].as_f64(), peer("query"), 2),
-            ("sort_by_similarity(id) + ids, p90 (ms)", query["query_id_p90_ms"].as_f64(), peer("query_p90"), 2),
-            ("sort_by_similarity(vector) + ids, median (ms)", query["query_vec_median_ms"].as_f64(), peer("query_vec"), 2),
-            ("view (half the samples) query, median (ms)", query["query_view_median_ms"].as_f64(), peer("query_view"), 2),
-            ("peak RSS, build process (MB)", build["peak_rss_mb"].as_f64(), None, 0),
-            ("peak RSS, query process (MB)", query["peak_rss_mb"].as_f64(), peer("rss"), 0),
+            (
+                "compute_similarity from an array (s)",
+                build["compute_s"].as_f64(),
+                peer("compute"),
+                3,
+            ),
+            (
+                "cold load_brain_results (s)",
+                query["cold_load_s"].as_f64(),
+                peer("load"),
+                3,
+            ),
+            (
+                "sort_by_similarity(id) + ids, median (ms)",
+                query["query_id_median_ms"].as_f64(),
+                peer("query"),
+                2,
+            ),
+            (
+                "sort_by_similarity(id) + ids, p90 (ms)",
+                query["query_id_p90_ms"].as_f64(),
+                peer("query_p90"),
+                2,
+            ),
+            (
+                "sort_by_similarity(vector) + ids, median (ms)",
+                query["query_vec_median_ms"].as_f64(),
+                peer("query_vec"),
+                2,
+            ),
+            (
+                "view (half the samples) query, median (ms)",
+                query["query_view_median_ms"].as_f64(),
+                peer("query_view"),
+                2,
+            ),
+            (
+                "peak RSS, build process (MB)",
+                build["peak_rss_mb"].as_f64(),
+                None,
+                0,
+            ),
+            (
+                "peak RSS, query process (MB)",
+                query["peak_rss_mb"].as_f64(),
+                peer("rss"),
+                0,
+            ),
         ];
         for (what, ours, theirs, prec) in rows {
             let ours = ours.unwrap_or(f64::NAN);
@@ -101,9 +173,17 @@ fn tempdir_for(n: usize) -> Result<PathBuf> {
 
 fn run_json(bin: &std::path::Path, args: &[&str]) -> Result<serde_json::Value> {
     eprintln!("$ {} {}", bin.display(), args.join(" "));
-    let out = Command::new(bin).args(args).output().with_context(|| format!("running {}", bin.display()))?;
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {
-        bail!("{} {:?} failed: {}", bin.display(), args, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} {:?} failed: {}",
+            bin.display(),
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
