@@ -17,7 +17,9 @@
 //!
 //! Written to a temporary file, fsynced, then renamed over the old one (and the directory fsynced),
 //! so a crash leaves either the old or the new index, never a torn one. Reading memory-maps the
-//! file and converts it on all cores (checksum, vectors, their bfloat16 copy and norms per part).
+//! file, checks it on all cores (checksum, finiteness) while deriving the bfloat16 copy and the
+//! norms, and then serves the vectors from the mapping itself (little-endian machines) until the
+//! first change copies them out.
 
 use std::borrow::Cow;
 use std::fs::{self, File};
