@@ -272,3 +272,46 @@ fn per_sample_files_and_bad_inputs() {
     ));
     assert_eq!(ds2.len().unwrap(), 0);
 }
+
+/// Documents written by FiftyOne 1.22.1 itself (`Sample.to_mongo_dict` + `bson.json_util`,
+/// see `assets/fiftyone-1.22.1/make_and_check.py`): `$numberDouble` NaN, `$binary` vectors,
+/// `created_at: null`, a `Classification` field.
+#[test]
+fn imports_documents_written_by_fiftyone() {
+    let env = Env::new();
+    let dir = env.path("fo122");
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/integration/assets/fiftyone-1.22.1");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["samples.json", "metadata.json"] {
+        std::fs::copy(assets.join(f), dir.join(f)).unwrap();
+    }
+    for i in 0..3 {
+        write_image(&dir.join(format!("data/{i:06}.jpg")), 32, 24);
+    }
+    let ids: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(assets.join("ids.json")).unwrap()).unwrap();
+
+    let ds = env.dataset("fo");
+    let r = import_fiftyone(&ds, &dir).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    let mut want: Vec<&String> = ids.keys().collect();
+    want.sort();
+    assert_eq!(r.added.iter().collect::<Vec<_>>(), want);
+    for (i, id) in r.added.iter().enumerate() {
+        let s = ds.sample(id).unwrap();
+        let gt = s.detections("ground_truth").unwrap().unwrap();
+        let label_ids: Vec<Value> = gt.detections.iter().map(|d| json!(d.id)).collect();
+        assert_eq!(Value::Array(label_ids), ids[id]);
+        assert_eq!(gt.detections[0].attributes["color"], "red");
+        assert_eq!(gt.detections[0].confidence, Some(0.9));
+        assert_eq!(gt.detections[1].confidence, None, "$numberDouble NaN");
+        assert_eq!(s.get("weather").unwrap()["label"], "sunny");
+        assert_eq!(s.get("metadata").unwrap()["width"], 320);
+        assert!(s.get("created_at").is_none());
+        assert_eq!(
+            ds.vectors("embedding", std::slice::from_ref(id)).unwrap()[0],
+            Some(vec![i as f32, 2.0, 3.5])
+        );
+    }
+}
