@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p simile-embed --example clip_bench -- \
 //!     [--model DIR] [--ort LIB] [--images N] [--batch B] [--threads T] [--prompts P] [--json]
-//!     [--images-dir DIR] [--rounds R]
+//!     [--images-dir DIR] [--rounds R] [--decode-threads D]
 //! ```
 //! `--ort` defaults to `$SIMILE_ORT_DYLIB_PATH`.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
@@ -84,6 +84,16 @@ fn main() {
         eprintln!("cannot load {}: {e}\n(run `cargo xtask models export-vitb32` and `cargo xtask models fetch-ort`)", model_dir.display());
         std::process::exit(2);
     });
+    // --decode-threads N: reopen with another number of decoding threads.
+    let model = match arg::<usize>(&args, "--decode-threads") {
+        Some(d) => {
+            let mut eo = model.options();
+            eo.decode_threads = d.max(1);
+            let env = simile_embed::runtime::environment(opts.ort_dylib_path.as_deref()).unwrap();
+            simile_embed::ClipModel::open(env, model.dir(), model.manifest().clone(), eo).unwrap()
+        }
+        None => model,
+    };
     let m = model.manifest();
     eprintln!(
         "model {} ({}{}), dim {}, batch {}, threads {:?}",
