@@ -8,8 +8,6 @@ use simile::{
 
 use crate::{BrainCmd, Cli, Command, DatasetCmd, KeyArgs, SimilarityCmd};
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
-
 pub fn run(cli: Cli) -> Result<()> {
     let simile = match &cli.home {
         Some(h) => Simile::open_at(h)?,
@@ -61,7 +59,13 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    use std::io::Write;
+    // A closed pipe (`simile ... | head`) is not an error worth a panic.
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    );
 }
 
 /// Parses repeated `key=value` flags; values that parse as JSON numbers/booleans stay strings
@@ -80,66 +84,100 @@ pub fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
     Ok(m)
 }
 
-fn scan_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read folder {}", dir.display()))?
-        .collect::<std::io::Result<Vec<_>>>()
-        .with_context(|| format!("cannot read folder {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            scan_images(&p, out)?;
-        } else if p
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
-        {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
     match cmd {
         DatasetCmd::Create {
             name,
             from_dir,
             from_paths,
+            from_coco,
+            images,
+            label_field,
+            from_fiftyone,
         } => {
-            let paths = if let Some(dir) = from_dir {
-                let mut v = Vec::new();
-                scan_images(&dir, &mut v)?;
-                v.into_iter()
-                    .map(|p| std::path::absolute(&p).unwrap_or(p))
-                    .collect::<Vec<_>>()
-            } else if let Some(file) = from_paths {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            } else {
-                bail!("give --from-dir or --from-paths");
-            };
             if simile.dataset_exists(&name)? {
                 bail!("dataset '{name}' already exists");
             }
-            let ds = simile.create_dataset(&name)?;
-            let n = paths.len();
-            let added = ds.add_samples(paths.into_iter().map(NewSample::new).collect());
-            if let Err(e) = added {
-                // Nothing half-made: the dataset goes too.
-                simile.delete_dataset(&name)?;
-                return Err(e.into());
-            }
-            if json {
-                print_json(&json!({"name": name, "samples": n}));
+            let (ds, report) = if let Some(dir) = from_dir {
+                simile.import_image_dir(&name, &dir, &simile::io::ImageDirOptions::default())?
+            } else if let Some(json_path) = from_coco {
+                let images = images.context("--from-coco needs --images DIR")?;
+                simile.import_coco(&name, &json_path, &images, &label_field)?
+            } else if let Some(dir) = from_fiftyone {
+                simile.import_fiftyone(&name, &dir)?
+            } else if let Some(file) = from_paths {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let paths: Vec<PathBuf> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                let ds = simile.create_dataset(&name)?;
+                match ds.add_samples(paths.into_iter().map(NewSample::new).collect()) {
+                    Ok(added) => (
+                        ds,
+                        simile::io::ImportReport {
+                            added,
+                            skipped: Vec::new(),
+                        },
+                    ),
+                    Err(e) => {
+                        simile.delete_dataset(&name)?;
+                        return Err(e.into());
+                    }
+                }
             } else {
-                println!("created dataset '{name}' with {n} samples");
+                bail!("give --from-dir, --from-paths, --from-coco or --from-fiftyone");
+            };
+            let n = report.added.len();
+            let skipped: Vec<Value> = report
+                .skipped
+                .iter()
+                .map(|s| json!({"path": s.path, "reason": s.reason.to_string()}))
+                .collect();
+            if json {
+                print_json(&json!({"name": name, "samples": n, "skipped": skipped}));
+            } else {
+                println!("created dataset '{}' with {n} samples", ds.name());
+                for s in &report.skipped {
+                    eprintln!("  skipped {s}");
+                }
+            }
+        }
+        DatasetCmd::Zoo { name } => {
+            let ds = simile.load_zoo_dataset(&name)?;
+            let n = ds.len()?;
+            if json {
+                print_json(&json!({"name": ds.name(), "samples": n}));
+            } else {
+                println!("dataset '{}' with {n} samples", ds.name());
+            }
+        }
+        DatasetCmd::Export {
+            name,
+            format,
+            out,
+            label_field,
+        } => {
+            let ds = simile.load_dataset(&name)?;
+            let report = match format.as_str() {
+                "coco" => ds.view().export_coco(&label_field, &out)?,
+                "fiftyone" => ds.view().export_fiftyone(&out)?,
+                other => bail!("unknown export format '{other}': use coco or fiftyone"),
+            };
+            if json {
+                print_json(
+                    &json!({"exported": report.exported, "labels": report.labels, "skipped": report.skipped.len()}),
+                );
+            } else {
+                println!(
+                    "exported {} samples ({} labels) to {}",
+                    report.exported,
+                    report.labels,
+                    out.display()
+                );
             }
         }
         DatasetCmd::List => {

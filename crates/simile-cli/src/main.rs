@@ -62,19 +62,41 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DatasetCmd {
-    /// Create a dataset from a folder of images or a list of paths.
+    /// Create a dataset from a folder of images, a list of paths, COCO JSON, or a FiftyOne export.
     Create {
         name: String,
-        /// Folder to scan recursively for images.
-        #[arg(
-            long,
-            conflicts_with = "from_paths",
-            required_unless_present = "from_paths"
-        )]
+        /// Folder to scan recursively for images (unreadable files are reported, not fatal).
+        #[arg(long, group = "source")]
         from_dir: Option<PathBuf>,
         /// Text file with one image path per line.
-        #[arg(long)]
+        #[arg(long, group = "source")]
         from_paths: Option<PathBuf>,
+        /// COCO detection JSON (use with --images).
+        #[arg(long, group = "source", requires = "images")]
+        from_coco: Option<PathBuf>,
+        /// Folder of the COCO images.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Label field for COCO detections.
+        #[arg(long, default_value = "ground_truth")]
+        label_field: String,
+        /// A FiftyOne dataset export (metadata.json, samples.json, data/); ids are kept.
+        #[arg(long, group = "source")]
+        from_fiftyone: Option<PathBuf>,
+    },
+    /// Load a zoo dataset (offline): quickstart.
+    Zoo { name: String },
+    /// Export a dataset as COCO detections or in FiftyOne's format.
+    Export {
+        name: String,
+        /// coco or fiftyone.
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Label field (COCO).
+        #[arg(long, default_value = "ground_truth")]
+        label_field: String,
     },
     /// List datasets.
     List,

@@ -18,9 +18,10 @@ CREATE TABLE IF NOT EXISTS datasets (
 CREATE TABLE IF NOT EXISTS samples (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-    id          TEXT NOT NULL UNIQUE,
+    id          TEXT NOT NULL,
     filepath    TEXT NOT NULL,
-    fields      TEXT NOT NULL DEFAULT '{}'
+    fields      TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (dataset_id, id)
 );
 CREATE INDEX IF NOT EXISTS samples_by_dataset ON samples(dataset_id, seq);
 CREATE TABLE IF NOT EXISTS sample_vectors (

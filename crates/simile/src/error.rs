@@ -13,6 +13,13 @@ pub enum Error {
     #[error(transparent)]
     Index(#[from] simile_index::Error),
 
+    #[error(transparent)]
+    Import(#[from] simile_io::IoError),
+
+    /// A zoo dataset name simile does not provide.
+    #[error("unknown zoo dataset '{0}'; available offline: quickstart")]
+    UnknownZooDataset(String),
+
     /// No backend registered under that name.
     #[error("unsupported backend '{name}'; the available backends are {available:?}")]
     UnknownBackend {

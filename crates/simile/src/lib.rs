@@ -35,6 +35,7 @@ mod context;
 mod embed;
 mod error;
 mod index;
+pub mod io;
 pub mod model;
 mod model_loader;
 pub mod npy;

@@ -60,7 +60,10 @@ fn images(dir: &Path, n: usize) {
         } else {
             dir.join("sub").join(format!("{i:03}.png"))
         };
-        std::fs::write(p, b"not really an image").unwrap();
+        let img = image::RgbImage::from_fn(16, 12, |x, y| {
+            image::Rgb([(x * 15) as u8, (y * 20) as u8, (i * 40) as u8])
+        });
+        img.save(p).unwrap();
     }
     std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
 }
@@ -88,6 +91,11 @@ fn dataset_commands() {
     ]);
     assert_eq!(created["samples"], 6, "recursive scan, images only");
     assert_eq!(
+        created["skipped"].as_array().unwrap().len(),
+        1,
+        "notes.txt is reported"
+    );
+    assert_eq!(
         cli.ok(&["dataset", "list", "--json"]),
         serde_json::json!(["pics"])
     );
@@ -105,6 +113,48 @@ fn dataset_commands() {
         imgs.to_str().unwrap(),
     ]);
     assert!(err.contains("already exists"), "{err}");
+    // A corrupt image is reported, not fatal.
+    std::fs::write(imgs.join("corrupt.jpg"), b"not a jpeg").unwrap();
+    let other = cli.ok(&[
+        "dataset",
+        "create",
+        "pics2",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(other["samples"], 6);
+    assert!(other["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["path"].as_str().unwrap().ends_with("corrupt.jpg")));
+    cli.ok(&["dataset", "delete", "pics2", "--json"]);
+    // FiftyOne-format round trip through export and import keeps the sample ids.
+    let out = cli.home.path().join("fo-out");
+    let exported = cli.ok(&[
+        "dataset",
+        "export",
+        "pics",
+        "--format",
+        "fiftyone",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(exported["exported"], 6);
+    let back = cli.ok(&[
+        "dataset",
+        "create",
+        "back",
+        "--from-fiftyone",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(back["samples"], 6);
+    let head2 = cli.ok(&["dataset", "head", "back", "-n", "2", "--json"]);
+    assert_eq!(head2[0]["id"], head[0]["id"], "sample ids are kept");
+    cli.ok(&["dataset", "delete", "back", "--json"]);
     let err = cli.fails(&["dataset", "info", "nope"]);
     assert!(err.contains("'nope' not found"), "{err}");
     cli.ok(&["dataset", "delete", "pics", "--json"]);
@@ -112,6 +162,10 @@ fn dataset_commands() {
         cli.ok(&["dataset", "list", "--json"]),
         serde_json::json!([])
     );
+    // The offline zoo.
+    let zoo = cli.ok(&["dataset", "zoo", "quickstart", "--json"]);
+    assert_eq!(zoo["name"], "quickstart");
+    assert!(zoo["samples"].as_u64().unwrap() >= 200);
 }
 
 #[test]
