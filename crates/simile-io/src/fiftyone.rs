@@ -304,16 +304,16 @@ fn parse_detections(
 }
 
 /// Ids of all samples in every dataset of the store (sample ids are unique store-wide).
+/// Sample ids already in the target dataset (ids are unique per dataset, so another dataset
+/// may hold the same ids: importing one export into two datasets keeps the ids in both).
 fn ids_in_store(dataset: &Dataset) -> Result<HashMap<String, String>> {
-    let store = dataset.store();
-    let mut out = HashMap::new();
-    for name in store.list_datasets()? {
-        let ds = store.load_dataset(&name)?;
-        for id in ds.view().ids()? {
-            out.insert(id, name.clone());
-        }
-    }
-    Ok(out)
+    let name = dataset.name().to_string();
+    Ok(dataset
+        .view()
+        .ids()?
+        .into_iter()
+        .map(|id| (id, name.clone()))
+        .collect())
 }
 
 /// Imports a FiftyOne dataset directory (see the module docs), keeping sample and label ids.
@@ -323,7 +323,7 @@ fn ids_in_store(dataset: &Dataset) -> Result<HashMap<String, String>> {
 /// become vector fields; everything else not managed by FiftyOne (`_`-prefixed keys,
 /// `created_at`, `last_modified_at`) is kept as JSON, with MongoDB extended JSON flattened
 /// (`$oid` → hex string, `$date` → ISO string). Samples whose media file is missing, whose id
-/// is invalid, duplicated or already in the store, and labels with bad boxes are reported;
+/// is invalid, duplicated or already in the dataset, and labels with bad boxes are reported;
 /// the rest is added in one transaction. Other binary values (masks, ...) are left out and
 /// reported.
 pub fn import_fiftyone(dataset: &Dataset, dir: &Path) -> Result<ImportReport> {

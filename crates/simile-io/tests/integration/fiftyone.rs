@@ -141,6 +141,12 @@ fn imports_fiftyone_export_keeping_ids() {
         .iter()
         .any(|s| matches!(&s.reason, SkipReason::AlreadyInDataset(id) if id.starts_with(S1))));
     assert_eq!(ds.len().unwrap(), 2);
+
+    // Another dataset of the same store can hold the same export, ids kept.
+    let other = env.dataset("fo_copy");
+    let copy = import_fiftyone(&other, &dir).unwrap();
+    assert_eq!(copy.added.len(), 2);
+    assert_eq!(other.view().ids().unwrap(), ds.view().ids().unwrap());
 }
 
 #[test]
