@@ -59,6 +59,25 @@ pub fn ci(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The main job on a fresh machine: fetch the ONNX Runtime library (PyPI wheel), build the CLI
+/// and run `simile quickstart` with it (extra arguments are passed on).
+pub fn quickstart(args: &[String]) -> Result<()> {
+    let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "simile-cli",
+        "--",
+        "quickstart",
+    ])
+    .args(args)
+    .env("SIMILE_ORT_DYLIB_PATH", &ort);
+    run(&mut cmd)
+}
+
 /// End-to-end benchmarks. Runs each measured phase in its own process (so peak RSS is per
 /// phase), compares with the Python peer's published numbers, and writes docs/benchmarks.md.
 pub fn bench(args: &[String]) -> Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! - `ci`: fmt check, clippy -D warnings, the whole test suite (with a real Milvus server and
 //!   the ONNX Runtime library set up first)
+//! - `quickstart`: the main job: set up ONNX Runtime, then `simile quickstart` (embedded default)
 //! - `bench`: end-to-end benchmarks, written to docs/benchmarks.md
 //! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
 //! - `models ...`                ONNX Runtime library and CLIP test models
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci::ci(rest),
         "bench" => ci::bench(rest),
+        "quickstart" => ci::quickstart(rest),
         "milvus" => milvus::main(rest),
         "models" => models::main(rest),
         "-h" | "--help" | "help" => {
@@ -35,6 +37,6 @@ fn main() -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask <task>\n\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models"
+        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models"
     );
 }

@@ -4,6 +4,7 @@
 
 mod commands;
 mod quickstart;
+mod synthetic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

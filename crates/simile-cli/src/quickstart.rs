@@ -1,43 +1,61 @@
-//! `simile quickstart`: the spec's basic recipe, end to end, on the embedded default backend.
-//!
-//! It generates a demo dataset with precomputed embeddings (10 classes of clustered vectors
-//! plus a few near-duplicates; deterministic), builds an index, queries it by sample id, by
-//! several ids, by vector and within a view, maintains it, and cleans up.
+//! `simile quickstart`: the spec's whole recipe on the offline quickstart dataset with the
+//! embedded default backend: load → embeddings (CLIP) → index → queries by sample id, patch id,
+//! vector and text prompt → print → cleanup.
 use anyhow::{Context, Result};
 use clap::Args;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use simile::{FieldValue, NewSample, Query, RunFilter, SimilarityOptions, Simile, SortOptions};
+use simile::{MissingOptions, Query, RunFilter, SimilarityOptions, Simile, SortOptions};
 
-const CLASSES: &[&str] = &[
-    "airplane", "bird", "car", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-];
+use crate::commands::{bar_progress, progress_bar};
 
 #[derive(Args, Debug)]
 pub struct QuickstartArgs {
-    /// Number of samples to generate.
+    /// Model to embed with. Default: clip-vit-base32-torch when it is available locally
+    /// (SIMILE_MODELS_DIR or the model cache), else clip-tiny-random (RANDOM weights).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Run on generated vectors instead (no model, no images).
+    #[arg(long)]
+    pub synthetic: bool,
+    /// With --synthetic: number of samples.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
-    /// Embedding dimension.
+    /// With --synthetic: embedding dimension.
     #[arg(long, default_value_t = 64)]
     pub dim: usize,
-    /// Keep the dataset and its index afterwards (default: clean up at the end).
+    /// Keep the indexes afterwards (default: clean them up at the end).
     #[arg(long)]
     pub keep: bool,
 }
 
-pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
-    let name = "quickstart-demo";
-    if simile.dataset_exists(name)? {
-        let old = simile.load_dataset(name)?;
-        for key in old.list_brain_runs(&RunFilter::new())? {
-            if let Ok(index) = old.load_brain_results(&key) {
-                index.cleanup()?;
-            }
-        }
-        simile.delete_dataset(name)?;
+const RANDOM_MODEL: &str = "clip-tiny-random";
+const REAL_MODEL: &str = "clip-vit-base32-torch";
+
+fn pick_model(simile: &Simile, asked: Option<&str>) -> Result<(String, bool)> {
+    if let Some(m) = asked {
+        return Ok((m.to_string(), m.contains("random")));
     }
-    let mut log = Vec::new();
+    // Only what is already on disk: the quickstart never waits on a download.
+    let s = simile.settings();
+    let opts = simile::model::ModelOptions {
+        ort_dylib_path: s.ort_dylib_path.clone(),
+        models_dir: s.models_dir.clone(),
+        cache_dir: s.model_cache_dir.clone(),
+        batch_size: 16,
+        threads: 0,
+        offline: true,
+    };
+    match simile::model::load_model(REAL_MODEL, &opts) {
+        Ok(_) => Ok((REAL_MODEL.to_string(), false)),
+        Err(_) => Ok((RANDOM_MODEL.to_string(), true)),
+    }
+}
+
+pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
+    if args.synthetic {
+        return crate::synthetic::run(simile, &args, json);
+    }
+    let mut log: Vec<String> = Vec::new();
     let mut say = |line: String| {
         if !json {
             println!("{line}");
@@ -45,179 +63,201 @@ pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
         log.push(line);
     };
 
-    // Step 1: a dataset.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(51);
-    let centers: Vec<Vec<f32>> = (0..CLASSES.len())
-        .map(|_| (0..args.dim).map(|_| rng.random_range(-1.0..1.0)).collect())
-        .collect();
-    let mut samples = Vec::with_capacity(args.samples);
-    for i in 0..args.samples {
-        let class = i % CLASSES.len();
-        let noise = if i % 37 == 5 { 0.01 } else { 0.45 };
-        let v: Vec<f32> = centers[class]
-            .iter()
-            .map(|c| c + rng.random_range(-noise..noise))
-            .collect();
-        samples.push(
-            NewSample::new(format!(
-                "{}/quickstart/{:04}_{}.jpg",
-                simile.home().display(),
-                i,
-                CLASSES[class]
-            ))
-            .with_field("label", json!(CLASSES[class]))
-            .with_field("embeddings", FieldValue::Vector(v)),
-        );
+    // Step 1: the dataset.
+    let dataset = simile.load_zoo_dataset("quickstart")?;
+    for key in ["img_sim", "gt_patches"] {
+        if dataset.has_brain_run(key)? {
+            // A previous run kept its indexes (--keep): start clean.
+            dataset.load_brain_results(key)?.cleanup()?;
+            dataset.delete_brain_run(key)?;
+        }
     }
-    let dataset = simile.create_dataset(name)?;
-    let ids = dataset.add_samples(samples)?;
     say(format!(
-        "Step 1: dataset '{name}' with {} samples ({} classes)",
-        ids.len(),
-        CLASSES.len()
+        "Step 1: dataset 'quickstart': {} generated images with ground_truth detections (offline)",
+        dataset.len()?
     ));
 
-    // Steps 2 + 3: an index from the embeddings field, on the embedded default backend.
+    // Steps 2 + 3: embeddings and an index, on the embedded default backend.
+    let (model, random) = pick_model(simile, args.model.as_deref())?;
+    if random {
+        say(format!(
+            "  model {model}: RANDOM WEIGHTS (no pretrained CLIP here) - rankings show the mechanics, not semantics; \
+             put clip-vit-base32-torch in SIMILE_MODELS_DIR for real results"
+        ));
+    }
+    let bar = progress_bar(json, "embedding images");
     let index = dataset.compute_similarity(
         SimilarityOptions::new()
             .brain_key("img_sim")
-            .embeddings_field("embeddings"),
-    )?;
+            .model(&model)
+            .progress(bar_progress(&bar)),
+    );
+    bar.finish_and_clear();
+    let index = index?;
     say(format!(
-        "Steps 2-3: index 'img_sim' on the {} backend ({}), {} vectors",
+        "Steps 2-3: index 'img_sim' ({} backend, {}), {} images, model {model}",
         index.backend_name(),
         index.metric(),
         index.total_index_size()?
     ));
 
-    // Step 4: queries.
+    // Step 4: query by sample id.
     let first = dataset
         .view()
         .first()?
-        .context("the demo dataset is empty")?;
-    let first_label = first.get("label").cloned().unwrap_or(Value::Null);
+        .context("the quickstart dataset is empty")?;
     let view = dataset.sort_by_similarity(
         Query::id(first.id()),
         SortOptions::new().k(10).brain_key("img_sim"),
     )?;
-    let labels = view.values("label")?;
-    let same = labels
-        .iter()
-        .filter(|l| l.as_ref() == Some(&first_label))
-        .count();
     say(format!(
-        "Step 4: the 10 samples most similar to {} ({first_label}):",
+        "Step 4: the 10 images most similar to {}:",
         first.id()
     ));
-    let (rids, dists) = view
+    print_samples(&view, &mut say)?;
+
+    // Near-duplicates find each other.
+    let dups = dataset
+        .match_field(simile::Filter::Exists("near_duplicate_of".into()))
+        .samples()?;
+    let mut found = 0;
+    for d in &dups {
+        let original = d
+            .get("near_duplicate_of")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let near = dataset.sort_by_similarity(
+            Query::id(d.id()),
+            SortOptions::new().k(2).brain_key("img_sim"),
+        )?;
+        if near.ids()?.get(1) == Some(&original) {
+            found += 1;
+        }
+    }
+    say(format!(
+        "  near-duplicates: {found}/{} have their original as nearest neighbour",
+        dups.len()
+    ));
+
+    // By vector: a stored embedding, slightly moved.
+    let got = index.get_embeddings(&[first.id().to_string()], MissingOptions::default())?;
+    let v: Vec<f32> = got
+        .embeddings
+        .row(0)
+        .iter()
+        .map(|x| x * 1.01 + 0.001)
+        .collect();
+    let by_vec = dataset.sort_by_similarity(
+        Query::vector(v),
+        SortOptions::new().k(3).brain_key("img_sim"),
+    )?;
+    say(format!(
+        "  by vector (image 1's embedding, nudged): top result {}",
+        by_vec.ids()?.first().cloned().unwrap_or_default()
+    ));
+
+    // By text prompt.
+    let prompt = "a photo of a red circle";
+    let by_text = dataset.sort_by_similarity(
+        Query::text(prompt),
+        SortOptions::new().k(5).brain_key("img_sim"),
+    )?;
+    say(format!("  by text prompt {prompt:?}:"));
+    print_samples(&by_text, &mut say)?;
+
+    // A patch index: one vector per ground_truth detection, queried by patch id.
+    let bar = progress_bar(json, "embedding patches");
+    let patches_index = dataset.compute_similarity(
+        SimilarityOptions::new()
+            .brain_key("gt_patches")
+            .model(&model)
+            .patches_field("ground_truth")
+            .progress(bar_progress(&bar)),
+    );
+    bar.finish_and_clear();
+    let patches_index = patches_index?;
+    let patches = dataset.to_patches("ground_truth");
+    let query_patch = patches.first()?.context("no ground_truth patches")?;
+    let res = patches.sort_by_similarity(
+        Query::id(&query_patch.id),
+        SortOptions::new().k(5).brain_key("gt_patches"),
+    )?;
+    say(format!(
+        "  patch index 'gt_patches': {} patches; the 5 most similar to patch {} ({}):",
+        patches_index.total_index_size()?,
+        query_patch.id,
+        query_patch.detection.label
+    ));
+    let (ids, dists) = res
         .similarity()
         .map(|(i, d)| (i.to_vec(), d.to_vec()))
         .unwrap_or_default();
-    for ((id, d), l) in rids.iter().zip(&dists).zip(&labels) {
-        say(format!(
-            "    {id}  distance {d:.4}  {}",
-            l.as_ref().and_then(Value::as_str).unwrap_or("?")
-        ));
+    let by_id: std::collections::HashMap<String, simile::Patch> = res
+        .patches()?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
+    for (id, d) in ids.iter().zip(&dists) {
+        if let Some(p) = by_id.get(id) {
+            say(format!(
+                "    {id}  {d:>8.4}  {:<8} in {}",
+                p.detection.label,
+                p.filepath.display()
+            ));
+        }
     }
-    say(format!("    {same}/10 share the query's class"));
 
-    let two = dataset.sort_by_similarity(
-        Query::ids([ids[0].clone(), ids[3].clone()]),
-        SortOptions::new().k(5),
-    )?;
-    say(format!(
-        "  by two ids (an airplane and a cat, their mean): {:?}",
-        labels_of(&two)?
-    ));
-
-    let by_vector =
-        dataset.sort_by_similarity(Query::vector(centers[3].clone()), SortOptions::new().k(5))?;
-    say(format!(
-        "  by vector (the 'cat' centre): {:?}",
-        labels_of(&by_vector)?
-    ));
-
-    let subset = dataset.take(50, Some(51));
-    let near = subset.sort_by_similarity(
-        Query::id(first.id()),
-        SortOptions::new().k(5).dist_field("dist"),
-    )?;
-    let subset_ids: std::collections::HashSet<String> = subset.ids()?.into_iter().collect();
-    let inside = near
-        .ids()?
-        .iter()
-        .filter(|i| subset_ids.contains(*i))
-        .count();
-    say(format!(
-        "  within a 50-sample view: {} results, {inside} of them from the view",
-        near.len()?
-    ));
-
-    // Maintenance: remove 10, add 20 (upsert), read back.
-    let removed: Vec<String> = dataset.take(10, Some(7)).ids()?;
-    index.remove_from_index(&removed, Default::default())?;
-    let new_ids = dataset.add_samples(
-        (0..20)
-            .map(|i| NewSample::new(format!("tmp{i}.jpg")))
-            .collect(),
-    )?;
-    let extra = simile::ndarray::Array2::from_shape_fn((20, args.dim), |(r, c)| {
-        centers[r % CLASSES.len()][c]
-    });
-    index.add_to_index(extra.view(), &new_ids, None, Default::default())?;
-    say(format!(
-        "  removed 10 and added 20: total_index_size {} (was {})",
-        index.total_index_size()?,
-        ids.len()
-    ));
-    let got = index.get_embeddings(&ids[..10], Default::default())?;
-    say(format!(
-        "  get_embeddings(10 ids): {:?}",
-        got.embeddings.shape()
-    ));
-
-    // Managing brain runs.
     say(format!(
         "Brain runs: {:?}",
         dataset.list_brain_runs(&RunFilter::similarity())?
     ));
-    let info = dataset.get_brain_info("img_sim")?;
-    say(format!(
-        "  info: backend {}, metric {}",
-        info.method,
-        info.config
-            .get("metric")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-    ));
-
     // Step 5: cleanup.
     if args.keep {
-        say(format!(
-            "Kept dataset '{name}' and index 'img_sim' (--keep)"
-        ));
+        say("Kept the indexes 'img_sim' and 'gt_patches' (--keep)".into());
     } else {
         index.cleanup()?;
         dataset.delete_brain_run("img_sim")?;
-        simile.delete_dataset(name)?;
-        say("Step 5: index data deleted, run record deleted, dataset deleted".to_string());
+        patches_index.cleanup()?;
+        dataset.delete_brain_run("gt_patches")?;
+        say("Step 5: index data and run records deleted (the quickstart dataset stays)".into());
     }
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"log": log, "same_class_in_top10": same}))?
+            serde_json::to_string_pretty(
+                &json!({"log": log, "model": model, "random_weights": random,
+                "near_duplicates_found": found, "near_duplicates": dups.len()})
+            )?
         );
     }
     Ok(())
 }
 
-fn labels_of(view: &simile::View) -> Result<Vec<String>> {
-    Ok(view
-        .values("label")?
+fn print_samples(view: &simile::View, say: &mut impl FnMut(String)) -> Result<()> {
+    let (ids, dists) = view
+        .similarity()
+        .map(|(i, d)| (i.to_vec(), d.to_vec()))
+        .unwrap_or_default();
+    let samples: std::collections::HashMap<String, simile::Sample> = view
+        .samples()?
         .into_iter()
-        .map(|l| {
-            l.and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        })
-        .collect())
+        .map(|s| (s.id().to_string(), s))
+        .collect();
+    for (id, d) in ids.iter().zip(&dists) {
+        let Some(s) = samples.get(id) else { continue };
+        let labels: Vec<String> = s
+            .detections("ground_truth")?
+            .map(|d| d.detections.into_iter().map(|x| x.label).collect())
+            .unwrap_or_default();
+        say(format!(
+            "    {id}  {d:>8.4}  {}  [{}]",
+            s.filepath()
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            labels.join(", ")
+        ));
+    }
+    Ok(())
 }

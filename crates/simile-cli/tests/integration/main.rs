@@ -399,7 +399,7 @@ fn errors_change_nothing() {
 #[test]
 fn quickstart_runs_end_to_end() {
     let cli = Cli::new();
-    let out = cli.ok(&["quickstart", "--json"]);
+    let out = cli.ok(&["quickstart", "--synthetic", "--json"]);
     assert_eq!(
         out["same_class_in_top10"], 10,
         "clustered demo data: the 10 nearest share the class"
@@ -408,6 +408,25 @@ fn quickstart_runs_end_to_end() {
         cli.ok(&["dataset", "list", "--json"]),
         serde_json::json!([]),
         "cleaned up"
+    );
+
+    assert!(
+        std::env::var("SIMILE_ORT_DYLIB_PATH").is_ok(),
+        "SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci`"
+    );
+    let out = cli.ok(&["quickstart", "--json"]);
+    assert_eq!(out["model"], "clip-tiny-random");
+    assert_eq!(out["random_weights"], true);
+    // Near-duplicates are near even with random weights (the images are almost identical).
+    assert!(out["near_duplicates_found"].as_u64().unwrap() >= 5, "{out}");
+    assert_eq!(
+        cli.ok(&["brain", "list", "quickstart", "--json"]),
+        serde_json::json!([]),
+        "indexes cleaned up"
+    );
+    assert_eq!(
+        cli.ok(&["dataset", "list", "--json"]),
+        serde_json::json!(["quickstart"])
     );
 }
 
