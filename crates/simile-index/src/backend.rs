@@ -279,7 +279,10 @@ mod tests {
         assert_eq!(p.get_bool("x", "secure").unwrap(), Some(true));
         assert_eq!(p.get_u64("x", "batch").unwrap(), Some(500));
         assert_eq!(p.get_str("password").as_deref(), Some("123"));
-        assert!(matches!(p.get_bool("x", "bad"), Err(Error::InvalidParam { .. })));
+        assert!(matches!(
+            p.get_bool("x", "bad"),
+            Err(Error::InvalidParam { .. })
+        ));
         let mut m = p.params.clone();
         strip_credentials(&mut m);
         assert!(!m.contains_key("password"));

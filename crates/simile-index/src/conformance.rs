@@ -20,7 +20,10 @@ pub const DIM: usize = 16;
 
 /// A 24-hex id, like a FiftyOne ObjectId, unique per `(prefix, i)`.
 pub fn oid(prefix: u8, i: usize) -> String {
-    format!("{prefix:02x}{:022x}", i as u128 * 2_654_435_761 % (1u128 << 80))
+    format!(
+        "{prefix:02x}{:022x}",
+        i as u128 * 2_654_435_761 % (1u128 << 80)
+    )
 }
 
 /// Deterministic pseudo-random vectors (xorshift), `n × dim`, values in [-1, 1).
@@ -43,7 +46,12 @@ pub fn sample_batch(n: usize, prefix: u8, seed: u64) -> Embeddings {
 }
 
 /// Exact reference: all keys of `batch` ranked by [`Metric::reference_distance`], ties by key.
-pub fn reference_knn(batch: &Embeddings, metric: Metric, q: &[f32], reverse: bool) -> Vec<(String, f64)> {
+pub fn reference_knn(
+    batch: &Embeddings,
+    metric: Metric,
+    q: &[f32],
+    reverse: bool,
+) -> Vec<(String, f64)> {
     let mut all: Vec<(String, f64)> = batch
         .iter()
         .map(|(k, _, v)| (k.to_string(), metric.reference_distance(q, v)))
@@ -60,11 +68,20 @@ fn keys_of(hits: &[Neighbor]) -> Vec<String> {
     hits.iter().map(|h| h.key.clone()).collect()
 }
 
-fn assert_matches_reference(backend: &dyn SimilarityBackend, hits: &[Neighbor], reference: &[(String, f64)], k: usize) {
+fn assert_matches_reference(
+    backend: &dyn SimilarityBackend,
+    hits: &[Neighbor],
+    reference: &[(String, f64)],
+    k: usize,
+) {
     let want: Vec<String> = reference.iter().take(k).map(|r| r.0.clone()).collect();
     assert_eq!(hits.len(), want.len().min(k), "number of hits");
     if backend.capabilities().exact {
-        assert_eq!(keys_of(hits), want, "exact backend must return the reference order");
+        assert_eq!(
+            keys_of(hits),
+            want,
+            "exact backend must return the reference order"
+        );
     } else {
         let got: HashSet<String> = keys_of(hits).into_iter().collect();
         let found = want.iter().filter(|w| got.contains(*w)).count();
@@ -89,7 +106,10 @@ fn assert_matches_reference(backend: &dyn SimilarityBackend, hits: &[Neighbor], 
     }
     // Ordered by distance.
     for w in hits.windows(2) {
-        assert!(w[0].distance <= w[1].distance + 1e-5, "hits not sorted by distance");
+        assert!(
+            w[0].distance <= w[1].distance + 1e-5,
+            "hits not sorted by distance"
+        );
     }
 }
 
@@ -101,7 +121,10 @@ pub fn empty_index(make: Make<'_>) {
     // An empty index may not know its dimension yet; either no hits or a clean error.
     match b.knn(&KnnQuery::nearest(&q, 5)) {
         Ok(hits) => assert!(hits.is_empty()),
-        Err(e) => assert!(matches!(e, Error::IndexMissing { .. } | Error::Empty(_)), "unexpected error {e:?}"),
+        Err(e) => assert!(
+            matches!(e, Error::IndexMissing { .. } | Error::Empty(_)),
+            "unexpected error {e:?}"
+        ),
     }
     assert_eq!(b.get(&[oid(1, 0)]).unwrap().len(), 0);
 }
@@ -117,10 +140,18 @@ pub fn upsert_replaces(make: Make<'_>) {
     let ids: Vec<String> = batch.keys()[..5].to_vec();
     let newer = Embeddings::for_samples(DIM, random_vectors(5, DIM, 99), ids.clone()).unwrap();
     b.upsert(&newer).unwrap();
-    assert_eq!(b.size().unwrap(), 20, "re-adding existing ids must not grow the index");
+    assert_eq!(
+        b.size().unwrap(),
+        20,
+        "re-adding existing ids must not grow the index"
+    );
     let got = b.get(&ids).unwrap();
     assert_eq!(got.keys(), newer.keys());
-    assert_eq!(got.data(), newer.data(), "re-added ids must hold the new vectors");
+    assert_eq!(
+        got.data(),
+        newer.data(),
+        "re-added ids must hold the new vectors"
+    );
     b.cleanup().unwrap();
 }
 
@@ -148,7 +179,10 @@ pub fn remove_ignores_missing(make: Make<'_>) {
     assert_eq!(b.contains(&gone).unwrap(), vec![false; 4]);
     assert_eq!(b.remove(&gone).unwrap(), 0);
     let hits = b.knn(&KnnQuery::nearest(batch.row(0), 10)).unwrap();
-    assert!(hits.iter().all(|h| !gone.contains(&h.key)), "removed ids must not be returned");
+    assert!(
+        hits.iter().all(|h| !gone.contains(&h.key)),
+        "removed ids must not be returned"
+    );
     b.cleanup().unwrap();
 }
 
@@ -157,9 +191,17 @@ pub fn get_in_order(make: Make<'_>) {
     let b = make(Metric::DotProduct);
     let batch = sample_batch(12, 4, 5);
     b.upsert(&batch).unwrap();
-    let ask = vec![batch.keys()[7].clone(), oid(9, 9), batch.keys()[2].clone(), batch.keys()[11].clone()];
+    let ask = vec![
+        batch.keys()[7].clone(),
+        oid(9, 9),
+        batch.keys()[2].clone(),
+        batch.keys()[11].clone(),
+    ];
     let got = b.get(&ask).unwrap();
-    assert_eq!(got.keys(), &[ask[0].clone(), ask[2].clone(), ask[3].clone()]);
+    assert_eq!(
+        got.keys(),
+        &[ask[0].clone(), ask[2].clone(), ask[3].clone()]
+    );
     assert_eq!(got.row(0), batch.row(7));
     assert_eq!(got.row(1), batch.row(2));
     assert_eq!(b.contains(&ask).unwrap(), vec![true, false, true, true]);
@@ -184,14 +226,27 @@ pub fn knn_matches_reference(make: Make<'_>) {
             let reference = reference_knn(&batch, metric, &q, false);
             assert_matches_reference(b.as_ref(), &hits, &reference, 10);
             if metric != Metric::DotProduct {
-                assert_eq!(hits[0].key, batch.keys()[qi], "{metric}: a stored vector is its own nearest neighbour");
-                assert!(hits[0].distance.abs() < 1e-4, "{metric}: self distance {}", hits[0].distance);
+                assert_eq!(
+                    hits[0].key,
+                    batch.keys()[qi],
+                    "{metric}: a stored vector is its own nearest neighbour"
+                );
+                assert!(
+                    hits[0].distance.abs() < 1e-4,
+                    "{metric}: self distance {}",
+                    hits[0].distance
+                );
             }
         }
         // A query vector that is not in the index.
         let q = random_vectors(1, DIM, 777);
         let hits = b.knn(&KnnQuery::nearest(&q, 5)).unwrap();
-        assert_matches_reference(b.as_ref(), &hits, &reference_knn(&batch, metric, &q, false), 5);
+        assert_matches_reference(
+            b.as_ref(),
+            &hits,
+            &reference_knn(&batch, metric, &q, false),
+            5,
+        );
         b.cleanup().unwrap();
     }
 }
@@ -202,14 +257,25 @@ pub fn patch_rows(make: Make<'_>) {
     let n = 9;
     let keys: Vec<String> = (0..n).map(|i| oid(7, i)).collect();
     let samples: Vec<String> = (0..n).map(|i| oid(6, i / 3)).collect();
-    let batch = Embeddings::new(DIM, random_vectors(n, DIM, 8), keys.clone(), samples.clone()).unwrap();
+    let batch = Embeddings::new(
+        DIM,
+        random_vectors(n, DIM, 8),
+        keys.clone(),
+        samples.clone(),
+    )
+    .unwrap();
     b.upsert(&batch).unwrap();
     assert_eq!(b.size().unwrap(), n);
-    let got = b.get_by_sample_ids(&[oid(6, 2), oid(6, 0), oid(6, 9)]).unwrap();
+    let got = b
+        .get_by_sample_ids(&[oid(6, 2), oid(6, 0), oid(6, 9)])
+        .unwrap();
     let want: HashSet<&String> = keys[6..9].iter().chain(&keys[0..3]).collect();
     assert_eq!(got.len(), 6);
     assert_eq!(got.keys().iter().collect::<HashSet<_>>(), want);
-    assert!(got.sample_ids()[..3].iter().all(|s| *s == oid(6, 2)), "grouped in the order asked");
+    assert!(
+        got.sample_ids()[..3].iter().all(|s| *s == oid(6, 2)),
+        "grouped in the order asked"
+    );
     let hits = b.knn(&KnnQuery::nearest(batch.row(4), 3)).unwrap();
     assert_eq!(hits[0].key, keys[4]);
     assert_eq!(hits[0].sample_id, samples[4]);
@@ -224,8 +290,15 @@ pub fn k_edge_cases(make: Make<'_>) {
     let batch = sample_batch(15, 8, 4);
     b.upsert(&batch).unwrap();
     let q = batch.row(3).to_vec();
-    assert!(b.knn(&KnnQuery::nearest(&q, 0)).unwrap().is_empty(), "k=0 gives nothing");
-    assert_eq!(b.knn(&KnnQuery::nearest(&q, 100)).unwrap().len(), 15, "k>n gives n");
+    assert!(
+        b.knn(&KnnQuery::nearest(&q, 0)).unwrap().is_empty(),
+        "k=0 gives nothing"
+    );
+    assert_eq!(
+        b.knn(&KnnQuery::nearest(&q, 100)).unwrap().len(),
+        15,
+        "k>n gives n"
+    );
     let all = KnnQuery {
         vector: &q,
         k: None,
@@ -236,7 +309,12 @@ pub fn k_edge_cases(make: Make<'_>) {
     if caps.unbounded_k {
         let hits = b.knn(&all).unwrap();
         assert_eq!(hits.len(), 15);
-        assert_matches_reference(b.as_ref(), &hits, &reference_knn(&batch, Metric::Cosine, &q, false), 15);
+        assert_matches_reference(
+            b.as_ref(),
+            &hits,
+            &reference_knn(&batch, Metric::Cosine, &q, false),
+            15,
+        );
     } else {
         assert!(matches!(b.knn(&all), Err(Error::NotSupported { .. })));
     }
@@ -291,17 +369,28 @@ pub fn restricted_candidates(make: Make<'_>) {
     };
     let hits = b.knn(&query).unwrap();
     assert_eq!(hits.len(), 5);
-    assert!(hits.iter().all(|h| allowed.contains(&h.key)), "only restricted keys returned");
+    assert!(
+        hits.iter().all(|h| allowed.contains(&h.key)),
+        "only restricted keys returned"
+    );
     let sub_rows: Vec<usize> = (0..40).step_by(3).collect();
     let sub = batch.select_rows(&sub_rows);
-    assert_matches_reference(b.as_ref(), &hits, &reference_knn(&sub, Metric::Cosine, &q, false), 5);
+    assert_matches_reference(
+        b.as_ref(),
+        &hits,
+        &reference_knn(&sub, Metric::Cosine, &q, false),
+        5,
+    );
     let none = KnnQuery {
         vector: &q,
         k: Some(5),
         reverse: false,
         restrict: Some(&[]),
     };
-    assert!(b.knn(&none).unwrap().is_empty(), "an empty view has no results");
+    assert!(
+        b.knn(&none).unwrap().is_empty(),
+        "an empty view has no results"
+    );
     b.cleanup().unwrap();
 }
 
@@ -310,7 +399,8 @@ pub fn dimension_errors(make: Make<'_>) {
     let b = make(Metric::Cosine);
     let batch = sample_batch(5, 12, 2);
     b.upsert(&batch).unwrap();
-    let wrong = Embeddings::for_samples(DIM + 1, random_vectors(1, DIM + 1, 1), vec![oid(12, 99)]).unwrap();
+    let wrong =
+        Embeddings::for_samples(DIM + 1, random_vectors(1, DIM + 1, 1), vec![oid(12, 99)]).unwrap();
     assert!(matches!(
         b.upsert(&wrong),
         Err(Error::DimensionMismatch { expected, got }) if expected == DIM && got == DIM + 1
@@ -322,7 +412,10 @@ pub fn dimension_errors(make: Make<'_>) {
         Err(Error::DimensionMismatch { expected, got }) if expected == DIM && got == DIM - 1
     ));
     let nan = vec![f32::NAN; DIM];
-    assert!(matches!(b.knn(&KnnQuery::nearest(&nan, 3)), Err(Error::NonFinite { .. })));
+    assert!(matches!(
+        b.knn(&KnnQuery::nearest(&nan, 3)),
+        Err(Error::NonFinite { .. })
+    ));
     b.cleanup().unwrap();
 }
 
@@ -342,7 +435,10 @@ pub fn persisted_config_has_no_secrets(make: Make<'_>) {
     for k in crate::SECRET_PARAMS {
         assert!(!cfg.contains_key(*k), "persisted config contains '{k}'");
     }
-    assert_eq!(cfg.get("metric").and_then(|m| m.as_str()), Some("euclidean"));
+    assert_eq!(
+        cfg.get("metric").and_then(|m| m.as_str()),
+        Some("euclidean")
+    );
     b.cleanup().unwrap();
 }
 

@@ -16,7 +16,12 @@ pub struct Embeddings {
 
 impl Embeddings {
     /// A batch whose keys may differ from their owning samples (patch indexes).
-    pub fn new(dim: usize, data: Vec<f32>, keys: Vec<String>, sample_ids: Vec<String>) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        data: Vec<f32>,
+        keys: Vec<String>,
+        sample_ids: Vec<String>,
+    ) -> Result<Self> {
         if dim == 0 && !keys.is_empty() {
             return Err(Error::Empty("embedding vectors have dimension 0"));
         }
@@ -88,7 +93,13 @@ impl Embeddings {
     }
     /// Iterates `(key, sample_id, vector)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[f32])> + '_ {
-        (0..self.len()).map(move |i| (self.keys[i].as_str(), self.sample_ids[i].as_str(), self.row(i)))
+        (0..self.len()).map(move |i| {
+            (
+                self.keys[i].as_str(),
+                self.sample_ids[i].as_str(),
+                self.row(i),
+            )
+        })
     }
     /// Splits into `(dim, data, keys, sample_ids)`.
     pub fn into_parts(self) -> (usize, Vec<f32>, Vec<String>, Vec<String>) {
@@ -104,7 +115,9 @@ impl Embeddings {
         if last.len() == self.keys.len() {
             return self;
         }
-        let keep: Vec<usize> = (0..self.keys.len()).filter(|i| last[self.keys[*i].as_str()] == *i).collect();
+        let keep: Vec<usize> = (0..self.keys.len())
+            .filter(|i| last[self.keys[*i].as_str()] == *i)
+            .collect();
         self.select_rows(&keep)
     }
 
@@ -201,7 +214,9 @@ mod tests {
     #[test]
     fn dedup_keeps_last_row() {
         let keys = vec!["a".to_string(), "b".to_string(), "a".to_string()];
-        let e = Embeddings::for_samples(1, vec![1.0, 2.0, 3.0], keys).unwrap().dedup_last_wins();
+        let e = Embeddings::for_samples(1, vec![1.0, 2.0, 3.0], keys)
+            .unwrap()
+            .dedup_last_wins();
         assert_eq!(e.keys(), &["b".to_string(), "a".to_string()]);
         assert_eq!(e.data(), &[2.0, 3.0]);
     }

@@ -36,7 +36,11 @@ impl Metric {
     /// Reference distance between two vectors, computed naively in f64.
     /// Backends must agree with this (up to float tolerance); the conformance suite checks it.
     pub fn reference_distance(self, a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         match self {
             Metric::DotProduct => -dot,
             Metric::Euclidean => a
@@ -103,7 +107,10 @@ mod tests {
 
     #[test]
     fn serde_names() {
-        assert_eq!(serde_json::to_string(&Metric::DotProduct).unwrap(), "\"dotproduct\"");
+        assert_eq!(
+            serde_json::to_string(&Metric::DotProduct).unwrap(),
+            "\"dotproduct\""
+        );
         let m: Metric = serde_json::from_str("\"euclidean\"").unwrap();
         assert_eq!(m, Metric::Euclidean);
     }
