@@ -69,20 +69,7 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
     };
 
     // Which rows the collection has: (key, sample id) per sample or per patch.
-    let rows: Vec<(String, String)> = match &options.patches_field {
-        None => view
-            .inner
-            .ids()?
-            .into_iter()
-            .map(|id| (id.clone(), id))
-            .collect(),
-        Some(f) => view
-            .inner
-            .label_ids(f)?
-            .into_iter()
-            .map(|(s, l)| (l, s))
-            .collect(),
-    };
+    let rows = crate::embed::rows_of(view, options.patches_field.as_deref())?;
     let what = if options.patches_field.is_some() {
         "patches"
     } else {
