@@ -50,6 +50,8 @@ struct State {
     /// The collection exists on the server (as far as this handle knows).
     exists: bool,
     dim: Option<usize>,
+    /// This handle created the collection (it did not exist when the handle bound it).
+    created: bool,
 }
 
 /// A similarity index stored in one Milvus collection.
@@ -210,6 +212,7 @@ impl MilvusIndex {
             state: Mutex::new(State {
                 exists: false,
                 dim: None,
+                created: false,
             }),
             deletes: AtomicU64::new(0),
             deletes_covered: AtomicU64::new(0),
@@ -515,6 +518,7 @@ impl MilvusIndex {
                 state: Mutex::new(State {
                     exists: false,
                     dim: None,
+                    created: false,
                 }),
                 deletes: AtomicU64::new(0),
                 deletes_covered: AtomicU64::new(0),
@@ -535,6 +539,7 @@ impl MilvusIndex {
         let mut st = self.lock();
         st.exists = true;
         st.dim = Some(dim);
+        st.created = true;
         Ok(())
     }
 
@@ -1192,6 +1197,10 @@ impl SimilarityBackend for MilvusIndex {
         st.exists = false;
         st.dim = None;
         Ok(())
+    }
+
+    fn created_storage(&self) -> bool {
+        self.lock().created
     }
 
     fn persisted_config(&self) -> Map<String, Value> {

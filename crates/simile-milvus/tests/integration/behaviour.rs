@@ -15,9 +15,17 @@ fn upsert_never_duplicates_and_size_is_exact_after_deletes() {
         Metric::Euclidean,
         json!({"batch_size": 300, "parallel_batches": 3}),
     );
+    assert!(
+        !b.created_storage(),
+        "nothing created before the first upsert"
+    );
     let keys = ids("u", 2000);
     let first = Embeddings::for_samples(8, random_vectors(2000, 8, 1), keys.clone()).unwrap();
     b.upsert(&first).unwrap();
+    assert!(
+        b.created_storage(),
+        "the first upsert created the collection"
+    );
     assert_eq!(b.size().unwrap(), 2000);
     let second = Embeddings::for_samples(8, random_vectors(2000, 8, 2), keys.clone()).unwrap();
     b.upsert(&second).unwrap();

@@ -143,6 +143,10 @@ fn opens_a_fiftyone_collection_made_through_the_sdk() {
     p.patches = true;
     let b = MilvusFactory.open(&p).unwrap();
     assert_eq!(b.dim().unwrap(), Some(DIM), "dim read from the collection");
+    assert!(
+        !b.created_storage(),
+        "an adopted collection is not this handle's to drop on failure"
+    );
     assert_eq!(
         b.metric(),
         Metric::DotProduct,
