@@ -192,11 +192,24 @@ pub(crate) fn sort_with_index(
             dataset.set_label_values(pf, field, &per_label)?;
         }
     }
-    let mut out = view.with_stage(Stage::SortBySimilarity {
+    let stage = Stage::SortBySimilarity {
         ids,
         distances,
         brain_key: key,
-    });
+    };
+    // The results come from the view already, so unless earlier stages shape the labels the
+    // result is just the dataset with this stage: its evaluation fetches only the result rows
+    // instead of re-running the view's stages.
+    let shapes_labels = view
+        .inner
+        .stages()
+        .iter()
+        .any(|s| matches!(s, Stage::FilterLabels { .. }));
+    let mut out = if shapes_labels {
+        view.with_stage(stage)
+    } else {
+        view.dataset().view().with_stage(stage)
+    };
     if let (Some(pf), Some(_)) = (&patches_field, options.k) {
         let matched: Vec<String> = hits.into_iter().map(|h| h.key).collect();
         out = out.filter_labels(pf, LabelFilter::Ids(matched));
