@@ -255,21 +255,11 @@ fn embeddings_from_field_or_model(
     let patches = options.patches_field.is_some();
     let mut have: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
     if !field.is_empty() && !patches {
-        match dataset.field_kind(field) {
-            Ok(FieldKind::Vector) => {
-                let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
-                have = dataset.vectors(field, &ids)?;
-            }
-            Ok(other) => {
-                return Err(DatasetError::FieldKind {
-                    field: field.to_string(),
-                    expected: "vector",
-                    found: format!("a {} field", other.as_str()),
-                }
-                .into())
-            }
-            Err(e) if model.is_none() => return Err(e.into()),
-            Err(_) => {}
+        match crate::embed::stored_vectors(dataset, field, rows) {
+            Ok(v) => have = v,
+            // No such field yet: the model fills it.
+            Err(Error::Dataset(DatasetError::UnknownField { .. })) if model.is_some() => {}
+            Err(e) => return Err(e),
         }
     }
     let missing: Vec<usize> = (0..rows.len()).filter(|i| have[*i].is_none()).collect();

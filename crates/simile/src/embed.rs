@@ -185,6 +185,27 @@ pub(crate) fn embed_rows(
     Ok(out)
 }
 
+/// The vectors a vector field holds for the rows' samples, aligned with `rows` (`None` where
+/// unset). A field of another kind is an error; a missing field is `DatasetError::UnknownField`.
+pub(crate) fn stored_vectors(
+    dataset: &simile_dataset::Dataset,
+    field: &str,
+    rows: &[(String, String)],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    match dataset.field_kind(field)? {
+        FieldKind::Vector => {
+            let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+            Ok(dataset.vectors(field, &ids)?)
+        }
+        other => Err(DatasetError::FieldKind {
+            field: field.to_string(),
+            expected: "vector",
+            found: format!("a {} field", other.as_str()),
+        }
+        .into()),
+    }
+}
+
 /// Embeds a collection's samples (or patches) with a model; see [`View::compute_embeddings`].
 pub(crate) fn compute_embeddings(
     view: &View,
@@ -201,20 +222,10 @@ pub(crate) fn compute_embeddings(
     let rows = rows_of(view, patches)?;
     let mut have: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
     if let (Some(field), true) = (&options.field, options.skip_existing) {
-        match dataset.field_kind(field) {
-            Ok(FieldKind::Vector) => {
-                let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
-                have = dataset.vectors(field, &ids)?;
-            }
-            Ok(other) => {
-                return Err(DatasetError::FieldKind {
-                    field: field.clone(),
-                    expected: "vector",
-                    found: format!("a {} field", other.as_str()),
-                }
-                .into())
-            }
-            Err(_) => {}
+        match stored_vectors(dataset, field, &rows) {
+            Ok(v) => have = v,
+            Err(Error::Dataset(DatasetError::UnknownField { .. })) => {}
+            Err(e) => return Err(e),
         }
     }
     let which: Vec<usize> = (0..rows.len()).filter(|i| have[*i].is_none()).collect();
