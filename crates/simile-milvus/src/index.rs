@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use milvus::v2::error::Error as SdkError;
@@ -68,7 +68,23 @@ pub struct MilvusIndex {
     /// [`MilvusIndex::read_level`]).
     deletes: AtomicU64,
     deletes_covered: AtomicU64,
+    /// A sample index: every row's `sample_id` equals its `pk` (FiftyOne's schema), so reads
+    /// take the sample id from the primary key instead of fetching the field (a search without
+    /// output fields skips Milvus' second retrieve phase). Cleared for good when this handle
+    /// writes a row whose sample id differs from its key.
+    pk_is_sample_id: AtomicBool,
+    /// While this handle is the only possible writer of its collection, the keys it may have
+    /// written (see [`MilvusIndex::upsert`]): `Some` from the moment it created a collection
+    /// under a name it chose at random, until that name leaves the handle (`collection_name()`,
+    /// `client()`, `persisted_config()`), a write fails, or the set grows past
+    /// [`PRIVATE_KEYS_MAX`].
+    private_keys: Mutex<Option<HashSet<String>>>,
+    /// The collection name was generated here (not given by the user).
+    auto_named: bool,
 }
+
+/// Largest key set kept for the insert fast path (a few hundred MB at most).
+const PRIVATE_KEYS_MAX: usize = 2_000_000;
 
 impl fmt::Debug for MilvusIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,6 +181,8 @@ struct SearchSpec<'a> {
     index_kind: IndexKind,
     search_ef: u32,
     level: ConsistencyLevel,
+    /// Ask for the `sample_id` field (patch indexes; sample indexes read it from the pk).
+    with_sample_id: bool,
 }
 
 impl SearchSpec<'_> {
@@ -183,8 +201,10 @@ impl SearchSpec<'_> {
             .vectors(SearchVectors::Float(vec![vector]))
             .limit(limit as i64)
             .metric_type(metric_type(self.metric))
-            .output_fields([SAMPLE_ID])
             .consistency_level(self.level);
+        if self.with_sample_id {
+            b = b.output_fields([SAMPLE_ID]);
+        }
         if self.index_kind == IndexKind::Hnsw {
             let ef = (self.search_ef as usize).max(limit);
             b = b.extra_params(HashMap::from([("ef".to_string(), ef.to_string())]));
@@ -216,6 +236,9 @@ impl MilvusIndex {
             }),
             deletes: AtomicU64::new(0),
             deletes_covered: AtomicU64::new(0),
+            pk_is_sample_id: AtomicBool::new(!params.patches),
+            private_keys: Mutex::new(None),
+            auto_named: false,
         };
         match index.cfg.collection_name.clone() {
             Some(name) => {
@@ -231,6 +254,7 @@ impl MilvusIndex {
                     name = format!("{prefix}_{}", random_suffix());
                 }
                 index.collection = name;
+                index.auto_named = true;
             }
         }
         tracing::debug!(collection = %index.collection, metric = %index.metric, "milvus index bound");
@@ -238,13 +262,36 @@ impl MilvusIndex {
     }
 
     /// The SDK client (shared with every index of the same connection).
+    ///
+    /// Writes through it are seen by this handle: from here on its writes are all upserts.
     pub fn client(&self) -> &ClientV2 {
+        self.end_private();
         &self.client
     }
 
     /// The Milvus collection name (the spec's `collection` property).
     pub fn collection_name(&self) -> &str {
+        self.end_private();
         &self.collection
+    }
+
+    /// Whether the next writes may use plain inserts for keys this handle never wrote (the
+    /// collection is new, randomly named, and its name has not left this handle).
+    pub fn is_private(&self) -> bool {
+        self.private().is_some()
+    }
+
+    fn private(&self) -> std::sync::MutexGuard<'_, Option<HashSet<String>>> {
+        self.private_keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Someone else may write to the collection from now on: upserts only.
+    fn pk_is_sample_id(&self) -> bool {
+        self.pk_is_sample_id.load(Ordering::SeqCst)
+    }
+
+    fn end_private(&self) {
+        self.private().take();
     }
 
     /// Whether the collection exists (it is created lazily at the first upsert).
@@ -522,6 +569,9 @@ impl MilvusIndex {
                 }),
                 deletes: AtomicU64::new(0),
                 deletes_covered: AtomicU64::new(0),
+                pk_is_sample_id: AtomicBool::new(self.pk_is_sample_id()),
+                private_keys: Mutex::new(None),
+                auto_named: false,
             };
             probe.adopt_existing()?;
             let got = probe.lock().dim;
@@ -536,6 +586,9 @@ impl MilvusIndex {
             return Ok(());
         }
         self.create_collection(dim)?;
+        if self.auto_named {
+            *self.private() = Some(HashSet::new());
+        }
         let mut st = self.lock();
         st.exists = true;
         st.dim = Some(dim);
@@ -552,10 +605,16 @@ impl MilvusIndex {
         limit: Option<i64>,
     ) -> Result<Rows> {
         let (level, generation) = self.read_level();
+        let sample_from_pk = self.pk_is_sample_id();
+        let requested: Vec<String> = fields
+            .iter()
+            .filter(|f| !(sample_from_pk && **f == SAMPLE_ID))
+            .map(|s| s.to_string())
+            .collect();
         let mut b = QueryRequest::builder()
             .collection_name(self.collection.clone())
             .filter(filter)
-            .output_fields(fields.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .output_fields(requested)
             .consistency_level(level);
         if let Some(l) = limit {
             b = b.limit(l);
@@ -572,7 +631,9 @@ impl MilvusIndex {
                 let r = resp.results();
                 let col = |name: &str| r.get_output_field(name);
                 let pks = col(PK).and_then(|f| f.as_varchar()).map(|v| v.to_vec());
-                let sample_ids = if want_sample {
+                let sample_ids = if want_sample && sample_from_pk {
+                    pks.clone()
+                } else if want_sample {
                     col(SAMPLE_ID)
                         .and_then(|f| f.as_varchar())
                         .map(|v| v.to_vec())
@@ -734,11 +795,13 @@ impl MilvusIndex {
             index_kind: self.cfg.index_kind,
             search_ef: self.cfg.search_ef,
             level,
+            with_sample_id: !self.pk_is_sample_id(),
         };
         let req = spec
             .request(vector, limit, filter)
             .map_err(|e| self.map_err("search", e))?;
         let client = self.client.clone();
+        let sample_from_pk = self.pk_is_sample_id();
         let hits = self.read_call("search", || {
             let client = client.clone();
             let req = req.clone();
@@ -756,10 +819,13 @@ impl MilvusIndex {
                         }
                     };
                     let scores = one.get_scores().to_vec();
-                    let sids = one
-                        .get_output_field(SAMPLE_ID)
-                        .and_then(|f| f.as_varchar())
-                        .map(|v| v.to_vec());
+                    let sids = if sample_from_pk {
+                        Some(ids.clone())
+                    } else {
+                        one.get_output_field(SAMPLE_ID)
+                            .and_then(|f| f.as_varchar())
+                            .map(|v| v.to_vec())
+                    };
                     out.push((ids, scores, sids));
                 }
                 Ok(out)
@@ -876,20 +942,22 @@ impl MilvusIndex {
         Ok(hits)
     }
 
-    /// Sends `batch` as upserts of `batch_size` rows, `parallel_batches` in flight.
-    fn send_upserts(&self, batch: &Embeddings) -> Result<()> {
+    /// Sends `batch` as upserts (or, with `insert`, plain inserts) of `batch_size` rows,
+    /// `parallel_batches` in flight.
+    fn send_rows(&self, batch: &Embeddings, insert_only: bool) -> Result<()> {
+        let op = if insert_only { "insert" } else { "upsert" };
         let size = self.cfg.batch_size.max(1);
         let mut in_flight: VecDeque<tokio::task::JoinHandle<std::result::Result<(), SdkError>>> =
             VecDeque::new();
         let wait = |h: tokio::task::JoinHandle<std::result::Result<(), SdkError>>| -> Result<()> {
             match block_on(h) {
-                Err(e) => Err(runtime_error("upsert", &self.cfg.connection.uri, e)),
+                Err(e) => Err(runtime_error(op, &self.cfg.connection.uri, e)),
                 Ok(Err(join)) => Err(runtime_error(
-                    "upsert",
+                    op,
                     &self.cfg.connection.uri,
                     MilvusError::Runtime(join.to_string()),
                 )),
-                Ok(Ok(Err(e))) => Err(self.map_err("upsert", e)),
+                Ok(Ok(Err(e))) => Err(self.map_err(op, e)),
                 Ok(Ok(Ok(()))) => Ok(()),
             }
         };
@@ -917,14 +985,18 @@ impl MilvusIndex {
                     },
                 ])
                 .build()
-                .map_err(|e| self.map_err("upsert", e))?;
-            let req = UpsertRequest::builder()
-                .insert(insert)
-                .build()
-                .map_err(|e| self.map_err("upsert", e))?;
+                .map_err(|e| self.map_err(op, e))?;
             let client = self.client.clone();
-            let handle = crate::runtime::spawn(async move { client.upsert(req).await.map(|_| ()) })
-                .map_err(|e| runtime_error("upsert", &self.cfg.connection.uri, e))?;
+            let handle = if insert_only {
+                crate::runtime::spawn(async move { client.insert(insert).await.map(|_| ()) })
+            } else {
+                let req = UpsertRequest::builder()
+                    .insert(insert)
+                    .build()
+                    .map_err(|e| self.map_err(op, e))?;
+                crate::runtime::spawn(async move { client.upsert(req).await.map(|_| ()) })
+            }
+            .map_err(|e| runtime_error(op, &self.cfg.connection.uri, e))?;
             in_flight.push_back(handle);
             if in_flight.len() >= self.cfg.parallel_batches.max(1) {
                 if let Some(h) = in_flight.pop_front() {
@@ -978,11 +1050,49 @@ impl SimilarityBackend for MilvusIndex {
         self.ensure_collection(batch.dim())?;
         // Last row of a repeated key wins; copy only when there are repeats.
         let mut seen = HashSet::with_capacity(batch.len());
-        if batch.keys().iter().all(|k| seen.insert(k.as_str())) {
-            self.send_upserts(batch)
+        let deduped;
+        let batch = if batch.keys().iter().all(|k| seen.insert(k.as_str())) {
+            batch
         } else {
-            self.send_upserts(&batch.clone().dedup_last_wins())
+            deduped = batch.clone().dedup_last_wins();
+            &deduped
+        };
+        if self.pk_is_sample_id()
+            && batch
+                .keys()
+                .iter()
+                .zip(batch.sample_ids())
+                .any(|(k, s)| k != s)
+        {
+            tracing::debug!(collection = %self.collection, "rows keyed by label ids: reading sample ids from the sample_id field");
+            self.pk_is_sample_id.store(false, Ordering::SeqCst);
         }
+        // While no one else can know the collection, a key this handle never wrote cannot be
+        // stored: such rows are plain inserts (no delete half, so no delete records for the
+        // server to apply to every later search). The lock is held for the whole write, so
+        // two calls on this handle cannot both insert one key.
+        let mut private = self.private();
+        let Some(written) = private.as_mut() else {
+            drop(private);
+            return self.send_rows(batch, false);
+        };
+        let (new_rows, old_rows): (Vec<usize>, Vec<usize>) =
+            (0..batch.len()).partition(|i| !written.contains(&batch.keys()[*i]));
+        // Conservative: a key counts as written before its request is sent.
+        written.extend(new_rows.iter().map(|i| batch.keys()[*i].clone()));
+        let sent = if old_rows.is_empty() {
+            self.send_rows(batch, true)
+        } else if new_rows.is_empty() {
+            self.send_rows(batch, false)
+        } else {
+            self.send_rows(&batch.select_rows(&new_rows), true)
+                .and_then(|()| self.send_rows(&batch.select_rows(&old_rows), false))
+        };
+        if sent.is_err() || written.len() > PRIVATE_KEYS_MAX {
+            // After a failed write the server state of those rows is unknown: upserts only.
+            *private = None;
+        }
+        sent
     }
 
     fn remove(&self, keys: &[String]) -> Result<usize> {
@@ -1041,7 +1151,15 @@ impl SimilarityBackend for MilvusIndex {
         for chunk in wanted.chunks(per) {
             let rows = self.query_rows(
                 "get_by_sample_ids",
-                in_filter(SAMPLE_ID, chunk),
+                // Sample indexes: the pk is the sample id, and pk filters use the pk index.
+                in_filter(
+                    if self.pk_is_sample_id() {
+                        PK
+                    } else {
+                        SAMPLE_ID
+                    },
+                    chunk,
+                ),
                 &[PK, SAMPLE_ID, VECTOR],
                 None,
             )?;
@@ -1204,6 +1322,8 @@ impl SimilarityBackend for MilvusIndex {
     }
 
     fn persisted_config(&self) -> Map<String, Value> {
+        // The name goes into a run record: other handles may write from now on.
+        self.end_private();
         self.cfg.persisted(&self.collection, self.metric)
     }
 
@@ -1223,7 +1343,23 @@ mod tests {
             index_kind,
             search_ef: 64,
             level: ConsistencyLevel::Session,
+            with_sample_id: true,
         }
+    }
+
+    #[test]
+    fn sample_indexes_search_without_output_fields() {
+        let patches = spec(IndexKind::Flat)
+            .request(vec![0.0; 4], 10, None)
+            .unwrap();
+        assert_eq!(patches.output_fields(), [SAMPLE_ID.to_string()]);
+        let samples = SearchSpec {
+            with_sample_id: false,
+            ..spec(IndexKind::Flat)
+        }
+        .request(vec![0.0; 4], 10, None)
+        .unwrap();
+        assert!(samples.output_fields().is_empty());
     }
 
     #[test]

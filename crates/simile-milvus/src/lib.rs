@@ -24,7 +24,9 @@
 //!
 //! # Schema (compatible with FiftyOne's Milvus backend)
 //! `pk` VARCHAR(64000) primary key (sample id, or label id for patch indexes), `vector`
-//! FLOAT_VECTOR(dim), `sample_id` VARCHAR(64000); no dynamic field.
+//! FLOAT_VECTOR(dim), `sample_id` VARCHAR(64000); no dynamic field. In a sample index `pk` and
+//! `sample_id` are equal, so searches and gets there ask for no `sample_id` output (a search
+//! with output fields costs Milvus a second retrieve phase).
 //!
 //! # Queries
 //! - `k` up to [`MAX_K`] (16384), [`Error::KTooLarge`](simile_index::Error::KTooLarge) above.
@@ -45,6 +47,11 @@
 //!   again.
 //! - Writes are real upserts (deduplicated within a call, last row wins), sent in `batch_size`
 //!   requests with `parallel_batches` in flight. `size()` is `count(*)`, exact after deletes.
+//!   One exception keeps the first fill as fast as a plain insert: while the handle is the only
+//!   one that can know its collection (created here under a random name that has not left the
+//!   handle through `collection_name()`, `client()` or `persisted_config()`), it remembers the
+//!   keys it wrote, and rows with keys it never wrote are sent as inserts (they cannot be stored
+//!   yet). Any failed write, or the name leaving the handle, ends this: upserts only.
 //! - Wrong credentials → [`Error::Unauthenticated`](simile_index::Error::Unauthenticated); server
 //!   unreachable → [`Error::Unavailable`](simile_index::Error::Unavailable) after the connect
 //!   timeout (new connection) or the retry budget (existing one). A collection found not loaded

@@ -56,6 +56,59 @@ fn upsert_never_duplicates_and_size_is_exact_after_deletes() {
 }
 
 #[test]
+fn new_indexes_insert_new_keys_until_their_name_is_handed_out() {
+    let b = index_with(Metric::Cosine, json!({"batch_size": 256}));
+    let m = milvus(b.as_ref());
+    assert!(!m.is_private(), "no collection yet");
+    let keys = ids("p", 1500);
+    let v1 = random_vectors(1500, 8, 11);
+    let v2 = random_vectors(1500, 8, 12);
+    b.upsert(&Embeddings::for_samples(8, v1[..1000 * 8].to_vec(), keys[..1000].to_vec()).unwrap())
+        .unwrap();
+    assert!(
+        m.is_private(),
+        "a new randomly named collection: new keys go as inserts"
+    );
+    // Half known keys (upserted), half new ones (inserted).
+    b.upsert(&Embeddings::for_samples(8, v2[500 * 8..].to_vec(), keys[500..].to_vec()).unwrap())
+        .unwrap();
+    assert_eq!(
+        b.size().unwrap(),
+        1500,
+        "a known key is never inserted twice"
+    );
+    assert_eq!(
+        b.get(&keys[500..1000]).unwrap().data(),
+        &v2[500 * 8..1000 * 8]
+    );
+    assert_eq!(b.remove(&keys[..100]).unwrap(), 100);
+    b.upsert(&Embeddings::for_samples(8, v2[..100 * 8].to_vec(), keys[..100].to_vec()).unwrap())
+        .unwrap();
+    assert_eq!(b.size().unwrap(), 1500, "removed then re-added");
+    // The name goes into a run record: another process may write now, so upserts only.
+    let cfg = b.persisted_config();
+    assert!(!m.is_private());
+    assert_eq!(
+        cfg.get("collection_name").and_then(Value::as_str),
+        Some(m.collection_name())
+    );
+    b.upsert(&Embeddings::for_samples(8, v1.clone(), keys.clone()).unwrap())
+        .unwrap();
+    assert_eq!(b.size().unwrap(), 1500);
+    assert_eq!(b.get(&keys[1400..]).unwrap().data(), &v1[1400 * 8..]);
+    b.cleanup().unwrap();
+
+    // A collection named by the user may have other writers from the start.
+    let name = format!("simile_named_{}", std::process::id());
+    let b = index_with(Metric::Cosine, json!({ "collection_name": name }));
+    b.upsert(&Embeddings::for_samples(8, v1[..80].to_vec(), keys[..10].to_vec()).unwrap())
+        .unwrap();
+    assert!(!milvus(b.as_ref()).is_private());
+    assert_eq!(b.size().unwrap(), 10);
+    b.cleanup().unwrap();
+}
+
+#[test]
 fn session_consistency_reads_its_own_writes() {
     let b = index_with(Metric::Cosine, json!({"consistency_level": "Session"}));
     let mut stored = 0;
