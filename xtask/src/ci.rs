@@ -43,6 +43,9 @@ pub fn ci(_args: &[String]) -> Result<()> {
         "--all-features",
         "--locked",
         "--no-fail-fast",
+        "--",
+        "--skip",
+        RESTART_TEST,
     ]);
     for (k, v) in server.test_env() {
         test.env(k, v);
@@ -50,12 +53,58 @@ pub fn ci(_args: &[String]) -> Result<()> {
     test.env("SIMILE_ORT_DYLIB_PATH", &ort);
     let tested = run(&mut test);
     let stopped = server.stop();
+    // The restart test takes the server down, so it runs alone, on a server of its own.
+    let restarted = stopped
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|()| restart_phase());
     tested.context("the test suite failed")?;
     stopped.context("stopping the Milvus server")?;
+    restarted.context("the server-restart test failed")?;
     eprintln!(
         "xtask ci: all green in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The test that restarts the Milvus server in the middle of a session (simile-milvus).
+const RESTART_TEST: &str = "server_restart_mid_session_is_survived";
+
+/// Starts a recorded server, runs [`RESTART_TEST`] with `SIMILE_TEST_MILVUS_RESTART_CMD` set to
+/// `cargo xtask milvus restart` (this very binary), and stops the server whatever happens.
+fn restart_phase() -> Result<()> {
+    let server = crate::milvus::start_recorded(&StartOptions::default())
+        .context("starting the Milvus server for the restart test")?;
+    let env = server.test_env();
+    server.detach();
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let mut test = cargo();
+    test.args([
+        "test",
+        "-p",
+        "simile-milvus",
+        "--test",
+        "integration",
+        "--all-features",
+        "--locked",
+        "--",
+        RESTART_TEST,
+    ]);
+    for (k, v) in env {
+        test.env(k, v);
+    }
+    test.env(
+        "SIMILE_TEST_MILVUS_RESTART_CMD",
+        format!(
+            "'{}' milvus restart",
+            exe.display().to_string().replace('\'', "'\\''")
+        ),
+    );
+    let tested = run(&mut test);
+    let stopped = crate::milvus::stop_recorded();
+    tested?;
+    stopped.context("stopping the Milvus server")?;
     Ok(())
 }
 

@@ -213,7 +213,7 @@ impl MilvusServer {
     }
 
     /// Keeps the server running after this handle is dropped (the CLI's `start`).
-    fn detach(mut self) {
+    pub fn detach(mut self) {
         self.stopped = true;
         self.child = None;
     }
@@ -297,7 +297,56 @@ impl Drop for MilvusServer {
     }
 }
 
-/// `cargo xtask milvus start|stop|status`.
+/// Starts a server in the background and records it in the state file (for `stop`, `restart`).
+pub fn start_recorded(opts: &StartOptions) -> Result<MilvusServer> {
+    let server = MilvusServer::start(opts)?;
+    State {
+        pid: server.pid,
+        port: server.port,
+        metrics_port: server.metrics_port,
+        auth: server.auth,
+        data_dir: server.data_dir.clone(),
+    }
+    .write()?;
+    Ok(server)
+}
+
+/// Stops the server recorded in the state file; `false` when none is recorded.
+pub fn stop_recorded() -> Result<bool> {
+    let Some(state) = State::read()? else {
+        return Ok(false);
+    };
+    let server = MilvusServer {
+        child: None,
+        pid: state.pid,
+        port: state.port,
+        metrics_port: state.metrics_port,
+        auth: state.auth,
+        data_dir: state.data_dir,
+        stopped: false,
+    };
+    let result = server.stop();
+    State::remove();
+    result.map(|()| true)
+}
+
+/// Stops the recorded server and starts it again on the same data dir, port and auth (what a
+/// server restart looks like to clients: the collections are still there). Waits until healthy.
+pub fn restart_recorded() -> Result<MilvusServer> {
+    let state = State::read()?.context(
+        "no Milvus server recorded as started by `cargo xtask milvus start`: nothing to restart",
+    )?;
+    let opts = StartOptions {
+        auth: state.auth,
+        port: state.port,
+        data_dir: Some(state.data_dir.clone()),
+        ..StartOptions::default()
+    };
+    stop_recorded()?;
+    start_recorded(&opts)
+}
+
+/// `cargo xtask milvus start|stop|restart|status`.
 pub fn main(args: &[String]) -> Result<()> {
     let Some((cmd, rest)) = args.split_first() else {
         print_help();
@@ -305,16 +354,7 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     match cmd.as_str() {
         "start" => {
-            let opts = parse_start(rest)?;
-            let server = MilvusServer::start(&opts)?;
-            State {
-                pid: server.pid,
-                port: server.port,
-                metrics_port: server.metrics_port,
-                auth: server.auth,
-                data_dir: server.data_dir.clone(),
-            }
-            .write()?;
+            let server = start_recorded(&parse_start(rest)?)?;
             println!("{}", server.uri());
             eprintln!(
                 "Milvus runs in the background (pid {}). For the tests:",
@@ -328,23 +368,17 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "stop" => {
-            let Some(state) = State::read()? else {
+            if stop_recorded()? {
+                println!("stopped");
+            } else {
                 println!("no Milvus server recorded as started by `cargo xtask milvus start`");
-                return Ok(());
-            };
-            let server = MilvusServer {
-                child: None,
-                pid: state.pid,
-                port: state.port,
-                metrics_port: state.metrics_port,
-                auth: state.auth,
-                data_dir: state.data_dir,
-                stopped: false,
-            };
-            let result = server.stop();
-            State::remove();
-            result?;
-            println!("stopped");
+            }
+            Ok(())
+        }
+        "restart" => {
+            let server = restart_recorded()?;
+            println!("{}", server.uri());
+            server.detach();
             Ok(())
         }
         "status" => {
@@ -375,7 +409,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask milvus <cmd>\n\n  start [--auth] [--port P] [--time-tick MS] [--data-dir D]   start Milvus {MILVUS_VERSION} in the background\n      (a fresh data dir under target/milvus-runs unless --data-dir reuses one, e.g. to test a restart)\n  stop                                          SIGTERM, SIGKILL after {}s\n  status",
+        "cargo xtask milvus <cmd>\n\n  start [--auth] [--port P] [--time-tick MS] [--data-dir D]   start Milvus {MILVUS_VERSION} in the background\n      (a fresh data dir under target/milvus-runs unless --data-dir reuses one, e.g. to test a restart)\n  stop                                          SIGTERM, SIGKILL after {}s\n  restart                                       stop, then start on the same data dir/port/auth\n  status",
         STOP_GRACE.as_secs()
     );
 }

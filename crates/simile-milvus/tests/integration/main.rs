@@ -11,3 +11,4 @@ mod conformance;
 mod errors;
 mod interop;
 mod oracle;
+mod restart;
