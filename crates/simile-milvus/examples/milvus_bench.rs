@@ -133,29 +133,11 @@ fn main() {
     // 3. Queries after a flush (sealed segments get the HNSW index built in the background).
     let m = b.as_any().downcast_ref::<MilvusIndex>().unwrap();
     let start = Instant::now();
-    let flush = FlushRequest::builder()
-        .collection_names([m.collection_name().to_string()])
-        .build()
-        .unwrap();
-    rt.block_on(m.client().flush(flush)).unwrap();
+    m.flush().unwrap();
     let flush_time = start.elapsed();
     // Let the HNSW build on the sealed segments finish so queries measure the steady state.
     let start = Instant::now();
-    loop {
-        let req = DescribeIndexRequest::builder()
-            .collection_name(m.collection_name())
-            .field_name("vector")
-            .build()
-            .unwrap();
-        let indexed: i64 = rt
-            .block_on(m.client().describe_index(req))
-            .map(|r| r.indexes().iter().map(|i| i.get_indexed_rows()).sum())
-            .unwrap_or(0);
-        if indexed as usize >= n || start.elapsed() > Duration::from_secs(600) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    m.wait_indexed(n, Duration::from_secs(600)).unwrap();
     let index_time = start.elapsed();
     let mut by_id = Vec::new();
     let mut get_only = Vec::new();

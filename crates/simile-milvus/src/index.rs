@@ -275,6 +275,58 @@ impl MilvusIndex {
         &self.collection
     }
 
+    /// Seals the collection's growing segments (Milvus `flush`), after which the server builds
+    /// the vector index on them in the background (see [`MilvusIndex::wait_indexed`]).
+    pub fn flush(&self) -> Result<()> {
+        if !self.lock().exists {
+            return Ok(());
+        }
+        let req = FlushRequest::builder()
+            .collection_names([self.collection.clone()])
+            .build()
+            .map_err(|e| self.map_err("flush", e))?;
+        let client = self.client.clone();
+        self.call("flush", async move { client.flush(req).await.map(|_| ()) })
+    }
+
+    /// Waits until the server reports at least `rows` rows covered by the vector index (sealed
+    /// and indexed), polling every 500 ms; returns the indexed row count, or
+    /// [`Error::Backend`] after `timeout`.
+    pub fn wait_indexed(&self, rows: usize, timeout: std::time::Duration) -> Result<usize> {
+        let start = std::time::Instant::now();
+        loop {
+            let req = DescribeIndexRequest::builder()
+                .collection_name(self.collection.clone())
+                .field_name(VECTOR)
+                .build()
+                .map_err(|e| self.map_err("describe_index", e))?;
+            let client = self.client.clone();
+            let indexed = self.call("describe_index", async move {
+                client.describe_index(req).await.map(|r| {
+                    r.indexes()
+                        .iter()
+                        .map(|i| i.get_indexed_rows().max(0) as usize)
+                        .sum::<usize>()
+                })
+            })?;
+            if indexed >= rows {
+                return Ok(indexed);
+            }
+            if start.elapsed() > timeout {
+                return Err(Error::Backend {
+                    backend: BACKEND,
+                    op: "wait_indexed",
+                    source: format!(
+                        "{indexed} of {rows} rows indexed after {timeout:?} in collection '{}'",
+                        self.collection
+                    )
+                    .into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
     /// Whether the next writes may use plain inserts for keys this handle never wrote (the
     /// collection is new, randomly named, and its name has not left this handle).
     pub fn is_private(&self) -> bool {
@@ -1288,15 +1340,10 @@ impl SimilarityBackend for MilvusIndex {
     }
 
     fn persist(&self) -> Result<()> {
-        if !self.cfg.flush_on_persist || !self.lock().exists {
+        if !self.cfg.flush_on_persist {
             return Ok(());
         }
-        let req = FlushRequest::builder()
-            .collection_names([self.collection.clone()])
-            .build()
-            .map_err(|e| self.map_err("flush", e))?;
-        let client = self.client.clone();
-        self.call("flush", async move { client.flush(req).await.map(|_| ()) })
+        self.flush()
     }
 
     fn cleanup(&self) -> Result<()> {

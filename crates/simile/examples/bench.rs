@@ -3,6 +3,10 @@
 //!
 //! `bench build N DIM HOME`  create a dataset of N samples and index N×DIM random vectors
 //! `bench query N DIM HOME`  cold-load the index and time queries
+//!
+//! A fifth argument `milvus` puts the index on the Milvus server of `SIMILE_TEST_MILVUS_URI`
+//! (`_USER`, `_PASSWORD`) instead of the exact backend; the build phase then also flushes and
+//! waits for the HNSW build (untimed), so the query phase measures the steady state.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -14,10 +18,36 @@ use simile::{
     BrainConfig, Filter, NewSample, Query, Settings, SimilarityOptions, Simile, SortOptions,
 };
 
-fn open(home: &str) -> Simile {
+fn open(home: &str, milvus: bool) -> Simile {
+    let brain = if milvus {
+        // Credentials come from the config layers (here: env-style values), never the run record.
+        let mut env = simile_config::EnvSnapshot::new();
+        for (from, to) in [
+            (
+                "SIMILE_TEST_MILVUS_URI",
+                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_URI",
+            ),
+            (
+                "SIMILE_TEST_MILVUS_USER",
+                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_USER",
+            ),
+            (
+                "SIMILE_TEST_MILVUS_PASSWORD",
+                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_PASSWORD",
+            ),
+        ] {
+            if let Ok(v) = std::env::var(from) {
+                env = env.set(to, v);
+            }
+        }
+        env = env.set("FIFTYONE_BRAIN_DEFAULT_SIMILARITY_BACKEND", "milvus");
+        BrainConfig::load_from(&env).unwrap()
+    } else {
+        BrainConfig::default()
+    };
     Simile::builder()
         .settings(Settings::for_home(home))
-        .brain_config(BrainConfig::default())
+        .brain_config(brain)
         .open()
         .unwrap()
 }
@@ -45,10 +75,11 @@ fn main() {
     let n: usize = args[1].parse().unwrap();
     let dim: usize = args[2].parse().unwrap();
     let home = args[3].as_str();
+    let milvus = args.get(4).is_some_and(|a| a == "milvus");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(51);
     match phase {
         "build" => {
-            let simile = open(home);
+            let simile = open(home, milvus);
             let t = Instant::now();
             let ds = simile.create_dataset("bench").unwrap();
             ds.add_samples(
@@ -61,17 +92,32 @@ fn main() {
             let emb = Array2::from_shape_fn((n, dim), |_| rng.random_range(-1.0f32..1.0));
             let t = Instant::now();
             let index = ds
-                .compute_similarity(SimilarityOptions::new().brain_key("sim").embeddings(emb))
+                .compute_similarity(
+                    SimilarityOptions::new()
+                        .brain_key("sim")
+                        .metric(simile::Metric::Cosine)
+                        .embeddings(emb),
+                )
                 .unwrap();
             let compute_s = t.elapsed().as_secs_f64();
             assert_eq!(index.total_index_size().unwrap(), n);
+            if milvus {
+                let backend = index.backend();
+                let m = backend
+                    .as_any()
+                    .downcast_ref::<simile::MilvusIndex>()
+                    .unwrap();
+                m.flush().unwrap();
+                m.wait_indexed(n, std::time::Duration::from_secs(900))
+                    .unwrap();
+            }
             println!(
                 "{}",
                 json!({"create_dataset_s": create_s, "compute_s": compute_s, "peak_rss_mb": peak_rss_mb()})
             );
         }
         "query" => {
-            let simile = open(home);
+            let simile = open(home, milvus);
             let ds = simile.load_dataset("bench").unwrap();
             let t = Instant::now();
             let index = ds.load_brain_results("sim").unwrap();
