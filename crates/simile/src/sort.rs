@@ -70,9 +70,12 @@ fn default_key(view: &View, query: &Query) -> Result<String> {
     }
 }
 
-/// Resolves a query to one vector (several are averaged). Returns the query key for a single-id
-/// query (so it can be put first at distance 0).
-fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Option<String>)> {
+/// The query's own row in a single-id query: key and sample id.
+type SelfRow = Option<(String, String)>;
+
+/// Resolves a query to one vector (several are averaged). Returns the query's own row for a
+/// single-id query (so it can be put first at distance 0).
+fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, SelfRow)> {
     query.check()?;
     let backend = index.backend();
     let key = index.key().unwrap_or_default();
@@ -90,7 +93,10 @@ fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Opt
                 return Err(Error::QueryIdsNotFound { key, ids: missing });
             }
             let self_key = if ids.len() == 1 {
-                Some(ids[0].clone())
+                rows.keys()
+                    .first()
+                    .cloned()
+                    .zip(rows.sample_ids().first().cloned())
             } else {
                 None
             };
@@ -120,28 +126,62 @@ fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Opt
 fn search(
     index: &SimilarityIndex,
     vector: &[f32],
-    self_key: Option<&str>,
+    self_row: Option<&(String, String)>,
     restrict: Option<&[String]>,
     options: &SortOptions,
 ) -> Result<Vec<simile_index::Neighbor>> {
-    let mut hits = index.backend().knn(&KnnQuery {
+    let backend = index.backend();
+    let mut hits = backend.knn(&KnnQuery {
         vector,
         k: options.k,
         reverse: options.reverse,
         restrict,
     })?;
-    if let Some(q) = self_key {
-        if let Some(pos) = hits.iter().position(|h| h.key == q) {
-            let mut h = hits.remove(pos);
-            h.distance = 0.0;
-            if options.reverse {
-                hits.push(h);
-            } else {
-                hits.insert(0, h);
-            }
-        }
+    if let Some(row) = self_row {
+        place_self(&mut hits, row, backend.metric(), restrict, options);
     }
     Ok(hits)
+}
+
+/// Puts the query's own row (single-id query) at distance 0: first, or last when `reverse`.
+/// An approximate index (Milvus HNSW) can miss it; under cosine and euclidean it is the exact
+/// nearest neighbour, so a missed one is added when it is a candidate (dropping the k-th hit).
+/// Under dotproduct it is not necessarily the nearest, so it is only moved when found.
+fn place_self(
+    hits: &mut Vec<simile_index::Neighbor>,
+    (key, sample_id): &(String, String),
+    metric: simile_index::Metric,
+    restrict: Option<&[String]>,
+    options: &SortOptions,
+) {
+    let found = hits.iter().position(|h| &h.key == key);
+    let mut h = match found {
+        Some(pos) => hits.remove(pos),
+        None => {
+            let candidate = restrict.is_none_or(|r| r.contains(key));
+            if options.reverse
+                || metric == simile_index::Metric::DotProduct
+                || !candidate
+                || options.k == Some(0)
+            {
+                return;
+            }
+            if options.k.is_some_and(|k| hits.len() >= k) {
+                hits.pop();
+            }
+            simile_index::Neighbor {
+                key: key.clone(),
+                sample_id: sample_id.clone(),
+                distance: 0.0,
+            }
+        }
+    };
+    h.distance = 0.0;
+    if options.reverse {
+        hits.push(h);
+    } else {
+        hits.insert(0, h);
+    }
 }
 
 pub(crate) fn sort_with_index(
@@ -160,7 +200,7 @@ pub(crate) fn sort_with_index(
     let hits = search(
         index,
         &vector,
-        self_key.as_deref(),
+        self_key.as_ref(),
         restrict.as_deref(),
         &options,
     )?;
@@ -253,7 +293,7 @@ pub(crate) fn sort_patches(
     let hits = search(
         &index,
         &vector,
-        self_key.as_deref(),
+        self_key.as_ref(),
         restrict.as_deref(),
         &options,
     )?;
@@ -292,6 +332,70 @@ fn default_patch_key(view: &PatchesView, field: &str, prompts: bool) -> Result<S
         [first, ..] => {
             tracing::warn!("multiple similarity runs found; using '{first}'");
             Ok(first.clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use simile_index::{Metric, Neighbor};
+
+    use super::*;
+
+    fn hit(key: &str, d: f32) -> Neighbor {
+        Neighbor {
+            key: key.into(),
+            sample_id: format!("s-{key}"),
+            distance: d,
+        }
+    }
+
+    fn keys(hits: &[Neighbor]) -> Vec<&str> {
+        hits.iter().map(|h| h.key.as_str()).collect()
+    }
+
+    fn row(key: &str) -> (String, String) {
+        (key.into(), format!("s-{key}"))
+    }
+
+    #[test]
+    fn a_found_self_moves_first_at_distance_zero() {
+        let mut hits = vec![hit("a", 0.1), hit("q", 0.0001), hit("b", 0.3)];
+        place_self(
+            &mut hits,
+            &row("q"),
+            Metric::DotProduct,
+            None,
+            &SortOptions::new().k(3),
+        );
+        assert_eq!(keys(&hits), ["q", "a", "b"]);
+        assert_eq!(hits[0].distance, 0.0);
+    }
+
+    #[test]
+    fn a_self_missed_by_an_approximate_index_is_added_under_cosine_and_euclidean() {
+        for metric in [Metric::Cosine, Metric::Euclidean] {
+            let mut hits = vec![hit("a", 0.1), hit("b", 0.2), hit("c", 0.3)];
+            place_self(&mut hits, &row("q"), metric, None, &SortOptions::new().k(3));
+            assert_eq!(keys(&hits), ["q", "a", "b"], "{metric}");
+            assert_eq!(hits[0].sample_id, "s-q");
+            assert_eq!(hits[0].distance, 0.0);
+        }
+    }
+
+    #[test]
+    fn a_missed_self_is_not_added_when_it_is_not_a_candidate_or_not_the_nearest() {
+        let three = || vec![hit("a", 0.1), hit("b", 0.2), hit("c", 0.3)];
+        let view = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let cases: [(Metric, Option<&[String]>, SortOptions); 3] = [
+            (Metric::Cosine, Some(&view), SortOptions::new().k(3)),
+            (Metric::DotProduct, None, SortOptions::new().k(3)),
+            (Metric::Cosine, None, SortOptions::new().k(3).reverse(true)),
+        ];
+        for (metric, restrict, options) in cases {
+            let mut hits = three();
+            place_self(&mut hits, &row("q"), metric, restrict, &options);
+            assert_eq!(keys(&hits), ["a", "b", "c"]);
         }
     }
 }
