@@ -139,6 +139,8 @@ fn main() {
     let start = Instant::now();
     m.wait_indexed(n, Duration::from_secs(600)).unwrap();
     let index_time = start.elapsed();
+    // Let the server finish its background work on the dropped collections (compaction, GC).
+    std::thread::sleep(Duration::from_secs(10));
     let mut by_id = Vec::new();
     let mut get_only = Vec::new();
     let mut by_vec = Vec::new();
