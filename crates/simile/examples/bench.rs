@@ -110,6 +110,8 @@ fn main() {
                 m.flush().unwrap();
                 m.wait_indexed(n, std::time::Duration::from_secs(900))
                     .unwrap();
+                // Let the server's background work (compaction, GC) settle before the query phase.
+                std::thread::sleep(std::time::Duration::from_secs(10));
             }
             println!(
                 "{}",
