@@ -83,14 +83,17 @@ fn main() {
     }
     let client = rt.block_on(ClientV2::new(&cfg)).unwrap();
 
-    // 1 and 2 twice, in both orders (the server indexes and compacts in the background, so the
-    // second measurement of a round competes with the first one's leftovers).
+    // 1 and 2 twice, in both orders, each after a pause (the server indexes and compacts in the
+    // background, so a measurement right after another competes with its leftovers).
     let mut raw_rates = [0.0; 2];
     let mut ups_rates = [0.0; 2];
     let mut kept = None;
     let mut overwrite_rate = 0.0;
     for round in 0..2usize {
         for step in 0..2usize {
+            // Each measurement starts on a quiet server: the previous one's background index
+            // build and compaction otherwise take one of the two cores.
+            std::thread::sleep(Duration::from_secs(20));
             if (round + step) % 2 == 0 {
                 raw_rates[round] = raw_insert(
                     &rt,
@@ -112,6 +115,7 @@ fn main() {
             eprintln!("backend upsert: {:.0} vectors/s", ups_rates[round]);
             assert_eq!(b.size().unwrap(), n);
             if round == 0 {
+                std::thread::sleep(Duration::from_secs(20));
                 // Overwrite every row of an index whose name has been handed out (as after
                 // `compute_similarity` registered it): all real upserts.
                 let _ = b.persisted_config();
