@@ -289,17 +289,22 @@ impl MilvusIndex {
         self.call("flush", async move { client.flush(req).await.map(|_| ()) })
     }
 
+    /// The request describing the collection's vector index.
+    fn describe_index_request(&self) -> Result<DescribeIndexRequest> {
+        DescribeIndexRequest::builder()
+            .collection_name(self.collection.clone())
+            .field_name(VECTOR)
+            .build()
+            .map_err(|e| self.map_err("describe_index", e))
+    }
+
     /// Waits until the server reports at least `rows` rows covered by the vector index (sealed
     /// and indexed), polling every 500 ms; returns the indexed row count, or
     /// [`Error::Backend`] after `timeout`.
     pub fn wait_indexed(&self, rows: usize, timeout: std::time::Duration) -> Result<usize> {
         let start = std::time::Instant::now();
         loop {
-            let req = DescribeIndexRequest::builder()
-                .collection_name(self.collection.clone())
-                .field_name(VECTOR)
-                .build()
-                .map_err(|e| self.map_err("describe_index", e))?;
+            let req = self.describe_index_request()?;
             let client = self.client.clone();
             let indexed = self.call("describe_index", async move {
                 client.describe_index(req).await.map(|r| {
@@ -472,11 +477,7 @@ impl MilvusIndex {
             st.dim = Some(dim);
         }
         // The metric is the collection's index metric.
-        let req = DescribeIndexRequest::builder()
-            .collection_name(self.collection.clone())
-            .field_name(VECTOR)
-            .build()
-            .map_err(|e| self.map_err("describe_index", e))?;
+        let req = self.describe_index_request()?;
         let client = self.client.clone();
         let indexes = block_on(async move { client.describe_index(req).await })
             .map_err(|e| runtime_error("describe_index", &self.cfg.connection.uri, e))?;
