@@ -342,11 +342,11 @@ impl MilvusIndex {
         self.private_keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Someone else may write to the collection from now on: upserts only.
     fn pk_is_sample_id(&self) -> bool {
         self.pk_is_sample_id.load(Ordering::SeqCst)
     }
 
+    /// Someone else may write to the collection from now on: upserts only.
     fn end_private(&self) {
         self.private().take();
     }
