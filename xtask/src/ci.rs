@@ -156,57 +156,15 @@ pub fn bench(args: &[String]) -> Result<()> {
             &["query", &n.to_string(), "512", home.to_str().unwrap_or(".")],
         )?;
         let _ = std::fs::remove_dir_all(&home);
-        let peer = |m: &str| peer_number(n, m);
-        let rows = [
+        let rows = FACADE_MEASURES.iter().map(|m| {
+            let phase = if m.from_build { &build } else { &query };
             (
-                "compute_similarity from an array (s)",
-                build["compute_s"].as_f64(),
-                peer("compute"),
-                3,
-            ),
-            (
-                "cold load_brain_results (s)",
-                query["cold_load_s"].as_f64(),
-                peer("load"),
-                3,
-            ),
-            (
-                "sort_by_similarity(id) + ids, median (ms)",
-                query["query_id_median_ms"].as_f64(),
-                peer("query"),
-                2,
-            ),
-            (
-                "sort_by_similarity(id) + ids, p90 (ms)",
-                query["query_id_p90_ms"].as_f64(),
-                peer("query_p90"),
-                2,
-            ),
-            (
-                "sort_by_similarity(vector) + ids, median (ms)",
-                query["query_vec_median_ms"].as_f64(),
-                peer("query_vec"),
-                2,
-            ),
-            (
-                "view (half the samples) query, median (ms)",
-                query["query_view_median_ms"].as_f64(),
-                peer("query_view"),
-                2,
-            ),
-            (
-                "peak RSS, build process (MB)",
-                build["peak_rss_mb"].as_f64(),
-                None,
-                0,
-            ),
-            (
-                "peak RSS, query process (MB)",
-                query["peak_rss_mb"].as_f64(),
-                peer("rss"),
-                0,
-            ),
-        ];
+                m.label,
+                phase[m.key].as_f64(),
+                m.peer.and_then(|p| peer_number(n, p)),
+                m.prec,
+            )
+        });
         for (what, ours, theirs, prec) in rows {
             let ours = ours.unwrap_or(f64::NAN);
             let (t, r) = match theirs {
@@ -228,6 +186,75 @@ pub fn bench(args: &[String]) -> Result<()> {
     eprintln!("wrote {}", out.display());
     Ok(())
 }
+
+/// One measure of the facade bench (`crates/simile/examples/bench.rs`): its label, which phase's
+/// JSON holds it under which key, the peer's number (see [`peer_number`]) and the decimals shown.
+struct Measure {
+    label: &'static str,
+    from_build: bool,
+    key: &'static str,
+    peer: Option<&'static str>,
+    prec: usize,
+}
+
+const FACADE_MEASURES: [Measure; 8] = [
+    Measure {
+        label: "compute_similarity from an array (s)",
+        from_build: true,
+        key: "compute_s",
+        peer: Some("compute"),
+        prec: 3,
+    },
+    Measure {
+        label: "cold load_brain_results (s)",
+        from_build: false,
+        key: "cold_load_s",
+        peer: Some("load"),
+        prec: 3,
+    },
+    Measure {
+        label: "sort_by_similarity(id) + ids, median (ms)",
+        from_build: false,
+        key: "query_id_median_ms",
+        peer: Some("query"),
+        prec: 2,
+    },
+    Measure {
+        label: "sort_by_similarity(id) + ids, p90 (ms)",
+        from_build: false,
+        key: "query_id_p90_ms",
+        peer: Some("query_p90"),
+        prec: 2,
+    },
+    Measure {
+        label: "sort_by_similarity(vector) + ids, median (ms)",
+        from_build: false,
+        key: "query_vec_median_ms",
+        peer: Some("query_vec"),
+        prec: 2,
+    },
+    Measure {
+        label: "view (half the samples) query, median (ms)",
+        from_build: false,
+        key: "query_view_median_ms",
+        peer: Some("query_view"),
+        prec: 2,
+    },
+    Measure {
+        label: "peak RSS, build process (MB)",
+        from_build: true,
+        key: "peak_rss_mb",
+        peer: None,
+        prec: 0,
+    },
+    Measure {
+        label: "peak RSS, query process (MB)",
+        from_build: false,
+        key: "peak_rss_mb",
+        peer: Some("rss"),
+        prec: 0,
+    },
+];
 
 fn tempdir_for(n: usize) -> Result<PathBuf> {
     let d = root().join("target").join(format!("bench-home-{n}"));
@@ -339,31 +366,14 @@ fn milvus_section(quick: bool) -> String {
         ));
         match facade {
             Ok((build, query)) => {
-                let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                for (what, value) in [
-                    (
-                        "compute_similarity from an array (s)",
-                        f(&build, "compute_s"),
-                    ),
-                    ("cold load_brain_results (s)", f(&query, "cold_load_s")),
-                    (
-                        "sort_by_similarity(id) + ids, median (ms)",
-                        f(&query, "query_id_median_ms"),
-                    ),
-                    (
-                        "sort_by_similarity(id) + ids, p90 (ms)",
-                        f(&query, "query_id_p90_ms"),
-                    ),
-                    (
-                        "sort_by_similarity(vector) + ids, median (ms)",
-                        f(&query, "query_vec_median_ms"),
-                    ),
-                    (
-                        "view (half the samples) query, median (ms)",
-                        f(&query, "query_view_median_ms"),
-                    ),
-                ] {
-                    table.push_str(&format!("| {what} | {value:.3} |\n"));
+                // The same measures as the exact backend's table, peak RSS aside.
+                for m in FACADE_MEASURES
+                    .iter()
+                    .filter(|m| !m.key.starts_with("peak_rss"))
+                {
+                    let phase = if m.from_build { &build } else { &query };
+                    let value = phase[m.key].as_f64().unwrap_or(f64::NAN);
+                    table.push_str(&format!("| {} | {value:.3} |\n", m.label));
                 }
             }
             Err(e) => table.push_str(&format!("| not measured | {e:#} |\n")),
