@@ -423,7 +423,7 @@ pub(crate) fn parse_fields(s: &str) -> Result<Map<String, Value>> {
     })
 }
 
-fn schema_of(c: &Connection, dataset_id: i64) -> Result<BTreeMap<String, FieldKind>> {
+pub(crate) fn schema_of(c: &Connection, dataset_id: i64) -> Result<BTreeMap<String, FieldKind>> {
     let mut st = c.prepare_cached("SELECT name, kind FROM dataset_fields WHERE dataset_id = ?1")?;
     let rows = st.query_map([dataset_id], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -436,7 +436,7 @@ fn schema_of(c: &Connection, dataset_id: i64) -> Result<BTreeMap<String, FieldKi
     Ok(out)
 }
 
-fn check_kind(
+pub(crate) fn check_kind(
     c: &Connection,
     dataset_id: i64,
     schema: &mut BTreeMap<String, FieldKind>,

@@ -11,16 +11,24 @@
 
 mod dataset;
 mod error;
+mod filter;
 mod id;
 mod labels;
+mod page;
 mod patches;
+mod spec;
 mod store;
+mod tags;
 mod view;
 
 pub use dataset::{Dataset, NewSample, Sample};
 pub use error::{DatasetError, Result};
+pub use filter::{Filter, LabelFilter};
 pub use id::{check_object_id, is_object_id, new_object_id};
 pub use labels::{check_field_name, Detection, Detections, FieldKind, FieldValue};
+pub use page::Page;
 pub use patches::{Patch, PatchesView};
+pub use spec::{parse_stages, stages_to_json};
 pub use store::{Migration, Store, DB_FILE};
-pub use view::{Filter, LabelFilter, Stage, View};
+pub use tags::TAGS_FIELD;
+pub use view::{Stage, View};

@@ -3,181 +3,27 @@ use std::collections::{HashMap, HashSet};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rusqlite::params;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dataset::{decode_detections, encode_detections, parse_fields};
-use crate::{Dataset, DatasetError, Detection, Result, Sample};
-
-/// A condition on a sample field, for [`View::match_field`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    Eq(String, Value),
-    Ne(String, Value),
-    Gt(String, f64),
-    Gte(String, f64),
-    Lt(String, f64),
-    Lte(String, f64),
-    In(String, Vec<Value>),
-    Exists(String),
-    Missing(String),
-    And(Vec<Filter>),
-    Or(Vec<Filter>),
-    Not(Box<Filter>),
-}
-
-/// SQL translation of a filter: a boolean expression over the `samples` row and its parameters.
-struct SqlFilter {
-    expr: String,
-    params: Vec<rusqlite::types::Value>,
-}
-
-impl Filter {
-    /// Translates the filter to SQL where every part can be (JSON scalars, numeric comparisons,
-    /// existence, boolean combinations); `None` otherwise (then it is evaluated in Rust).
-    fn to_sql(&self) -> Option<SqlFilter> {
-        use rusqlite::types::Value as Sql;
-        let mut params = Vec::new();
-        let expr = self.sql_into(&mut params)?;
-        let _: &Vec<Sql> = &params;
-        Some(SqlFilter { expr, params })
-    }
-
-    fn sql_into(&self, p: &mut Vec<rusqlite::types::Value>) -> Option<String> {
-        use rusqlite::types::Value as Sql;
-        // (value expression, type expression) of a field.
-        let field = |f: &str, p: &mut Vec<Sql>| -> (String, String) {
-            match f {
-                "id" => ("id".into(), "'text'".into()),
-                "filepath" => ("filepath".into(), "'text'".into()),
-                _ => {
-                    p.push(Sql::Text(format!("$.\"{f}\"")));
-                    let i = p.len();
-                    (
-                        format!("json_extract(fields, ?{i})"),
-                        format!("json_type(fields, ?{i})"),
-                    )
-                }
-            }
-        };
-        let scalar_eq = |f: &str, v: &Value, p: &mut Vec<Sql>| -> Option<String> {
-            let (val, ty) = field(f, p);
-            Some(match v {
-                Value::Bool(b) => format!("({ty} IS '{}')", if *b { "true" } else { "false" }),
-                Value::String(s) => {
-                    p.push(Sql::Text(s.clone()));
-                    format!("({ty} IS 'text' AND {val} = ?{})", p.len())
-                }
-                Value::Number(n) => {
-                    p.push(Sql::Real(n.as_f64()?));
-                    format!("({ty} IN ('integer', 'real') AND {val} = ?{})", p.len())
-                }
-                _ => return None,
-            })
-        };
-        let cmp = |f: &str, op: &str, x: f64, p: &mut Vec<Sql>| -> String {
-            let (val, ty) = field(f, p);
-            p.push(Sql::Real(x));
-            format!("({ty} IN ('integer', 'real') AND {val} {op} ?{})", p.len())
-        };
-        let exists = |f: &str, p: &mut Vec<Sql>| -> String {
-            let (_, ty) = field(f, p);
-            format!("({ty} IS NOT NULL AND {ty} IS NOT 'null')")
-        };
-        Some(match self {
-            Filter::Eq(f, v) => scalar_eq(f, v, p)?,
-            Filter::Ne(f, v) => format!("(NOT {})", scalar_eq(f, v, p)?),
-            Filter::Gt(f, x) => cmp(f, ">", *x, p),
-            Filter::Gte(f, x) => cmp(f, ">=", *x, p),
-            Filter::Lt(f, x) => cmp(f, "<", *x, p),
-            Filter::Lte(f, x) => cmp(f, "<=", *x, p),
-            Filter::In(f, vs) => {
-                let parts: Option<Vec<String>> = vs.iter().map(|v| scalar_eq(f, v, p)).collect();
-                let parts = parts?;
-                if parts.is_empty() {
-                    "(0)".into()
-                } else {
-                    format!("({})", parts.join(" OR "))
-                }
-            }
-            Filter::Exists(f) => exists(f, p),
-            Filter::Missing(f) => format!("(NOT {})", exists(f, p)),
-            Filter::And(fs) | Filter::Or(fs) => {
-                let joiner = if matches!(self, Filter::And(_)) {
-                    " AND "
-                } else {
-                    " OR "
-                };
-                let parts: Option<Vec<String>> = fs.iter().map(|x| x.sql_into(p)).collect();
-                let parts = parts?;
-                if parts.is_empty() {
-                    if matches!(self, Filter::And(_)) {
-                        "(1)".into()
-                    } else {
-                        "(0)".into()
-                    }
-                } else {
-                    format!("({})", parts.join(joiner))
-                }
-            }
-            Filter::Not(x) => format!("(NOT {})", x.sql_into(p)?),
-        })
-    }
-
-    fn eval(&self, id: &str, filepath: &str, fields: &Map<String, Value>) -> bool {
-        let get = |f: &str| -> Option<Value> {
-            match f {
-                "id" => Some(Value::String(id.to_string())),
-                "filepath" => Some(Value::String(filepath.to_string())),
-                _ => fields.get(f).filter(|v| !v.is_null()).cloned(),
-            }
-        };
-        let num = |f: &str| get(f).and_then(|v| v.as_f64());
-        match self {
-            Filter::Eq(f, v) => get(f).as_ref() == Some(v),
-            Filter::Ne(f, v) => get(f).as_ref() != Some(v),
-            Filter::Gt(f, x) => num(f).is_some_and(|n| n > *x),
-            Filter::Gte(f, x) => num(f).is_some_and(|n| n >= *x),
-            Filter::Lt(f, x) => num(f).is_some_and(|n| n < *x),
-            Filter::Lte(f, x) => num(f).is_some_and(|n| n <= *x),
-            Filter::In(f, vs) => get(f).is_some_and(|v| vs.contains(&v)),
-            Filter::Exists(f) => get(f).is_some(),
-            Filter::Missing(f) => get(f).is_none(),
-            Filter::And(fs) => fs.iter().all(|x| x.eval(id, filepath, fields)),
-            Filter::Or(fs) => fs.iter().any(|x| x.eval(id, filepath, fields)),
-            Filter::Not(x) => !x.eval(id, filepath, fields),
-        }
-    }
-}
-
-/// A condition on labels, for [`View::filter_labels`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum LabelFilter {
-    /// `label` is one of these.
-    LabelIn(Vec<String>),
-    /// `confidence >= x`.
-    ConfidenceAtLeast(f64),
-    /// The label id is one of these.
-    Ids(Vec<String>),
-    And(Vec<LabelFilter>),
-}
-
-impl LabelFilter {
-    fn keep(&self, d: &Detection) -> bool {
-        match self {
-            LabelFilter::LabelIn(ls) => ls.contains(&d.label),
-            LabelFilter::ConfidenceAtLeast(x) => d.confidence.is_some_and(|c| c >= *x),
-            LabelFilter::Ids(ids) => ids.contains(&d.id),
-            LabelFilter::And(fs) => fs.iter().all(|f| f.keep(d)),
-        }
-    }
-}
+use crate::filter::SqlFilter;
+use crate::{Dataset, DatasetError, Filter, LabelFilter, Result, Sample};
 
 /// One stage of a view, applied in order.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialised (the JSON view description the App, its URLs and the CLI share; see
+/// [`crate::parse_stages`]) as `{"match": FILTER}`, `{"match_tags": ["dup"]}`,
+/// `{"filter_labels": {"field", "filter", "only_matches"}}`, `{"take": {"n", "seed"}}`,
+/// `{"limit": n}`, `{"skip": n}`, `{"select": {"ids", "ordered"}}`, `{"exclude": {"ids"}}`.
+/// A similarity result is not serialised: a description re-runs its query instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Only these ids; `ordered` puts them in the given order.
     Select {
         ids: Vec<String>,
+        #[serde(default)]
         ordered: bool,
     },
     Exclude {
@@ -186,18 +32,23 @@ pub enum Stage {
     /// A random subset of `n` (shuffled order), reproducible through its seed.
     Take {
         n: usize,
+        #[serde(default)]
         seed: u64,
     },
     Limit(usize),
     Skip(usize),
     Match(Filter),
+    /// Samples with any of these tags (FiftyOne's `match_tags`).
+    MatchTags(Vec<String>),
     /// Keeps only matching labels in `field`; drops samples left with none when `only_matches`.
     FilterLabels {
         field: String,
         filter: LabelFilter,
+        #[serde(default = "yes")]
         only_matches: bool,
     },
     /// The result of a similarity query: these ids in this order, with their distances.
+    #[serde(skip)]
     SortBySimilarity {
         ids: Vec<String>,
         distances: Vec<f32>,
@@ -205,9 +56,28 @@ pub enum Stage {
     },
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Stage {
     fn needs_fields(&self) -> bool {
-        matches!(self, Stage::Match(_) | Stage::FilterLabels { .. })
+        matches!(
+            self,
+            Stage::Match(_) | Stage::MatchTags(_) | Stage::FilterLabels { .. }
+        )
+    }
+    /// The sample filter of a matching stage (`match`, `match_tags`).
+    pub(crate) fn filter(&self) -> Option<Filter> {
+        match self {
+            Stage::Match(f) => Some(f.clone()),
+            Stage::MatchTags(tags) => Some(Filter::Or(
+                tags.iter()
+                    .map(|t| Filter::Contains("tags".into(), Value::String(t.clone())))
+                    .collect(),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -218,11 +88,35 @@ pub struct View {
     stages: Vec<Stage>,
 }
 
-struct Row {
-    seq: i64,
-    id: String,
-    filepath: String,
-    fields: Option<Map<String, Value>>,
+pub(crate) struct Row {
+    pub(crate) seq: i64,
+    pub(crate) id: String,
+    pub(crate) filepath: String,
+    pub(crate) fields: Option<Map<String, Value>>,
+}
+
+/// Rows of a query whose columns are `seq, id, filepath, fields-or-NULL`.
+pub(crate) fn read_rows(
+    c: &rusqlite::Connection,
+    sql: &str,
+    params: &[rusqlite::types::Value],
+) -> Result<Vec<Row>> {
+    let mut st = c.prepare_cached(sql)?;
+    let mut q = st.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        let fields: Option<String> = r.get(3)?;
+        out.push(Row {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            filepath: r.get(2)?,
+            fields: match fields {
+                Some(f) => Some(parse_fields(&f)?),
+                None => None,
+            },
+        });
+    }
+    Ok(out)
 }
 
 impl View {
@@ -279,6 +173,10 @@ impl View {
     pub fn match_field(&self, filter: Filter) -> View {
         self.with_stage(Stage::Match(filter))
     }
+    /// Samples with any of these tags.
+    pub fn match_tags(&self, tags: &[String]) -> View {
+        self.with_stage(Stage::MatchTags(tags.to_vec()))
+    }
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.with_stage(Stage::FilterLabels {
             field: field.to_string(),
@@ -297,19 +195,45 @@ impl View {
         })
     }
 
-    fn evaluate(&self) -> Result<Vec<Row>> {
-        // Leading `match` stages that translate to SQL run inside the base query.
+    /// The leading matching stages that translate to SQL, and how many stages they cover.
+    pub(crate) fn pushdown(&self) -> (Vec<SqlFilter>, usize) {
         let mut pushed = Vec::new();
         for stage in &self.stages {
-            match stage {
-                Stage::Match(f) => match f.to_sql() {
-                    Some(sql) => pushed.push(sql),
-                    None => break,
-                },
-                _ => break,
+            match stage.filter().and_then(|f| f.to_sql()) {
+                Some(sql) => pushed.push(sql),
+                None => break,
             }
         }
-        let rest = &self.stages[pushed.len()..];
+        let n = pushed.len();
+        (pushed, n)
+    }
+
+    /// `SELECT {columns} FROM samples WHERE` this dataset and the pushed filters, with its
+    /// parameters (no ORDER BY).
+    pub(crate) fn base_query(
+        &self,
+        columns: &str,
+        pushed: &[SqlFilter],
+    ) -> (String, Vec<rusqlite::types::Value>) {
+        let mut params = vec![rusqlite::types::Value::Integer(self.dataset.db_id())];
+        let mut sql = format!("SELECT {columns} FROM samples WHERE dataset_id = ?1");
+        for f in pushed {
+            // Renumber the filter's placeholders after the ones already bound.
+            let mut expr = f.expr.clone();
+            for i in (1..=f.params.len()).rev() {
+                expr = expr.replace(&format!("?{i}"), &format!("?#{}", i + params.len()));
+            }
+            sql.push_str(" AND ");
+            sql.push_str(&expr.replace("?#", "?"));
+            params.extend(f.params.iter().cloned());
+        }
+        (sql, params)
+    }
+
+    pub(crate) fn evaluate(&self) -> Result<Vec<Row>> {
+        // Leading `match` stages that translate to SQL run inside the base query.
+        let (pushed, n_pushed) = self.pushdown();
+        let rest = &self.stages[n_pushed..];
         let need_fields = rest.iter().any(Stage::needs_fields);
         let ds = &self.dataset;
         let mut rows: Vec<Row> = match rest.first().filter(|_| pushed.is_empty()) {
@@ -335,42 +259,16 @@ impl View {
                 out.sort_by_key(|r| r.seq);
                 out
             }
-            _ => ds.store().read(|c| {
-                let mut params: Vec<rusqlite::types::Value> = Vec::new();
-                let mut sql = String::from(if need_fields {
-                    "SELECT seq, id, filepath, fields FROM samples WHERE dataset_id = ?1"
+            _ => {
+                let columns = if need_fields {
+                    "seq, id, filepath, fields"
                 } else {
-                    "SELECT seq, id, filepath, NULL FROM samples WHERE dataset_id = ?1"
-                });
-                params.push(rusqlite::types::Value::Integer(ds.db_id()));
-                for f in &pushed {
-                    // Renumber the filter's placeholders after the ones already bound.
-                    let mut expr = f.expr.clone();
-                    for i in (1..=f.params.len()).rev() {
-                        expr = expr.replace(&format!("?{i}"), &format!("?#{}", i + params.len()));
-                    }
-                    sql.push_str(" AND ");
-                    sql.push_str(&expr.replace("?#", "?"));
-                    params.extend(f.params.iter().cloned());
-                }
+                    "seq, id, filepath, NULL"
+                };
+                let (mut sql, params) = self.base_query(columns, &pushed);
                 sql.push_str(" ORDER BY seq");
-                let mut st = c.prepare_cached(&sql)?;
-                let mut q = st.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut out = Vec::new();
-                while let Some(r) = q.next()? {
-                    let fields: Option<String> = r.get(3)?;
-                    out.push(Row {
-                        seq: r.get(0)?,
-                        id: r.get(1)?,
-                        filepath: r.get(2)?,
-                        fields: match fields {
-                            Some(f) => Some(parse_fields(&f)?),
-                            None => None,
-                        },
-                    });
-                }
-                Ok::<_, DatasetError>(out)
-            })?,
+                ds.store().read(|c| read_rows(c, &sql, &params))?
+            }
         };
         for stage in rest {
             rows = apply(stage, rows)?;
@@ -396,11 +294,16 @@ impl View {
     /// The samples in view order, with label filters applied to their label fields.
     pub fn samples(&self) -> Result<Vec<Sample>> {
         let rows = self.evaluate()?;
+        self.samples_of(&rows)
+    }
+
+    /// The samples of these rows (fields read where the rows lack them), label filters applied.
+    pub(crate) fn samples_of(&self, rows: &[Row]) -> Result<Vec<Sample>> {
         let ds = &self.dataset;
         let mut out = Vec::with_capacity(rows.len());
         ds.store().read(|c| {
             let mut st = c.prepare_cached("SELECT fields FROM samples WHERE seq = ?1")?;
-            for r in &rows {
+            for r in rows {
                 let fields = match &r.fields {
                     Some(f) => f.clone(),
                     None => {
@@ -506,14 +409,16 @@ fn apply(stage: &Stage, rows: Vec<Row>) -> Result<Vec<Row>> {
         }
         Stage::Limit(n) => rows.into_iter().take(*n).collect(),
         Stage::Skip(n) => rows.into_iter().skip(*n).collect(),
-        Stage::Match(f) => rows
-            .into_iter()
-            .filter(|r| {
-                r.fields
-                    .as_ref()
-                    .is_some_and(|m| f.eval(&r.id, &r.filepath, m))
-            })
-            .collect(),
+        Stage::Match(_) | Stage::MatchTags(_) => {
+            let f = stage.filter().unwrap_or(Filter::And(Vec::new()));
+            rows.into_iter()
+                .filter(|r| {
+                    r.fields
+                        .as_ref()
+                        .is_some_and(|m| f.eval(&r.id, &r.filepath, m))
+                })
+                .collect()
+        }
         Stage::FilterLabels {
             field,
             filter,

@@ -301,6 +301,10 @@ fn match_filters_agree_in_sql_and_in_rust() {
         ]),
         Filter::Not(Box::new(Filter::Exists("x".into()))),
         Filter::Eq("x".into(), json!([1, 2])),
+        Filter::Contains("x".into(), json!(2)),
+        Filter::Contains("x".into(), json!(2.0)),
+        Filter::Contains("x".into(), json!("a")),
+        Filter::Contains("i".into(), json!(1)),
     ];
     for f in filters {
         // Leading: translated to SQL. After skip(0): evaluated in Rust.
@@ -359,4 +363,66 @@ fn patches_views() {
         "the dog is filtered out"
     );
     assert_eq!(sel.similarity().unwrap().1.len(), 3);
+}
+
+#[test]
+fn pages_agree_with_the_evaluated_view_on_every_kind_of_view() {
+    let (_d, store) = store();
+    let (ds, ids) = with_samples(&store, 57);
+    ds.tag_samples(&ids[10..20], &["a".into()]).unwrap();
+    let views = [
+        ds.view(),
+        ds.view().match_field(Filter::Gte("idx".into(), 13.0)),
+        ds.view().match_tags(&["a".into()]),
+        ds.view().skip(3).limit(40),
+        ds.view().take(30, Some(4)),
+        ds.view()
+            .select_ordered(&[ids[9].clone(), ids[2].clone(), ids[40].clone()]),
+    ];
+    for v in &views {
+        let all = v.ids().unwrap();
+        assert_eq!(v.count().unwrap(), all.len());
+        for (offset, limit) in [(0, 10), (5, 7), (50, 20), (1000, 5), (0, 0)] {
+            let page = v.page(offset, limit).unwrap();
+            assert_eq!(page.total, all.len());
+            let got: Vec<String> = page.samples.iter().map(|s| s.id().to_string()).collect();
+            let want: Vec<String> = all.iter().skip(offset).take(limit).cloned().collect();
+            assert_eq!(got, want, "{:?} offset {offset} limit {limit}", v.stages());
+        }
+    }
+}
+
+#[test]
+fn tags_are_added_removed_counted_and_matched() {
+    let (_d, store) = store();
+    let (ds, ids) = with_samples(&store, 6);
+    assert_eq!(
+        ds.tag_samples(&ids[..3], &["dup".into(), "x".into()])
+            .unwrap(),
+        3
+    );
+    // Tagging again changes nothing.
+    assert_eq!(ds.tag_samples(&ids[..3], &["dup".into()]).unwrap(), 0);
+    assert_eq!(ds.untag_samples(&ids[1..2], &["dup".into()]).unwrap(), 1);
+    let counts = ds.count_sample_tags().unwrap();
+    assert_eq!(counts.get("dup"), Some(&2));
+    assert_eq!(counts.get("x"), Some(&3));
+    let tagged = ds.view().match_tags(&["dup".into()]).ids().unwrap();
+    assert_eq!(tagged, vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(
+        ds.sample(&ids[0]).unwrap().get("tags"),
+        Some(&json!(["dup", "x"]))
+    );
+    // An unknown id is a typed error and nothing changes.
+    let unknown = "0123456789abcdef01234567".to_string();
+    let err = ds
+        .tag_samples(&[ids[4].clone(), unknown], &["new".into()])
+        .unwrap_err();
+    assert!(matches!(err, DatasetError::UnknownSample(..)), "{err}");
+    assert!(ds.count_sample_tags().unwrap().get("new").is_none());
+    // Empty tags are refused.
+    assert!(matches!(
+        ds.tag_samples(&ids[..1], &[" ".into()]),
+        Err(DatasetError::InvalidStage(_))
+    ));
 }
