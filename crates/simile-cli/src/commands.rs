@@ -55,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Quickstart(args) => crate::quickstart::run(&simile, args, json),
+        Command::App(args) => crate::app::run(simile, args, json),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `--json` for scripts; errors go to stderr with a non-zero exit and change nothing.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod app;
 mod commands;
 mod quickstart;
 mod synthetic;
@@ -59,6 +60,8 @@ pub enum Command {
     },
     /// The whole workflow on a generated demo dataset with the embedded default backend.
     Quickstart(quickstart::QuickstartArgs),
+    /// Browse datasets and query them by point-and-click in a browser (a local web server).
+    App(app::AppArgs),
 }
 
 #[derive(Subcommand, Debug)]

@@ -16,17 +16,19 @@ impl Dataset {
     /// Adds tags to samples (one transaction; every id must exist). Returns how many samples
     /// changed.
     pub fn tag_samples(&self, ids: &[String], tags: &[String]) -> Result<usize> {
-        self.edit_tags(ids, tags, true)
+        self.edit_sample_tags(ids, tags, &[])
     }
 
     /// Removes tags from samples (one transaction; every id must exist). Returns how many
     /// samples changed.
     pub fn untag_samples(&self, ids: &[String], tags: &[String]) -> Result<usize> {
-        self.edit_tags(ids, tags, false)
+        self.edit_sample_tags(ids, &[], tags)
     }
 
-    fn edit_tags(&self, ids: &[String], tags: &[String], add: bool) -> Result<usize> {
-        for t in tags {
+    /// Adds `add` then removes `remove` on samples, in one transaction: every tag is checked and
+    /// every id must exist, or nothing changes. Returns how many samples changed.
+    pub fn edit_sample_tags(&self, ids: &[String], add: &[String], remove: &[String]) -> Result<usize> {
+        for t in add.iter().chain(remove) {
             check_tag(t)?;
         }
         self.store().write(|tx| {
@@ -56,18 +58,17 @@ impl Dataset {
                         })
                     }
                 };
-                let before = list.len();
-                let mut touched = false;
-                for t in tags {
+                let before = list.clone();
+                for t in add {
                     let v = Value::String(t.clone());
-                    if add && !list.contains(&v) {
+                    if !list.contains(&v) {
                         list.push(v);
-                        touched = true;
-                    } else if !add {
-                        list.retain(|x| x != &v);
                     }
                 }
-                if touched || list.len() != before {
+                for t in remove {
+                    list.retain(|x| x.as_str() != Some(t.as_str()));
+                }
+                if list != before {
                     m.insert(TAGS_FIELD.into(), Value::Array(list));
                     upd.execute(params![Value::Object(m).to_string(), seq])?;
                     changed += 1;

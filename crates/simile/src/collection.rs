@@ -51,6 +51,13 @@ impl Dataset {
             ctx: self.ctx.clone(),
         }
     }
+    /// A view made of these stages (e.g. from [`crate::parse_stages`], the JSON view
+    /// description the App and the CLI share).
+    pub fn view_of(&self, stages: impl IntoIterator<Item = simile_dataset::Stage>) -> View {
+        stages
+            .into_iter()
+            .fold(self.view(), |v, s| v.with_stage(s))
+    }
     pub fn take(&self, n: usize, seed: Option<u64>) -> View {
         self.view().take(n, seed)
     }
@@ -128,6 +135,10 @@ impl View {
     }
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.wrap(self.inner.filter_labels(field, filter))
+    }
+    /// Samples with any of these tags.
+    pub fn match_tags(&self, tags: &[String]) -> View {
+        self.wrap(self.inner.match_tags(tags))
     }
     /// One row per label of a detections field.
     pub fn to_patches(&self, field: &str) -> PatchesView {

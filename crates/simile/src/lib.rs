@@ -58,9 +58,10 @@ pub use query::Query;
 pub use ndarray;
 pub use simile_config::{BrainConfig, Settings};
 pub use simile_dataset::{
-    DatasetError, Detection, Detections, FieldKind, FieldValue, Filter, LabelFilter, NewSample,
-    Patch, Sample, Stage,
+    parse_stages, stages_to_json, DatasetError, Detection, Detections, FieldKind, FieldValue,
+    Filter, LabelFilter, NewSample, Page, Patch, Sample, Stage, TAGS_FIELD,
 };
+pub use simile_runs::RunsError;
 pub use simile_index::{BackendFactory, Error as IndexError, Metric, SimilarityBackend};
 pub use simile_milvus::{MilvusFactory, MilvusIndex};
 pub use simile_sklearn::{SklearnFactory, SklearnIndex};
