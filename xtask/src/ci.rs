@@ -34,6 +34,8 @@ pub fn ci(_args: &[String]) -> Result<()> {
     ]))?;
 
     let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
+    let (chromium, chromedriver) =
+        crate::browser::ensure_browser().context("setting up the browser for the App's tests")?;
     let server = MilvusServer::start(&StartOptions::default())
         .context("starting the Milvus server for the tests")?;
     let mut test = cargo();
@@ -51,6 +53,12 @@ pub fn ci(_args: &[String]) -> Result<()> {
         test.env(k, v);
     }
     test.env("SIMILE_ORT_DYLIB_PATH", &ort);
+    test.env("SIMILE_TEST_CHROMIUM", &chromium);
+    test.env("SIMILE_TEST_CHROMEDRIVER", &chromedriver);
+    test.env(
+        "SIMILE_TEST_SCREENSHOTS",
+        crate::util::root().join("target/app-screenshots"),
+    );
     let tested = run(&mut test);
     let stopped = server.stop();
     // The restart test takes the server down, so it runs alone, on a server of its own.

@@ -6,8 +6,10 @@
 //! - `bench`: end-to-end benchmarks, written to docs/benchmarks.md
 //! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
 //! - `models ...`                ONNX Runtime library and CLIP test models
+//! - `browser`                   Debian's chromium + chromedriver for the App's browser tests
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod browser;
 mod ci;
 mod milvus;
 mod models;
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
         "quickstart" => ci::quickstart(rest),
         "milvus" => milvus::main(rest),
         "models" => models::main(rest),
+        "browser" => browser::main(rest),
         "-h" | "--help" | "help" => {
             print_help();
             Ok(())
@@ -37,6 +40,6 @@ fn main() -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models"
+        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
     );
 }

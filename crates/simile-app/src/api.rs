@@ -148,10 +148,9 @@ pub(crate) async fn patches(
 ) -> Result<Json<Value>, ApiError> {
     blocking(&state, move |s| {
         let ds = s.load_dataset(&name)?;
-        let field = p
-            .field
-            .clone()
-            .ok_or_else(|| ApiError::bad_request("a patches page needs ?field=<detections field>"))?;
+        let field = p.field.clone().ok_or_else(|| {
+            ApiError::bad_request("a patches page needs ?field=<detections field>")
+        })?;
         if ds.field_kind(&field)? != FieldKind::Detections {
             return Err(ApiError::bad_request(format!(
                 "field '{field}' does not hold detections"
@@ -238,7 +237,9 @@ pub(crate) async fn tags(
     blocking(&state, move |s| {
         let ds = s.load_dataset(&name)?;
         if body.add.is_empty() && body.remove.is_empty() {
-            return Err(ApiError::bad_request("name at least one tag to add or remove"));
+            return Err(ApiError::bad_request(
+                "name at least one tag to add or remove",
+            ));
         }
         // One transaction: a bad tag or an unknown id changes nothing.
         let updated = ds.edit_sample_tags(&body.ids, &body.add, &body.remove)?;

@@ -198,7 +198,11 @@ pub fn url_for(addr: SocketAddr, dataset: Option<&str>) -> String {
         addr.ip().to_string()
     };
     match dataset {
-        Some(d) => format!("http://{host}:{}/?dataset={}", addr.port(), encode_component(d)),
+        Some(d) => format!(
+            "http://{host}:{}/?dataset={}",
+            addr.port(),
+            encode_component(d)
+        ),
         None => format!("http://{host}:{}/", addr.port()),
     }
 }
@@ -222,10 +226,21 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost:5151", "127.0.0.1:80", "[::1]:5151", "localhost", "127.0.0.2:1"] {
+        for h in [
+            "localhost:5151",
+            "127.0.0.1:80",
+            "[::1]:5151",
+            "localhost",
+            "127.0.0.2:1",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
-        for h in ["evil.example:5151", "192.168.1.2:5151", "[::2]:1", "localhost.evil.com"] {
+        for h in [
+            "evil.example:5151",
+            "192.168.1.2:5151",
+            "[::2]:1",
+            "localhost.evil.com",
+        ] {
             assert!(!is_loopback_host(h), "{h}");
         }
     }
@@ -233,7 +248,10 @@ mod tests {
     #[test]
     fn urls() {
         let a: SocketAddr = "127.0.0.1:5151".parse().expect("addr");
-        assert_eq!(url_for(a, Some("my data")), "http://127.0.0.1:5151/?dataset=my%20data");
+        assert_eq!(
+            url_for(a, Some("my data")),
+            "http://127.0.0.1:5151/?dataset=my%20data"
+        );
         let b: SocketAddr = "0.0.0.0:80".parse().expect("addr");
         assert_eq!(url_for(b, None), "http://127.0.0.1:80/");
     }

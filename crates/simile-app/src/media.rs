@@ -155,7 +155,11 @@ async fn cached_jpeg(
         Err(_) => {
             // Image work is bounded by the cores so API calls stay fast meanwhile.
             let _slot = state.image_slots.acquire().await.map_err(|_| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is stopping")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the server is stopping",
+                )
             })?;
             let file2 = file.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
@@ -165,7 +169,13 @@ async fn cached_jpeg(
                 Ok(bytes)
             })
             .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "making the image failed"))??
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "making the image failed",
+                )
+            })??
         }
     };
     Ok((
@@ -227,7 +237,11 @@ fn encode_jpeg(img: &DynamicImage) -> Result<Vec<u8>, ApiError> {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82)
         .encode_image(&rgb)
         .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot encode a thumbnail: {e}"))
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot encode a thumbnail: {e}"),
+            )
         })?;
     Ok(out)
 }
@@ -256,10 +270,7 @@ pub(crate) async fn thumb(
     })
     .await?;
     let key = cache_key(&path, &meta, &format!("thumb{THUMB_SIZE}"));
-    cached_jpeg(&state, &headers, key, move || {
-        Ok(shrink(decode(&path)?))
-    })
-    .await
+    cached_jpeg(&state, &headers, key, move || Ok(shrink(decode(&path)?))).await
 }
 
 pub(crate) async fn crop(

@@ -106,7 +106,9 @@ pub(crate) async fn sort(
                     .collect()
             }
         };
-        Ok(Json(json!({"brain_key": body.brain_key, "results": results})))
+        Ok(Json(
+            json!({"brain_key": body.brain_key, "results": results}),
+        ))
     })
     .await
 }

@@ -27,7 +27,12 @@ impl Dataset {
 
     /// Adds `add` then removes `remove` on samples, in one transaction: every tag is checked and
     /// every id must exist, or nothing changes. Returns how many samples changed.
-    pub fn edit_sample_tags(&self, ids: &[String], add: &[String], remove: &[String]) -> Result<usize> {
+    pub fn edit_sample_tags(
+        &self,
+        ids: &[String],
+        add: &[String],
+        remove: &[String],
+    ) -> Result<usize> {
         for t in add.iter().chain(remove) {
             check_tag(t)?;
         }

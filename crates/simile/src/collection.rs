@@ -54,9 +54,7 @@ impl Dataset {
     /// A view made of these stages (e.g. from [`crate::parse_stages`], the JSON view
     /// description the App and the CLI share).
     pub fn view_of(&self, stages: impl IntoIterator<Item = simile_dataset::Stage>) -> View {
-        stages
-            .into_iter()
-            .fold(self.view(), |v, s| v.with_stage(s))
+        stages.into_iter().fold(self.view(), |v, s| v.with_stage(s))
     }
     pub fn take(&self, n: usize, seed: Option<u64>) -> View {
         self.view().take(n, seed)

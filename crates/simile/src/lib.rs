@@ -61,7 +61,7 @@ pub use simile_dataset::{
     parse_stages, stages_to_json, DatasetError, Detection, Detections, FieldKind, FieldValue,
     Filter, LabelFilter, NewSample, Page, Patch, Sample, Stage, TAGS_FIELD,
 };
-pub use simile_runs::RunsError;
 pub use simile_index::{BackendFactory, Error as IndexError, Metric, SimilarityBackend};
 pub use simile_milvus::{MilvusFactory, MilvusIndex};
+pub use simile_runs::RunsError;
 pub use simile_sklearn::{SklearnFactory, SklearnIndex};

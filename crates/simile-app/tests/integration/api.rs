@@ -26,7 +26,9 @@ async fn datasets_info_and_pages() {
     assert_eq!(info["fields"]["idx"], "json");
 
     // Pages in dataset order, total = the view's size.
-    let p = get(&app, "/api/datasets/d/samples?offset=25&limit=10").await.json();
+    let p = get(&app, "/api/datasets/d/samples?offset=25&limit=10")
+        .await
+        .json();
     assert_eq!(p["total"], 30);
     assert_eq!(ids_of(&p, "samples"), ids[25..].to_vec());
     let s0 = &p["samples"][0];
@@ -35,12 +37,19 @@ async fn datasets_info_and_pages() {
 
     // A view description in the URL.
     let view = json!([{"match": {"gte": ["idx", 10]}}, {"limit": 5}]).to_string();
-    let p = get(&app, &format!("/api/datasets/d/samples?view={}", enc(&view))).await.json();
+    let p = get(
+        &app,
+        &format!("/api/datasets/d/samples?view={}", enc(&view)),
+    )
+    .await
+    .json();
     assert_eq!(p["total"], 5);
     assert_eq!(ids_of(&p, "samples"), ids[10..15].to_vec());
 
     // One sample.
-    let s = get(&app, &format!("/api/datasets/d/samples/{}", ids[3])).await.json();
+    let s = get(&app, &format!("/api/datasets/d/samples/{}", ids[3]))
+        .await
+        .json();
     assert_eq!(s["id"], ids[3].as_str());
 }
 
@@ -50,7 +59,10 @@ async fn sort_answers_exactly_what_the_facade_answers() {
     let app = simile_app::router(simile.clone());
     let ds = simile.load_dataset("d").unwrap();
     let view_json = json!([{"match": {"lt": ["idx", 30]}}]);
-    for query_ids in [vec![ids[3].clone()], vec![ids[3].clone(), ids[8].clone(), ids[20].clone()]] {
+    for query_ids in [
+        vec![ids[3].clone()],
+        vec![ids[3].clone(), ids[8].clone(), ids[20].clone()],
+    ] {
         let r = post(
             &app,
             "/api/datasets/d/sort",
@@ -74,7 +86,11 @@ async fn sort_answers_exactly_what_the_facade_answers() {
             .iter()
             .map(|r| r["distance"].as_f64().unwrap() as f32)
             .collect();
-        assert_eq!(got_d, want_d.to_vec(), "distances are the facade's, bit for bit");
+        assert_eq!(
+            got_d,
+            want_d.to_vec(),
+            "distances are the facade's, bit for bit"
+        );
         // Only samples of the view come back.
         for r in got["results"].as_array().unwrap() {
             assert!(r["fields"]["idx"].as_i64().unwrap() < 30);
@@ -98,24 +114,62 @@ async fn errors_are_typed_and_readable() {
     let (_home, simile, ids) = fixture(10);
     let app = simile_app::router(simile);
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"brain_key": "emb", "query": {"ids": ["0123456789abcdef01234567"]}}), 404, "query_ids_not_found"),
-        (json!({"brain_key": "emb", "query": {"text": "a dog"}}), 400, "prompts_not_supported"),
-        (json!({"brain_key": "nope", "query": {"ids": [ids[0]]}}), 404, "unknown_run"),
-        (json!({"brain_key": "emb", "query": {"ids": [ids[0]]}, "view": [{"frob": 1}]}), 400, "bad_view"),
-        (json!({"brain_key": "emb", "query": {"vector": [1.0, 2.0]}}), 400, "bad_query"),
-        (json!({"brain_key": "emb", "query": {"ids": []}}), 400, "bad_query"),
-        (json!({"brain_key": "emb", "query": {"ids": [ids[0]]}, "bogus": 1}), 400, "bad_request"),
+        (
+            json!({"brain_key": "emb", "query": {"ids": ["0123456789abcdef01234567"]}}),
+            404,
+            "query_ids_not_found",
+        ),
+        (
+            json!({"brain_key": "emb", "query": {"text": "a dog"}}),
+            400,
+            "prompts_not_supported",
+        ),
+        (
+            json!({"brain_key": "nope", "query": {"ids": [ids[0]]}}),
+            404,
+            "unknown_run",
+        ),
+        (
+            json!({"brain_key": "emb", "query": {"ids": [ids[0]]}, "view": [{"frob": 1}]}),
+            400,
+            "bad_view",
+        ),
+        (
+            json!({"brain_key": "emb", "query": {"vector": [1.0, 2.0]}}),
+            400,
+            "bad_query",
+        ),
+        (
+            json!({"brain_key": "emb", "query": {"ids": []}}),
+            400,
+            "bad_query",
+        ),
+        (
+            json!({"brain_key": "emb", "query": {"ids": [ids[0]]}, "bogus": 1}),
+            400,
+            "bad_request",
+        ),
     ];
     for (body, status, kind) in cases {
         let r = post(&app, "/api/datasets/d/sort", &body).await;
-        assert_eq!((r.status.as_u16(), r.error_kind().as_str()), (status, kind), "{body}");
+        assert_eq!(
+            (r.status.as_u16(), r.error_kind().as_str()),
+            (status, kind),
+            "{body}"
+        );
         let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
         assert!(!msg.contains("panicked") && !msg.contains("src/"), "{msg}");
     }
     let r = get(&app, "/api/datasets/nope/samples").await;
-    assert_eq!((r.status.as_u16(), r.error_kind().as_str()), (404, "unknown_dataset"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (404, "unknown_dataset")
+    );
     let r = get(&app, "/api/datasets/d/samples?view=%5B%7B").await;
-    assert_eq!((r.status.as_u16(), r.error_kind().as_str()), (400, "bad_view"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (400, "bad_view")
+    );
     let r = get(&app, "/api/nothing").await;
     assert_eq!(r.status, 404);
 }
@@ -140,10 +194,18 @@ async fn tags_then_filter_by_tag_then_export_the_tagged_view() {
     )
     .await;
     assert_eq!(r.error_kind(), "unknown_sample");
-    assert_eq!(get(&app, "/api/datasets/d").await.json()["tags"], json!({"dup": 2}));
+    assert_eq!(
+        get(&app, "/api/datasets/d").await.json()["tags"],
+        json!({"dup": 2})
+    );
 
     let view = json!([{"match_tags": ["dup"]}]).to_string();
-    let p = get(&app, &format!("/api/datasets/d/samples?view={}", enc(&view))).await.json();
+    let p = get(
+        &app,
+        &format!("/api/datasets/d/samples?view={}", enc(&view)),
+    )
+    .await
+    .json();
     assert_eq!(ids_of(&p, "samples"), vec![ids[1].clone(), ids[4].clone()]);
 
     // The same description drives an export of the tagged view.
@@ -153,7 +215,12 @@ async fn tags_then_filter_by_tag_then_export_the_tagged_view() {
     let report = tagged.export_fiftyone(&out).unwrap();
     assert_eq!(report.exported, 2, "{report:?}");
 
-    let r = post(&app, "/api/datasets/d/tags", &json!({"ids": [ids[1]], "remove": ["dup"]})).await;
+    let r = post(
+        &app,
+        "/api/datasets/d/tags",
+        &json!({"ids": [ids[1]], "remove": ["dup"]}),
+    )
+    .await;
     assert_eq!(r.json()["tags"], json!({"dup": 1}));
 }
 
@@ -182,10 +249,16 @@ async fn page_and_assets_are_served_and_bodies_are_limited() {
     assert!(String::from_utf8_lossy(&r.body).contains("/assets/"));
     let r = get(&app, "/assets/app.css").await;
     assert_eq!(r.status, 200);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
     let r = get(&app, "/assets/js/main.js").await;
     assert_eq!(r.status, 200);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     let r = get(&app, "/assets/../Cargo.toml").await;
     assert_eq!(r.status, 404);
     // A body over the limit is refused before it is parsed.

@@ -13,7 +13,13 @@ async fn media_and_thumbnails_of_samples() {
     let r = get(&app, &format!("/media/{}?dataset=d", ids[0])).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "image/png");
-    let path = simile.load_dataset("d").unwrap().sample(&ids[0]).unwrap().filepath().to_path_buf();
+    let path = simile
+        .load_dataset("d")
+        .unwrap()
+        .sample(&ids[0])
+        .unwrap()
+        .filepath()
+        .to_path_buf();
     assert_eq!(r.body, std::fs::read(&path).unwrap());
     // Without ?dataset the id is looked up in every dataset.
     assert_eq!(get(&app, &format!("/media/{}", ids[1])).await.status, 200);
@@ -22,7 +28,11 @@ async fn media_and_thumbnails_of_samples() {
     assert_eq!(t.status, 200);
     assert_eq!(t.headers["content-type"], "image/jpeg");
     let img = image::load_from_memory(&t.body).unwrap();
-    assert_eq!((img.width(), img.height()), (64, 48), "small images are not enlarged");
+    assert_eq!(
+        (img.width(), img.height()),
+        (64, 48),
+        "small images are not enlarged"
+    );
     let etag = t.headers["etag"].to_str().unwrap().to_string();
     let cached: Vec<_> = walk(&home.path().join("app-cache"));
     assert_eq!(cached.len(), 1, "one thumbnail on disk: {cached:?}");
@@ -100,10 +110,18 @@ async fn no_route_serves_a_file_that_is_not_a_sample_image() {
         }
     }
     // A symlink that stays in its folder is fine.
-    assert_eq!(get(&app, &format!("/media/{}?dataset=d", bad[4])).await.status, 200);
+    assert_eq!(
+        get(&app, &format!("/media/{}?dataset=d", bad[4]))
+            .await
+            .status,
+        200
+    );
     // The liar is served as bytes, but its thumbnail is a typed error, not an abort.
     let r = get(&app, &format!("/thumb/{}?dataset=d", bad[3])).await;
-    assert_eq!((r.status.as_u16(), r.error_kind().as_str()), (422, "bad_image"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (422, "bad_image")
+    );
     // Paths never work, whatever their spelling.
     for uri in [
         "/media/..%2F..%2Fetc%2Fpasswd",
@@ -131,7 +149,15 @@ async fn a_foreign_host_is_refused_on_a_loopback_server() {
             .unwrap(),
     )
     .await;
-    assert_eq!((r.status.as_u16(), r.error_kind().as_str()), (403, "forbidden_host"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (403, "forbidden_host")
+    );
     assert_eq!(get(&app, "/api/datasets").await.status, 200);
-    assert_eq!(r.headers.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"));
+    assert_eq!(
+        r.headers
+            .get("x-content-type-options")
+            .map(|v| v.to_str().unwrap()),
+        Some("nosniff")
+    );
 }

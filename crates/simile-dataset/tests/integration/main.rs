@@ -419,7 +419,7 @@ fn tags_are_added_removed_counted_and_matched() {
         .tag_samples(&[ids[4].clone(), unknown], &["new".into()])
         .unwrap_err();
     assert!(matches!(err, DatasetError::UnknownSample(..)), "{err}");
-    assert!(ds.count_sample_tags().unwrap().get("new").is_none());
+    assert!(!ds.count_sample_tags().unwrap().contains_key("new"));
     // Empty tags are refused.
     assert!(matches!(
         ds.tag_samples(&ids[..1], &[" ".into()]),
