@@ -104,3 +104,26 @@ fn only_the_config_crate_reads_the_environment() {
         }
     }
 }
+
+#[test]
+fn the_app_server_uses_the_facade_only_and_only_the_cli_uses_it() {
+    let internal: Vec<String> = deps_of("simile-app")
+        .into_iter()
+        .filter(|d| d.starts_with("simile"))
+        .collect();
+    assert_eq!(
+        internal,
+        vec!["simile".to_string()],
+        "simile-app depends on the facade only"
+    );
+    for e in std::fs::read_dir(root().join("crates")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name == "simile-cli" || name == "simile-app" {
+            continue;
+        }
+        assert!(
+            !deps_of(&name).contains(&"simile-app".to_string()),
+            "{name} must not depend on the App server"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! - `ci`: fmt check, clippy -D warnings, the whole test suite (with a real Milvus server and
 //!   the ONNX Runtime library set up first)
 //! - `quickstart`: the main job: set up ONNX Runtime, then `simile quickstart` (embedded default)
+//! - `app [args]`: `simile app` (the App on http://127.0.0.1:5151) with ONNX Runtime set up
 //! - `bench`: end-to-end benchmarks, written to docs/benchmarks.md
 //! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
 //! - `models ...`                ONNX Runtime library and CLIP test models
@@ -27,6 +28,7 @@ fn main() -> Result<()> {
         "ci" => ci::ci(rest),
         "bench" => ci::bench(rest),
         "quickstart" => ci::quickstart(rest),
+        "app" => ci::app(rest),
         "milvus" => milvus::main(rest),
         "models" => models::main(rest),
         "browser" => browser::main(rest),
@@ -40,6 +42,6 @@ fn main() -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
+        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  app [args]             the App: browse and query datasets in a browser (simile app)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
     );
 }

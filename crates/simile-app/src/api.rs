@@ -67,7 +67,7 @@ pub(crate) async fn datasets(
     blocking(&state, |s| {
         let mut out = Vec::new();
         for name in s.list_datasets()? {
-            let len = s.load_dataset(&name)?.len()?;
+            let len = s.load_dataset(&name)?.view().count()?;
             out.push(DatasetSummary { name, len });
         }
         Ok(Json(out))
@@ -89,7 +89,7 @@ pub(crate) async fn dataset_info(
             .collect();
         Ok(Json(json!({
             "name": ds.name(),
-            "len": ds.len()?,
+            "len": ds.view().count()?,
             "fields": schema,
             "label_fields": label_fields,
             "tags": ds.count_sample_tags()?,

@@ -222,6 +222,14 @@ pub fn run(simile: &Simile, args: QuickstartArgs, json: bool) -> Result<()> {
         dataset.delete_brain_run("gt_patches")?;
         say("Step 5: index data and run records deleted (the quickstart dataset stays)".into());
     }
+    say(format!(
+        "Look at it in the App: `simile app --dataset quickstart` (from a checkout: `cargo xtask app --dataset quickstart`), then open http://127.0.0.1:5151/?dataset=quickstart{}",
+        if args.keep {
+            ""
+        } else {
+            ". Run the quickstart with --keep to sort by similarity there too"
+        }
+    ));
     if json {
         println!(
             "{}",

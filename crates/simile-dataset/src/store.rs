@@ -51,6 +51,8 @@ pub struct Store {
 struct Inner {
     home: PathBuf,
     conn: Mutex<Connection>,
+    /// Page indexes of views, valid for one database version (see [`crate::page`]).
+    pub(crate) pages: crate::page::PageCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,6 +104,7 @@ impl Store {
             inner: Arc::new(Inner {
                 home,
                 conn: Mutex::new(conn),
+                pages: crate::page::PageCache::default(),
             }),
         })
     }
@@ -115,6 +118,11 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll back
         // on drop), so a poisoned lock is safe to reuse.
         self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The view page cache.
+    pub(crate) fn pages(&self) -> &crate::page::PageCache {
+        &self.inner.pages
     }
 
     /// Runs read-only work on the connection.

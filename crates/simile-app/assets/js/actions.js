@@ -3,7 +3,7 @@ import * as api from './api.js';
 import { $, h } from './dom.js';
 import { clearError, showError } from './errors.js';
 import {
-  renderCounts, renderGrid, renderPager, renderSelection, setGridState, setSelection,
+  renderCounts, renderGrid, renderLabelFields, renderPager, renderSelection, setGridState, setSelection,
 } from './grid.js';
 import { renderChrome } from './chrome.js';
 import { renderRuns } from './runs.js';
@@ -230,6 +230,7 @@ export function setMode(mode) {
   Object.assign(state, { page: 1, sort: null, results: null, anchor: null, selection: new Set() });
   chooseRun();
   renderRuns();
+  renderLabelFields();
   renderSortIndicator();
   renderSelection();
   emit('selection');
@@ -306,6 +307,7 @@ export async function refreshAfterTagging(ids, add, remove) {
     const scroll = $('#grid').scrollTop;
     renderGrid();
     $('#grid').scrollTop = scroll;
+    setGridState('ready');
     return;
   }
   await loadGrid({ keepScroll: true });

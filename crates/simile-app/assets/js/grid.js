@@ -243,7 +243,9 @@ export function renderLabelFields() {
     }),
     h('span', { class: `field-line${i > 0 ? ' dashed' : ''}`, 'aria-hidden': 'true' }),
     h('span', { class: 'check-name', text: f }))));
-  $('#labels-hint').textContent = fields.length > 1 ? `${fields[0]} solid, others dashed` : '';
+  $('#labels-hint').textContent = isPatches()
+    ? 'Patch tiles are crops; boxes show in the sample view.'
+    : fields.length > 1 ? `${fields[0]} solid, others dashed` : '';
 }
 
 export const selectionSummary = () => plural(state.selection.size, isPatches() ? 'patch' : 'sample', isPatches() ? 'patches' : 'samples');

@@ -15,7 +15,7 @@ export function renderRuns() {
   const cell = (col, label, value) => h('td', { dataset: { col }, title: label }, h('span', { class: 'run-k', text: label }), h('span', { class: 'run-v', text: value }));
   const rows = state.runs.map((r) => h('tr', {
     dataset: { runKey: r.key },
-    class: `${fits.has(r.key) ? 'fits' : 'other'}${r.key === state.brainKey && fits.has(r.key) ? ' current' : ''}`,
+    class: `${fits.has(r.key) ? 'fits' : 'other'}${r.key === state.brainKey && fits.has(r.key) ? ' current' : ''}${r.error ? ' broken' : ''}`,
     tabindex: fits.has(r.key) ? '0' : null,
     title: fits.has(r.key)
       ? 'Use this run in the sort panel'
@@ -31,13 +31,14 @@ export function renderRuns() {
     },
   },
   h('th', { scope: 'row', dataset: { col: 'key' }, text: r.key }),
-  cell('size', 'size', String(r.size ?? '—')),
+  cell('size', 'size', r.size == null ? 'size unknown' : `${r.size} vectors`),
   cell('type', 'type', r.type || '—'),
   cell('backend', 'backend', r.backend || '—'),
   cell('metric', 'metric', r.metric || '—'),
   cell('model', 'model', r.model || '—'),
   cell('patches', 'patches', r.patches_field || '—'),
-  cell('prompts', 'prompts', yesNo(r.supports_prompts))));
+  cell('prompts', 'prompts', yesNo(r.supports_prompts)),
+  r.error ? h('td', { class: 'run-error', dataset: { col: 'error' }, text: `⚠ ${r.error}` }) : null));
   box.replaceChildren(h('table', { class: 'runs-table' },
     h('thead', {}, h('tr', {}, ['key', 'size', 'type', 'backend', 'metric', 'model', 'patches', 'prompts'].map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, rows)));

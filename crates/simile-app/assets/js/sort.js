@@ -38,8 +38,11 @@ export function renderSortPanel() {
     sel.value = state.brainKey || runs[0].key;
   }
   const run = currentRun();
+  $('#sort-run-info').classList.toggle('warn', !!run?.error);
   $('#sort-run-info').textContent = run
-    ? [run.backend, run.metric, run.model || 'no model', `${run.size} indexed`].filter(Boolean).join(' · ')
+    ? run.error
+      ? `⚠ ${run.error}`
+      : [run.backend, run.metric, run.model || 'no model', run.size == null ? null : `${run.size} indexed`].filter(Boolean).join(' · ')
     : isPatches()
       ? `This dataset has no similarity run on the patches of ${state.mode}. Build one with the CLI.`
       : 'This dataset has no similarity run on samples. Build one with the CLI.';

@@ -2,6 +2,7 @@
 import { getDataset, updateTags } from './api.js';
 import { $, h, plural } from './dom.js';
 import { showError } from './errors.js';
+import { setGridState } from './grid.js';
 import { isPatches, on, state } from './state.js';
 
 let app = null;
@@ -66,23 +67,28 @@ async function apply(add) {
   if (!tag || !ids.length) return;
   busy = true;
   updateTagButtons();
+  setGridState('loading'); // the grid is refreshed once the tags are written
+  let refreshed = false;
   try {
     const res = await updateTags(state.dataset, ids, add ? [tag] : [], add ? [] : [tag]);
-    if (res && res.tags && typeof res.tags === 'object') {
-      state.info.tags = { ...state.info.tags, ...res.tags };
-    }
+    const fresh = res && res.tags && typeof res.tags === 'object';
+    if (fresh) state.info.tags = { ...res.tags }; // every tag's count
     $('#tag-status').textContent = `${add ? 'Tagged' : 'Untagged'} ${plural(res?.updated ?? ids.length, 'sample')} “${tag}”`;
     setTimeout(() => { $('#tag-status').textContent = ''; }, 4000);
-    try {
-      state.info = { ...state.info, ...(await getDataset(state.dataset)) };
-    } catch {
-      /* counts from the tag answer are good enough */
+    if (!fresh) {
+      try {
+        state.info = { ...state.info, ...(await getDataset(state.dataset)) };
+      } catch {
+        /* the counts stay as they were */
+      }
     }
     renderTags();
+    refreshed = true;
     await app.refreshAfterTagging(ids, add ? [tag] : [], add ? [] : [tag]);
   } catch (e) {
     showError(e);
   } finally {
+    if (!refreshed) setGridState('ready'); // nothing written: the grid is as it was
     busy = false;
     updateTagButtons();
   }

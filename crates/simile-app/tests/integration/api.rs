@@ -266,3 +266,69 @@ async fn page_and_assets_are_served_and_bodies_are_limited() {
     let r = post(&app, "/api/datasets/d/tags", &huge).await;
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
 }
+
+/// A Milvus index in the App: listed with its size, sorted exactly as the facade sorts, and its
+/// credentials never reach the browser (the test server runs with authentication).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milvus_index_works_like_an_exact_one() {
+    let (_home, simile) = simile_e2e::milvus_session(false);
+    let (ds, ids, emb) = simile_e2e::dataset_with(&simile, "m", 60, 8);
+    let sim = simile.clone();
+    let emb2 = emb.clone();
+    tokio::task::spawn_blocking(move || {
+        let ds = sim.load_dataset("m").unwrap();
+        ds.compute_similarity(
+            simile::SimilarityOptions::new()
+                .brain_key("mil")
+                .backend("milvus")
+                .embeddings(emb2)
+                .set("index_type", "FLAT"),
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let app = simile_app::router(simile.clone());
+    let r = get(&app, "/api/datasets/m/runs").await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let password = std::env::var("SIMILE_TEST_MILVUS_PASSWORD").unwrap_or_default();
+    assert!(
+        password.is_empty() || !text.contains(&password),
+        "no credentials in /runs"
+    );
+    let run = &r.json()[0];
+    assert_eq!(
+        (run["backend"].as_str(), run["size"].as_u64()),
+        (Some("milvus"), Some(60)),
+        "{run}"
+    );
+
+    let r = post(
+        &app,
+        "/api/datasets/m/sort",
+        &json!({"brain_key": "mil", "query": {"ids": [ids[5]]}, "k": 7}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got = r.json();
+    let want = tokio::task::spawn_blocking(move || {
+        let v = ds
+            .sort_by_similarity(Query::id(&ids[5]), SortOptions::new().k(7).brain_key("mil"))
+            .unwrap();
+        v.similarity()
+            .map(|(i, d)| (i.to_vec(), d.to_vec()))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids_of(&got, "results"), want.0);
+    let index = simile
+        .load_dataset("m")
+        .unwrap()
+        .load_brain_results("mil")
+        .unwrap();
+    tokio::task::spawn_blocking(move || index.cleanup().unwrap())
+        .await
+        .unwrap();
+    drop(emb);
+}

@@ -221,7 +221,17 @@ impl Page {
             .unwrap()
     }
 
+    /// Saves a screenshot once the grid's images have loaded (or 10 s have passed).
     async fn shot(&self, name: &str) {
+        let start = Instant::now();
+        while self
+            .js("return Array.from(document.querySelectorAll('img')).filter(i => i.offsetParent && i.getAttribute('src')).every(i => i.complete)")
+            .await
+            != Value::Bool(true)
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let png = self.c.screenshot().await.unwrap();
         std::fs::create_dir_all(&self.shots).unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
@@ -546,6 +556,41 @@ async fn tag_then_filter_by_tag(page: &Page, ds: &simile::Dataset) {
     assert_eq!(got, tagged, "filter by tag shows the tagged samples");
     assert!(page.text("#view-bar").await.contains("lookalike"));
     page.shot("tagged").await;
+    // The URL carries the view: a reload shows the same filtered grid.
+    let url = page.url().await;
+    assert!(url.contains("view="), "{url}");
+    page.c.goto(&url).await.unwrap();
+    page.settle().await;
+    let again: Vec<String> = page
+        .tiles()
+        .await
+        .into_iter()
+        .map(|t| t.sample_id)
+        .collect();
+    assert_eq!(again, tagged, "reload of a view URL");
+    // A stage added with the view bar's form.
+    page.press("#add-stage").await;
+    page.select("#stage-kind", "filter_labels").await;
+    page.type_into("#stage-field", "ground_truth").await;
+    page.type_into("#stage-value", "circle").await;
+    page.click("#stage-apply").await;
+    page.settle().await;
+    let want = ds
+        .view()
+        .match_tags(&["lookalike".into()])
+        .filter_labels(
+            "ground_truth",
+            simile::LabelFilter::LabelIn(vec!["circle".into()]),
+        )
+        .ids()
+        .unwrap();
+    let got: Vec<String> = page
+        .tiles()
+        .await
+        .into_iter()
+        .map(|t| t.sample_id)
+        .collect();
+    assert_eq!(got, want, "view bar: match_tags then filter_labels");
 }
 
 async fn errors_are_shown_in_the_page(page: &Page) {

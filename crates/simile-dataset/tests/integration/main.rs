@@ -426,3 +426,31 @@ fn tags_are_added_removed_counted_and_matched() {
         Err(DatasetError::InvalidStage(_))
     ));
 }
+
+#[test]
+fn deep_pages_and_counts_follow_every_change_from_any_connection() {
+    let (dir, store) = store();
+    let (ds, ids) = with_samples(&store, 2600);
+    let view = ds.view().match_field(Filter::Gte("idx".into(), 100.0));
+    for v in [ds.view(), view.clone()] {
+        let all = v.ids().unwrap();
+        for offset in [0, 1023, 1024, 1500, 2047, 2048, 2490, 2599] {
+            let page = v.page(offset, 30).unwrap();
+            let got: Vec<String> = page.samples.iter().map(|s| s.id().to_string()).collect();
+            let want: Vec<String> = all.iter().skip(offset).take(30).cloned().collect();
+            assert_eq!(got, want, "offset {offset}");
+            assert_eq!(page.total, all.len());
+        }
+    }
+    // A change on this connection.
+    ds.delete_samples(&ids[..10]).unwrap();
+    assert_eq!(ds.view().count().unwrap(), 2590);
+    assert_eq!(ds.view().page(1500, 1).unwrap().samples[0].id(), ids[1510]);
+    // A change committed by another connection (another process would do the same).
+    let other = Store::open(dir.path()).unwrap();
+    let ds2 = other.load_dataset("d").unwrap();
+    ds2.delete_samples(&ids[10..20]).unwrap();
+    assert_eq!(ds.view().count().unwrap(), 2580);
+    assert_eq!(ds.view().page(1500, 1).unwrap().samples[0].id(), ids[1520]);
+    assert_eq!(view.count().unwrap(), 2500);
+}
