@@ -44,9 +44,12 @@ pub const EXPORT_FIFTYONE_VERSION: &str = "0.21.0";
 /// Sample keys that FiftyOne manages itself: not imported as fields.
 const MANAGED: &[&str] = &["filepath", "created_at", "last_modified_at", "id"];
 
+/// Reads a JSON file as Python writes it: a leading UTF-8 byte-order mark is skipped and
+/// non-finite numbers are read as `null` (see [`sanitize_non_finite`]).
 fn parse_json(path: &Path) -> Result<Value> {
     let text = read_to_string(path)?;
-    let text = sanitize_non_finite(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = sanitize_non_finite(text);
     serde_json::from_str(&text).map_err(|source| IoError::Json {
         path: path.to_path_buf(),
         source,
@@ -82,10 +85,12 @@ pub(crate) fn sanitize_non_finite(text: &str) -> Cow<'_, str> {
             i += 1;
             continue;
         }
-        let rest = &text[i..];
+        // Compared as bytes: `i` may sit inside a multi-byte character (a byte-order mark,
+        // say), where slicing `text` would panic. A match starts with an ASCII byte, so `i`
+        // is then a character boundary and so is `last`.
         let token = ["-Infinity", "Infinity", "NaN"]
             .into_iter()
-            .find(|t| rest.starts_with(t));
+            .find(|t| b[i..].starts_with(t.as_bytes()));
         if let Some(t) = token {
             out.push_str(&text[last..i]);
             out.push_str("null");
@@ -728,6 +733,18 @@ mod tests {
         assert_eq!(v["b"], json!("NaN and Infinity"));
         assert_eq!(v["c"], json!([null, null]));
         assert_eq!(v["d"], json!("x\"NaN"));
+    }
+
+    /// A byte-order mark (or any non-ASCII text outside strings) before a non-finite token
+    /// used to slice the text inside a UTF-8 character and panic.
+    #[test]
+    fn non_finite_tokens_after_non_ascii_text_do_not_panic() {
+        let s = "\u{feff}{\"a\": NaN, \"b\": \"\u{e9}\u{20ac}\", \"c\": Infinity}";
+        assert_eq!(
+            sanitize_non_finite(s),
+            "\u{feff}{\"a\": null, \"b\": \"\u{e9}\u{20ac}\", \"c\": null}"
+        );
+        assert_eq!(sanitize_non_finite("\u{e9}NaN\u{e9}"), "\u{e9}null\u{e9}");
     }
 
     #[test]

@@ -279,6 +279,33 @@ fn per_sample_files_and_bad_inputs() {
     assert_eq!(ds2.len().unwrap(), 0);
 }
 
+/// A `samples.json` saved with a UTF-8 byte-order mark (as some Windows editors do) that also
+/// holds a bare `NaN` once made the import panic; it imports like the same file without it.
+#[test]
+fn samples_json_with_byte_order_mark_and_nan_imports() {
+    let env = Env::new();
+    let dir = env.path("fo_bom");
+    write_image(&dir.join("data/x.png"), 16, 16);
+    let text = format!(
+        "\u{feff}{{\"samples\": [{{\"_id\": {{\"$oid\": \"{S1}\"}}, \"filepath\": \"data/x.png\", \
+         \"score\": NaN, \"note\": \"caf\u{e9} NaN\", \"uniqueness\": 0.5}}]}}"
+    );
+    std::fs::write(dir.join("samples.json"), text).unwrap();
+    std::fs::write(
+        dir.join("metadata.json"),
+        "\u{feff}{\"media_type\": \"image\"}",
+    )
+    .unwrap();
+    let ds = env.dataset("bom");
+    let r = import_fiftyone(&ds, &dir).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(r.added, vec![S1.to_string()]);
+    let s = ds.sample(S1).unwrap();
+    assert_eq!(s.get("note"), Some(&json!("caf\u{e9} NaN")));
+    assert_eq!(s.get("uniqueness"), Some(&json!(0.5)));
+    assert!(s.get("score").is_none(), "NaN becomes unset");
+}
+
 /// Documents written by FiftyOne 1.22.1 itself (`Sample.to_mongo_dict` + `bson.json_util`,
 /// see `assets/fiftyone-1.22.1/make_and_check.py`): `$numberDouble` NaN, `$binary` vectors,
 /// `created_at: null`, a `Classification` field.
