@@ -13,6 +13,33 @@ pub const DEFAULT_URI: &str = "http://localhost:19530";
 /// Largest `k` of one search (Milvus' `topk` limit).
 pub const MAX_K: usize = 16384;
 
+/// Every parameter [`MilvusConfig::from_params`] reads (the facade refuses others).
+pub const PARAMS: &[&str] = &[
+    "uri",
+    "user",
+    "password",
+    "token",
+    "db_name",
+    "secure",
+    "connect_timeout_s",
+    "rpc_timeout_s",
+    "retry_attempts",
+    "telemetry",
+    "collection_name",
+    "metric",
+    "consistency_level",
+    "index_type",
+    "hnsw_m",
+    "M",
+    "hnsw_ef_construction",
+    "efConstruction",
+    "search_ef",
+    "ef",
+    "batch_size",
+    "parallel_batches",
+    "flush_on_persist",
+];
+
 /// The vector index built on the `vector` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexKind {
@@ -323,6 +350,28 @@ mod tests {
         ))
         .is_err());
         assert!(MilvusConfig::from_params(&params(serde_json::json!({"metric": "l1"}))).is_err());
+    }
+
+    #[test]
+    fn every_listed_param_is_read() {
+        // A bad value for a parameter that is read is refused; one that is ignored is not.
+        for name in PARAMS {
+            if ["uri", "user", "password", "token", "db_name"].contains(name) {
+                continue; // free-form strings
+            }
+            let r = MilvusConfig::from_params(&params(serde_json::json!({ *name: "not valid!" })));
+            assert!(r.is_err(), "'{name}' is listed but not read");
+        }
+        for name in MilvusConfig::from_params(&params(serde_json::json!({})))
+            .unwrap()
+            .persisted("c", Metric::Cosine)
+            .keys()
+        {
+            assert!(
+                PARAMS.contains(&name.as_str()),
+                "'{name}' is persisted but not listed"
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(crate) fn client_for(s: &ConnectionSettings) -> simile_index::Result<ClientV
     if let Some(c) = pool.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
     }
+    refused_check(s)?;
     let cfg = connect_config(s);
     tracing::debug!(uri = %redact_uri(&s.uri), user = ?s.user, db = ?s.db_name, "connecting to Milvus");
     let client = block_on(async move { ClientV2::new(&cfg).await })
@@ -91,6 +92,55 @@ pub(crate) fn client_for(s: &ConnectionSettings) -> simile_index::Result<ClientV
         .map_err(|e| map_error("connect", &s.uri, e))?;
     let mut guard = pool.lock().unwrap_or_else(|e| e.into_inner());
     Ok(guard.entry(key).or_insert(client).clone())
+}
+
+/// Fails at once, saying so, when nothing accepts TCP connections at the URI's host and port
+/// (the SDK would only report a timeout after `connect_timeout`). Any other outcome (connected,
+/// timed out, unresolvable, a URI without an explicit port) is left to the SDK's own connect.
+fn refused_check(s: &ConnectionSettings) -> simile_index::Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some((host, port)) = host_port(&s.uri) else {
+        return Ok(());
+    };
+    let Ok(addrs) = (host.as_str(), port).to_socket_addrs() else {
+        return Ok(());
+    };
+    let timeout = s.connect_timeout.min(Duration::from_secs(2));
+    let mut refused = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = Some(e),
+            // Connected, or a failure the SDK reports better (timeout, unreachable network).
+            _ => return Ok(()),
+        }
+    }
+    match refused {
+        Some(source) => {
+            let location = redact_uri(&s.uri);
+            Err(Error::Unavailable {
+                backend: BACKEND,
+                location: location.clone(),
+                source: Box::new(MilvusError::Refused { location, source }),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+/// `(host, port)` of a URI with an explicit port: `scheme://[user@]host:port[/path]`,
+/// `host:port`, IPv6 as `[::1]:port`.
+fn host_port(uri: &str) -> Option<(String, u16)> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':')?)
+    } else {
+        hostport.rsplit_once(':')?
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 pub(crate) fn runtime_error(op: &'static str, _uri: &str, e: MilvusError) -> Error {
@@ -181,5 +231,31 @@ pub(crate) fn map_error(op: &'static str, uri: &str, e: SdkError) -> Error {
             op,
             source: Box::new(MilvusError::Sdk(Box::new(e))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_and_port_of_uris() {
+        let hp = |u: &str| host_port(u).map(|(h, p)| format!("{h}:{p}"));
+        assert_eq!(
+            hp("http://127.0.0.1:19530").as_deref(),
+            Some("127.0.0.1:19530")
+        );
+        assert_eq!(
+            hp("https://u:p@milvus.example:443/db").as_deref(),
+            Some("milvus.example:443")
+        );
+        assert_eq!(hp("localhost:19530").as_deref(), Some("localhost:19530"));
+        assert_eq!(hp("http://[::1]:19530").as_deref(), Some("::1:19530"));
+        assert_eq!(
+            hp("http://milvus.example"),
+            None,
+            "no explicit port: the SDK decides"
+        );
+        assert_eq!(hp("http://h:notaport"), None);
     }
 }

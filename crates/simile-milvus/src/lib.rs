@@ -54,7 +54,8 @@
 //!   yet). Any failed write, or the name leaving the handle, ends this: upserts only.
 //! - Wrong credentials → [`Error::Unauthenticated`](simile_index::Error::Unauthenticated); server
 //!   unreachable → [`Error::Unavailable`](simile_index::Error::Unavailable) after the connect
-//!   timeout (new connection) or the retry budget (existing one). A collection found not loaded
+//!   timeout (new connection) or the retry budget (existing one); at once, with a
+//!   [`MilvusError::Refused`] source, when the address refuses connections (nothing listens). A collection found not loaded
 //!   (server restart) is loaded again and the read retried once.
 //! - One SDK client per (uri, user, database, credentials) is shared by every index in the process.
 pub mod config;
@@ -84,6 +85,13 @@ pub enum MilvusError {
     /// The backend's async runtime could not run the request.
     #[error("the Milvus backend's async runtime failed: {0}")]
     Runtime(String),
+    /// Nothing accepts connections at the server's address.
+    #[error("{location} refused the connection: is Milvus running there, on that port?")]
+    Refused {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The server answered something this backend cannot use.
     #[error("unexpected Milvus response: {0}")]
     Malformed(String),

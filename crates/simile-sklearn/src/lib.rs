@@ -53,6 +53,9 @@ pub use storage::FILE_NAME;
 /// The backend's registered name.
 pub const BACKEND: &str = "sklearn";
 
+/// Every parameter the backend reads (the facade refuses others).
+pub const PARAMS: &[&str] = &["metric"];
+
 /// Creates and reopens [`SklearnIndex`]es in [`BackendParams::storage_dir`].
 ///
 /// Parameters: `metric` (`cosine` by default, `dotproduct`, `euclidean`).

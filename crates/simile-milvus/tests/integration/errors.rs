@@ -52,6 +52,33 @@ fn unreachable_server_is_unavailable() {
     assert!(err.to_string().contains(&port.to_string()));
 }
 
+/// A port that refuses connections is reported as refused, at once — not as a timeout after the
+/// connect timeout.
+#[test]
+fn refused_connection_is_reported_as_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut p = params(json!({"connect_timeout_s": 5}));
+    p.params.insert(
+        "uri".into(),
+        Value::String(format!("http://127.0.0.1:{port}")),
+    );
+    let started = std::time::Instant::now();
+    let err = MilvusFactory.create(&p).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Unavailable { .. }), "got {err:?}");
+    let text = full_chain(&err);
+    assert!(text.contains("refused"), "{text}");
+    assert!(!text.contains("timed out"), "{text}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "a refused connection needs no timeout: took {took:?}"
+    );
+}
+
 #[test]
 fn invalid_params_are_typed() {
     let p = params(json!({"consistency_level": "Sometimes"}));
