@@ -4,6 +4,7 @@
 
 mod architecture;
 mod clip;
+mod duplicates;
 mod errors;
 mod milvus;
 mod patches;

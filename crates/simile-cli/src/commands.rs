@@ -228,6 +228,7 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
                 }
             }
         }
+        DatasetCmd::ExactDuplicates(a) => crate::dups::exact_duplicates(simile, a, json)?,
         DatasetCmd::Delete { name } => {
             simile.delete_dataset(&name)?;
             if json {
@@ -487,6 +488,9 @@ fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Result<()> {
                 );
             }
         }
+        SimilarityCmd::Duplicates(a) => crate::dups::duplicates(simile, a, json)?,
+        SimilarityCmd::Unique(a) => crate::dups::unique(simile, a, json)?,
+        SimilarityCmd::PlotDistances(a) => crate::dups::plot_distances(simile, a, json)?,
         SimilarityCmd::Size { key } => {
             let (_ds, index) = load_index(simile, &key)?;
             let total = index.total_index_size()?;
@@ -548,6 +552,7 @@ fn brain(simile: &Simile, cmd: BrainCmd, json: bool) -> Result<()> {
                 println!("renamed brain run '{old}' to '{new}'");
             }
         }
+        BrainCmd::Uniqueness(a) => crate::dups::uniqueness(simile, a, json)?,
         BrainCmd::Delete { name, key, cleanup } => {
             let ds = simile.load_dataset(&name)?;
             if cleanup {

@@ -4,6 +4,7 @@
 
 mod app;
 mod commands;
+mod dups;
 mod quickstart;
 mod synthetic;
 
@@ -66,6 +67,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DatasetCmd {
+    /// Groups of samples whose files have identical contents.
+    ExactDuplicates(dups::ExactArgs),
     /// Create a dataset from a folder of images, a list of paths, COCO JSON, or a FiftyOne export.
     Create {
         name: String,
@@ -229,6 +232,12 @@ pub enum SimilarityCmd {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Near-duplicates: keep a point unless an earlier kept one is within the threshold.
+    Duplicates(dups::DuplicatesArgs),
+    /// The COUNT most spread-out points.
+    Unique(dups::UniqueArgs),
+    /// Histogram of nearest-neighbour distances (SVG).
+    PlotDistances(dups::PlotArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,6 +269,8 @@ pub enum BrainCmd {
         #[arg(long)]
         cleanup: bool,
     },
+    /// Score each sample's uniqueness (distances to its 3 nearest neighbours) into a field.
+    Uniqueness(dups::UniquenessArgs),
 }
 
 fn main() -> ExitCode {

@@ -102,6 +102,7 @@ pub(crate) fn load_state(
         key: Mutex::new(Some(key.to_string())),
         revision: AtomicU64::new(revision),
         model: Mutex::new(None),
+        duplicates: Mutex::new(None),
     });
     ctx.cache_lock()
         .insert((ds, key.to_string()), state.clone());

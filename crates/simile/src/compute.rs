@@ -229,6 +229,7 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
         key: Mutex::new(options.brain_key.clone()),
         revision: AtomicU64::new(0),
         model: Mutex::new(model),
+        duplicates: Mutex::new(None),
     });
     if let Some(key) = &options.brain_key {
         ctx.cache_lock().insert((ds, key.clone()), state.clone());

@@ -81,6 +81,8 @@ pub(crate) struct IndexState {
     /// The run's revision this backend reflects (bumped on each change).
     pub(crate) revision: AtomicU64,
     pub(crate) model: Mutex<Option<Arc<dyn EmbeddingModel>>>,
+    /// The last `find_duplicates` / `find_unique` result on this run.
+    pub(crate) duplicates: Mutex<Option<Arc<crate::Duplicates>>>,
 }
 
 impl IndexState {

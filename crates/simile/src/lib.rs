@@ -32,21 +32,26 @@ mod brain;
 mod collection;
 mod compute;
 mod context;
+mod duplicates;
 mod embed;
 mod error;
+mod greedy;
 mod index;
 pub mod io;
 pub mod model;
 mod model_loader;
+mod neighbors;
 pub mod npy;
 mod options;
 mod query;
 mod sort;
+mod uniqueness;
 
 pub use brain::BrainInfo;
 pub use collection::{Collection, Dataset, PatchesView, View};
 pub use compute::compute_similarity;
 pub use context::{Simile, SimileBuilder};
+pub use duplicates::{Duplicates, DuplicatesBy, DuplicatesViewOptions};
 pub use embed::{EmbedOptions, Progress};
 pub use error::{Error, Result};
 pub use index::{IndexEmbeddings, IndexInfo, SimilarityIndex};
@@ -54,6 +59,7 @@ pub use options::{
     AddOptions, EmbeddingsSource, MissingOptions, RunFilter, SimilarityOptions, SortOptions,
 };
 pub use query::Query;
+pub use uniqueness::{ExactDuplicates, UniquenessSource, UNIQUENESS};
 
 pub use ndarray;
 pub use simile_config::{BrainConfig, Settings};

@@ -1,0 +1,370 @@
+//! Near-duplicates on a similarity index: `find_duplicates`, `find_unique`, their results and
+//! views — on every backend (the vectors are read from the index in large batches and the work
+//! runs here, exactly; see [`crate::greedy`]).
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ndarray::Array2;
+use simile_index::Metric;
+
+use crate::greedy::{keep, nearest_kept, Rows};
+use crate::{Error, PatchesView, Result, SimilarityIndex, View};
+
+/// Rows read from the backend per request.
+const FETCH: usize = 16_384;
+
+/// What `find_duplicates` / `find_unique` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicates {
+    /// The distance threshold used (a pair at exactly `thresh` is a duplicate).
+    pub thresh: f64,
+    /// Kept ids (sample ids, or label ids for a patch index), in index-walk order.
+    pub unique_ids: Vec<String>,
+    /// Duplicate ids, in index-walk order.
+    pub duplicate_ids: Vec<String>,
+    /// Each unique id that has duplicates → its duplicates with their exact distances, nearest
+    /// first (ties in walk order). Empty after `find_unique`, as in FiftyOne.
+    pub neighbors_map: BTreeMap<String, Vec<(String, f64)>>,
+}
+
+/// How `find_duplicates` picks its threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DuplicatesBy {
+    /// Pairs within this distance (inclusive).
+    Thresh(f64),
+    /// The threshold that marks this fraction of the points as duplicates (0 < f < 1).
+    Fraction(f64),
+}
+
+impl DuplicatesBy {
+    /// The default when neither is given: `thresh = 0.2` under cosine (FiftyOne's
+    /// `compute_near_duplicates` default); 1 % of the points under other metrics, whose
+    /// distances have no natural scale.
+    pub fn default_for(metric: Metric) -> DuplicatesBy {
+        match metric {
+            Metric::Cosine => DuplicatesBy::Thresh(0.2),
+            _ => DuplicatesBy::Fraction(0.01),
+        }
+    }
+}
+
+/// Options of [`SimilarityIndex::duplicates_view`].
+#[derive(Debug, Clone, Default)]
+pub struct DuplicatesViewOptions {
+    /// Write `"nearest"` / `"duplicate"` to this field of each sample.
+    pub type_field: Option<String>,
+    /// Write the id of each sample's nearest unique sample (its own id for unique ones).
+    pub id_field: Option<String>,
+    /// Write each duplicate's distance to its unique sample (0 for unique ones).
+    pub dist_field: Option<String>,
+    /// Order groups by the unique sample's nearest duplicate (default) or by group size.
+    pub sort_by_count: bool,
+    /// Largest groups / farthest first.
+    pub reverse: bool,
+}
+
+/// The index's vectors in walk order (the dataset's order of the current view's keys).
+struct Walk {
+    keys: Vec<String>,
+    emb: Array2<f32>,
+}
+
+impl SimilarityIndex {
+    fn walk(&self) -> Result<Walk> {
+        let view = match &self.view {
+            Some(v) => v.clone(),
+            None => self.dataset.view(),
+        };
+        let keys = self.view_keys(&view)?;
+        let backend = self.backend();
+        let mut found: Vec<String> = Vec::with_capacity(keys.len());
+        let mut data: Vec<f32> = Vec::new();
+        let mut dim = 0;
+        for chunk in keys.chunks(FETCH) {
+            let rows = backend.get(chunk)?;
+            dim = rows.dim();
+            // Whatever order the backend answers in, keep the walk order.
+            let pos: HashMap<&str, usize> = rows
+                .keys()
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect();
+            for k in chunk {
+                if let Some(&i) = pos.get(k.as_str()) {
+                    found.push(k.clone());
+                    data.extend_from_slice(rows.row(i));
+                }
+            }
+        }
+        let emb = Array2::from_shape_vec((found.len(), dim), data)
+            .map_err(|e| Error::NotSupported(format!("index rows do not form a matrix: {e}")))?;
+        Ok(Walk { keys: found, emb })
+    }
+
+    /// Finds near-duplicates with FiftyOne's greedy rule: walk the index's ids in order (the
+    /// dataset's order), keep a point unless an earlier kept point is within the threshold
+    /// (inclusive), and map each duplicate to its nearest kept point. Deterministic and exact on
+    /// every backend. `None` picks [`DuplicatesBy::default_for`] the index's metric. The result
+    /// is returned and kept on the index for [`SimilarityIndex::duplicates_view`].
+    pub fn find_duplicates(&self, by: Option<DuplicatesBy>) -> Result<Arc<Duplicates>> {
+        let by = by.unwrap_or_else(|| DuplicatesBy::default_for(self.metric()));
+        let walk = self.walk()?;
+        let rows = Rows::new(walk.emb.view(), self.metric());
+        let n = rows.len();
+        let thresh = match by {
+            DuplicatesBy::Thresh(t) if t.is_finite() => t,
+            DuplicatesBy::Thresh(t) => {
+                return Err(Error::NotSupported(format!(
+                    "thresh must be a finite distance, got {t}"
+                )))
+            }
+            DuplicatesBy::Fraction(f) if f > 0.0 && f < 1.0 => {
+                let target_kept = n - ((f * n as f64).round() as usize).min(n);
+                search_thresh(&rows, target_kept.max(1))
+            }
+            DuplicatesBy::Fraction(f) => {
+                return Err(Error::NotSupported(format!(
+                    "fraction must be between 0 and 1 (exclusive), got {f}"
+                )))
+            }
+        };
+        let kept = keep(&rows, thresh, None).unwrap_or_default();
+        let result = Arc::new(build(&walk.keys, &kept, thresh, Some(&rows)));
+        *self
+            .state
+            .duplicates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+        Ok(result)
+    }
+
+    /// The `count` most spread-out points, FiftyOne's meaning: the greedy unique set at the
+    /// threshold that keeps `count` points (exactly `count` when a threshold gives it, else the
+    /// nearest count a threshold gives). Kept on the index like `find_duplicates`' result.
+    pub fn find_unique(&self, count: usize) -> Result<Arc<Duplicates>> {
+        let walk = self.walk()?;
+        let n = walk.keys.len();
+        if count == 0 || count > n {
+            return Err(Error::NotSupported(format!(
+                "count must be between 1 and the index size ({n}), got {count}"
+            )));
+        }
+        let rows = Rows::new(walk.emb.view(), self.metric());
+        let thresh = search_thresh(&rows, count);
+        let kept = keep(&rows, thresh, None).unwrap_or_default();
+        let result = Arc::new(build(&walk.keys, &kept, thresh, None));
+        *self
+            .state
+            .duplicates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+        Ok(result)
+    }
+
+    /// The last `find_duplicates` / `find_unique` result on this index, if any.
+    pub fn duplicates(&self) -> Option<Arc<Duplicates>> {
+        self.state
+            .duplicates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn require_duplicates(&self) -> Result<Arc<Duplicates>> {
+        self.duplicates().ok_or_else(|| {
+            Error::NotSupported(
+                "no duplicates results yet: call find_duplicates() (or find_unique()) first".into(),
+            )
+        })
+    }
+
+    /// The unique points' samples, in walk order.
+    pub fn unique_view(&self) -> Result<View> {
+        let d = self.require_duplicates()?;
+        if self.patches_field().is_some() {
+            return Err(patch_view_error());
+        }
+        Ok(self.dataset().view().select_ordered(&d.unique_ids))
+    }
+
+    /// Each unique sample that has duplicates, followed by its duplicates (nearest first);
+    /// groups ordered by their nearest duplicate's distance or, with `sort_by_count`, by size.
+    /// Optional fields record each sample's role, its unique sample and its distance.
+    pub fn duplicates_view(&self, options: DuplicatesViewOptions) -> Result<View> {
+        let d = self.require_duplicates()?;
+        if self.patches_field().is_some() {
+            return Err(patch_view_error());
+        }
+        let ids = group_order(&d, &options);
+        let ds = self.dataset();
+        let mut types = Vec::new();
+        let mut nearest = Vec::new();
+        let mut dists = Vec::new();
+        for (unique, dups) in groups(&d, &ids) {
+            types.push((unique.clone(), "nearest".into()));
+            nearest.push((unique.clone(), unique.clone()));
+            dists.push((unique.clone(), 0.0));
+            for (dup, dist) in dups {
+                types.push((dup.clone(), "duplicate".into()));
+                nearest.push((dup.clone(), unique.clone()));
+                dists.push((dup.clone(), *dist));
+            }
+        }
+        let json = |v: Vec<(String, serde_json::Value)>| {
+            v.into_iter()
+                .map(|(i, x)| (i, simile_dataset::FieldValue::Json(x)))
+                .collect::<Vec<_>>()
+        };
+        if let Some(f) = &options.type_field {
+            ds.set_values(
+                f,
+                json(
+                    types
+                        .into_iter()
+                        .map(|(i, t): (String, String)| (i, t.into()))
+                        .collect(),
+                ),
+            )?;
+        }
+        if let Some(f) = &options.id_field {
+            ds.set_values(
+                f,
+                json(nearest.into_iter().map(|(i, u)| (i, u.into())).collect()),
+            )?;
+        }
+        if let Some(f) = &options.dist_field {
+            ds.set_values(
+                f,
+                json(dists.into_iter().map(|(i, x)| (i, x.into())).collect()),
+            )?;
+        }
+        Ok(ds.view().select_ordered(&ids))
+    }
+
+    /// For a patch index: the patches of each group (unique patch first, then its duplicates).
+    pub fn duplicates_patches_view(&self, options: DuplicatesViewOptions) -> Result<PatchesView> {
+        let d = self.require_duplicates()?;
+        let Some(field) = self.patches_field() else {
+            return Err(Error::NotSupported(
+                "duplicates_patches_view needs a patch index; use duplicates_view".into(),
+            ));
+        };
+        let ids = group_order(&d, &options);
+        let mut dist: HashMap<&str, f32> = HashMap::new();
+        for dups in d.neighbors_map.values() {
+            for (id, x) in dups {
+                dist.insert(id.as_str(), *x as f32);
+            }
+        }
+        let distances = ids
+            .iter()
+            .map(|i| dist.get(i.as_str()).copied().unwrap_or(0.0))
+            .collect();
+        let patches = self.dataset().to_patches(field);
+        Ok(PatchesView {
+            inner: patches.inner.with_similarity(ids, distances),
+            ctx: patches.ctx,
+        })
+    }
+}
+
+fn patch_view_error() -> Error {
+    Error::NotSupported(
+        "this is a patch index: use duplicates_patches_view() for its patches".into(),
+    )
+}
+
+/// Ids in group order: each unique id with duplicates, then its duplicates.
+fn group_order(d: &Duplicates, o: &DuplicatesViewOptions) -> Vec<String> {
+    let mut groups: Vec<(&String, &Vec<(String, f64)>)> = d.neighbors_map.iter().collect();
+    let position: HashMap<&str, usize> = d
+        .unique_ids
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let pos = |k: &String| position.get(k.as_str()).copied().unwrap_or(usize::MAX);
+    if o.sort_by_count {
+        groups.sort_by(|a, b| a.1.len().cmp(&b.1.len()).then(pos(a.0).cmp(&pos(b.0))));
+    } else {
+        let first = |g: &Vec<(String, f64)>| g.first().map_or(f64::INFINITY, |x| x.1);
+        groups.sort_by(|a, b| {
+            first(a.1)
+                .total_cmp(&first(b.1))
+                .then(pos(a.0).cmp(&pos(b.0)))
+        });
+    }
+    if o.reverse {
+        groups.reverse();
+    }
+    groups
+        .into_iter()
+        .flat_map(|(u, dups)| std::iter::once(u.clone()).chain(dups.iter().map(|x| x.0.clone())))
+        .collect()
+}
+
+/// `(unique, duplicates)` groups in the order of `ids`.
+fn groups<'a>(d: &'a Duplicates, ids: &[String]) -> Vec<(&'a String, &'a Vec<(String, f64)>)> {
+    ids.iter()
+        .filter_map(|i| d.neighbors_map.get_key_value(i))
+        .collect()
+}
+
+/// Builds the result; with `rows`, maps every duplicate to its nearest kept point.
+fn build(keys: &[String], kept: &[bool], thresh: f64, rows: Option<&Rows<'_>>) -> Duplicates {
+    let mut neighbors_map: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    if let Some(rows) = rows {
+        let mut pairs = nearest_kept(rows, kept);
+        // Within a group: nearest first, ties in walk order.
+        pairs.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)));
+        for (dup, unique, dist) in pairs {
+            neighbors_map
+                .entry(keys[unique].clone())
+                .or_default()
+                .push((keys[dup].clone(), dist));
+        }
+    }
+    let (mut unique_ids, mut duplicate_ids) = (Vec::new(), Vec::new());
+    for (k, &is_kept) in keys.iter().zip(kept) {
+        if is_kept {
+            unique_ids.push(k.clone());
+        } else {
+            duplicate_ids.push(k.clone());
+        }
+    }
+    Duplicates {
+        thresh,
+        unique_ids,
+        duplicate_ids,
+        neighbors_map,
+    }
+}
+
+/// The threshold whose greedy pass keeps `target` points (or the nearest count reachable):
+/// bisection between a distance below every pair and one above every pair. A probe stops as
+/// soon as it keeps more than `target`, so probes cost at most `target` kept rows each.
+fn search_thresh(rows: &Rows<'_>, target: usize) -> f64 {
+    let (mut lo, mut hi) = rows.distance_range();
+    let mut best: Option<(usize, f64)> = None;
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        match keep(rows, mid, Some(target)) {
+            None => lo = mid, // kept more than target: the threshold is too small
+            Some(kept) => {
+                let count = kept.iter().filter(|k| **k).count();
+                if best.is_none_or(|(c, _)| target.abs_diff(count) < target.abs_diff(c)) {
+                    best = Some((count, mid));
+                }
+                if count == target {
+                    return mid;
+                }
+                hi = mid;
+            }
+        }
+        if hi - lo <= 1e-9 * hi.abs().max(1.0) {
+            break;
+        }
+    }
+    best.map_or(hi, |(_, t)| t)
+}
