@@ -105,9 +105,12 @@ struct CocoImage {
 /// category names, `score` as confidence, `supercategory` and a non-zero `iscrowd` as
 /// attributes), and the image size in a `metadata` JSON field.
 ///
-/// Missing or unreadable images, duplicate ids, unknown categories, annotations of unknown
-/// images and bad boxes are reported per item; the rest is added in one transaction. A file
-/// that is not JSON or has no `images` list is an error and nothing is imported.
+/// Missing or unreadable images, `file_name`s that would leave `images_dir` (absolute, or with
+/// `..`), duplicate ids, unknown categories, annotations of unknown images and bad boxes are
+/// reported per item; the rest is added in one transaction. A file that is not JSON or has no
+/// `images` list, an `images_dir` that is not a directory, and a non-empty `images` list of
+/// which nothing could be imported ([`IoError::NothingImported`]) are errors, and nothing is
+/// imported.
 pub fn import_coco(
     dataset: &Dataset,
     json: &Path,
@@ -130,6 +133,9 @@ pub fn import_coco(
     let images = field_array(&root, "images", json, true)?;
     let annotations = field_array(&root, "annotations", json, false)?;
     let categories = field_array(&root, "categories", json, false)?;
+    if !images_dir.is_dir() {
+        return Err(IoError::NotADirectory(images_dir.to_path_buf()));
+    }
     let images_dir = absolute(images_dir)?;
     let name = json
         .file_name()
@@ -180,7 +186,10 @@ pub fn import_coco(
             );
             continue;
         };
-        let path = images_dir.join(file_name);
+        let Some(path) = inside(&images_dir, file_name) else {
+            report.skip(format!("{at} ({file_name})"), SkipReason::OutsideImagesDir);
+            continue;
+        };
         if !path.is_file() {
             report.skip(path.display().to_string(), SkipReason::MissingFile);
             continue;
@@ -281,6 +290,9 @@ pub fn import_coco(
             s
         })
         .collect();
+    if samples.is_empty() && !images.is_empty() {
+        return IoError::check_imported(report, || json.display().to_string());
+    }
     report.added = dataset.add_samples(samples)?;
     tracing::info!(
         dataset = dataset.name(),
@@ -289,6 +301,18 @@ pub fn import_coco(
         "imported COCO detections"
     );
     Ok(report)
+}
+
+/// `dir/relative` when `relative` stays inside `dir`: a relative path of plain components
+/// (`.` allowed). Absolute paths, `..` and drive prefixes are refused: paths in an import file
+/// must not reach files outside the directory the user named.
+pub(crate) fn inside(dir: &Path, relative: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let rel = Path::new(relative);
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (plain && !relative.is_empty()).then(|| dir.join(rel))
 }
 
 /// Exports a view as a COCO detection dataset: `out_dir/labels.json` and the images copied into

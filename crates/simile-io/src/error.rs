@@ -34,6 +34,14 @@ pub enum IoError {
         format: &'static str,
         message: String,
     },
+    /// Every item of a non-empty input was skipped: an import of nothing is an error (and
+    /// creates nothing). `first` is the first item reported.
+    #[error("nothing was imported from {from}: all {skipped} items were skipped, e.g. {first}")]
+    NothingImported {
+        from: String,
+        skipped: usize,
+        first: crate::Skipped,
+    },
     /// An image could not be encoded (quickstart) or decoded where that is fatal.
     #[error("image error for {path}")]
     Image {
@@ -50,6 +58,21 @@ pub enum IoError {
 }
 
 impl IoError {
+    /// `NothingImported` when `report` added nothing but skipped something.
+    pub(crate) fn check_imported(
+        report: crate::ImportReport,
+        from: impl FnOnce() -> String,
+    ) -> Result<crate::ImportReport> {
+        match report.skipped.first() {
+            Some(first) if report.added.is_empty() => Err(IoError::NothingImported {
+                from: from(),
+                skipped: report.skipped.len(),
+                first: first.clone(),
+            }),
+            _ => Ok(report),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IoError::Io {
             path: path.into(),

@@ -1,6 +1,7 @@
 //! Dataset imports and exports for simile, and the offline quickstart dataset.
 //!
 //! - [`import_image_dir`]: a folder of images (recursive, common formats).
+//! - [`import_paths`]: a list of media paths.
 //! - [`import_coco`] / [`export_coco`]: COCO detection JSON (`bbox` in pixels) to and from a
 //!   `Detections` label field.
 //! - [`import_fiftyone`] / [`export_fiftyone`]: FiftyOne's own dataset format
@@ -17,6 +18,7 @@ mod fiftyone;
 mod image_dir;
 mod media;
 mod npy;
+mod paths;
 pub mod quickstart;
 mod report;
 
@@ -25,5 +27,6 @@ pub use error::{IoError, Result};
 pub use fiftyone::{export_fiftyone, import_fiftyone, EXPORT_FIFTYONE_VERSION};
 pub use image_dir::{import_image_dir, ImageDirOptions};
 pub use media::{image_dimensions, is_image_path, IMAGE_EXTENSIONS};
+pub use paths::import_paths;
 pub use quickstart::load_quickstart;
 pub use report::{ExportReport, ImportReport, SkipReason, Skipped};

@@ -6,6 +6,9 @@ use std::io::{Read, Write};
 use base64::Engine;
 use serde_json::{json, Value};
 
+/// The largest decompressed vector accepted (64 Mi float32 values, far beyond any embedding).
+const MAX_VECTOR_BYTES: u64 = 256 << 20;
+
 /// The base64 payload of a `$binary` value, if `v` is one.
 fn binary_payload(v: &Value) -> Option<&str> {
     match v.get("$binary")? {
@@ -26,9 +29,14 @@ pub(crate) fn decode_vector(v: &Value) -> Option<Vec<f32>> {
     let npy: &[u8] = if bytes.starts_with(b"\x93NUMPY") {
         &bytes
     } else {
+        // Bounded: a small compressed payload cannot inflate into gigabytes.
         flate2::read::ZlibDecoder::new(&bytes[..])
+            .take(MAX_VECTOR_BYTES + 1)
             .read_to_end(&mut raw)
             .ok()?;
+        if raw.len() as u64 > MAX_VECTOR_BYTES {
+            return None;
+        }
         &raw
     };
     parse_npy(npy)
@@ -69,10 +77,9 @@ fn parse_npy(b: &[u8]) -> Option<Vec<f32>> {
         [n] | [1, n] => *n,
         _ => return None,
     };
-    if data.len() < n * width {
-        return None;
-    }
-    let out = data[..n * width]
+    // The shape is checked against the bytes present before anything is allocated.
+    let len = n.checked_mul(width).filter(|len| *len <= data.len())?;
+    let out = data[..len]
         .chunks_exact(width)
         .map(|c| {
             if width == 4 {
@@ -155,5 +162,33 @@ mod tests {
         let v = json!({"$binary": b64, "$type": "00"});
         assert_eq!(decode_vector(&v), Some(vec![1.0, 2.0]));
         assert_eq!(parse_npy(b"nope"), None);
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_data_is_refused() {
+        for shape in [
+            "(3,)",
+            "(18446744073709551615,)",
+            "(1, 9223372036854775807)",
+        ] {
+            let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+            let header =
+                format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            npy.extend_from_slice(header.as_bytes());
+            npy.extend_from_slice(&[0u8; 8]);
+            assert_eq!(parse_npy(&npy), None, "{shape}");
+        }
+    }
+
+    #[test]
+    fn a_zlib_bomb_is_refused() {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..=(MAX_VECTOR_BYTES >> 20) {
+            z.write_all(&zeros).unwrap();
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
+        assert_eq!(decode_vector(&json!({"$binary": b64, "$type": "00"})), None);
     }
 }

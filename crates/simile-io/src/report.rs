@@ -22,6 +22,9 @@ pub enum SkipReason {
     DuplicateId(String),
     /// A sample id that is already in the dataset.
     AlreadyInDataset(String),
+    /// A media path from an import file that would leave the directory it must stay in (an
+    /// absolute path, or one with `..`).
+    OutsideImagesDir,
     /// A field whose kind (JSON, detections, vector) differs from the dataset's schema or from
     /// earlier samples.
     FieldKindConflict { field: String },
@@ -42,6 +45,10 @@ impl fmt::Display for SkipReason {
             SkipReason::Malformed(m) => write!(f, "malformed item: {m}"),
             SkipReason::DuplicateId(i) => write!(f, "duplicate id {i}"),
             SkipReason::AlreadyInDataset(i) => write!(f, "sample {i} is already in the dataset"),
+            SkipReason::OutsideImagesDir => write!(
+                f,
+                "the path leads outside the images directory (absolute, or with '..')"
+            ),
             SkipReason::FieldKindConflict { field } => {
                 write!(
                     f,

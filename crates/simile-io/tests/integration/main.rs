@@ -5,3 +5,4 @@ mod common;
 mod fiftyone;
 mod image_dir;
 mod quickstart;
+mod reliability;
