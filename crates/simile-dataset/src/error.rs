@@ -22,6 +22,13 @@ pub enum DatasetError {
         expected: &'static str,
         found: String,
     },
+    /// Distances would overwrite a field that holds something else.
+    #[error("field '{field}' of dataset '{dataset}' holds {found}, not distances: it is not overwritten (choose another field name)")]
+    NotADistanceField {
+        dataset: String,
+        field: String,
+        found: String,
+    },
     #[error("vector for '{id}' in field '{field}' has dimension {got}, expected {expected}")]
     VectorDimension {
         field: String,

@@ -12,6 +12,7 @@
 mod dataset;
 mod error;
 mod filter;
+mod guards;
 mod id;
 mod labels;
 mod page;

@@ -1,6 +1,8 @@
 //! Integration tests of the dataset store, on real SQLite files in temp dirs.
 #![allow(clippy::unwrap_used)]
 
+mod guards;
+
 use serde_json::json;
 use simile_dataset::*;
 
