@@ -20,6 +20,7 @@ pub(crate) struct Rows<'a> {
     pub(crate) sq: Vec<f32>,
     pub(crate) norm: Vec<f64>,
     pub(crate) gamma: f64,
+    max_norm: f64,
     metric: Metric,
 }
 
@@ -38,17 +39,19 @@ impl<'a> Rows<'a> {
             }
         }
         let sq = rows.rows().into_iter().map(|r| r.dot(&r)).collect();
-        let norm = rows
+        let norm: Vec<f64> = rows
             .rows()
             .into_iter()
             .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
             .collect();
+        let max_norm = norm.iter().copied().fold(0.0, f64::max);
         Rows {
             raw,
             rows,
             sq,
             norm,
             gamma,
+            max_norm,
             metric,
         }
     }
@@ -102,6 +105,34 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// The column term of row `j` in the fast test `dot - key(j) >= cutoff(i)`.
+    fn key(&self, j: usize) -> f32 {
+        match self.metric {
+            Metric::Euclidean => self.sq[j] / 2.0,
+            _ => 0.0,
+        }
+    }
+
+    /// The most permissive cutoff for row `i`: a pair can be within `thresh` only if
+    /// `dot - key(j) >= cutoff(i)` (the error bound at its largest, plus the f32 rounding of the
+    /// test itself).
+    fn cutoff(&self, i: usize, thresh: f64) -> f32 {
+        let maxn = self.max_norm;
+        let bound = self.gamma * self.norm[i] * maxn;
+        let c = match self.metric {
+            Metric::Cosine => 1.0 - thresh - bound - 1e-12,
+            Metric::DotProduct => -thresh - bound - 1e-12,
+            Metric::Euclidean => {
+                let t2 = thresh.max(0.0).powi(2);
+                let slack = 2.0 * bound
+                    + 4.0 * f64::from(f32::EPSILON) * (f64::from(self.sq[i]) + maxn * maxn);
+                (f64::from(self.sq[i]) - t2 - slack) / 2.0
+            }
+        };
+        let margin = 4.0 * f64::from(f32::EPSILON) * (1.0 + c.abs() + maxn * maxn);
+        (c - margin) as f32
+    }
+
     /// Whether rows `i` and `j` are within `thresh` given their dot product `s`: decided by the
     /// approximation when it is clear of the bound, by the exact distance otherwise.
     fn within(&self, i: usize, j: usize, s: f32, thresh: f64) -> bool {
@@ -115,28 +146,32 @@ impl<'a> Rows<'a> {
             self.exact(i, j) <= thresh
         }
     }
+}
 
-    /// Dot products of rows `idx_a` (a contiguous range) against the rows listed in `cols`.
-    fn dots(&self, a: std::ops::Range<usize>, cols: &Array2<f32>) -> Array2<f32> {
-        let block = self.rows.slice(s![a, ..]);
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let n = cols.nrows();
-        if threads < 2 || n < 2048 {
-            return block.dot(&cols.t());
-        }
-        // Split the columns over the cores.
-        let half = n / 2;
-        let (left, right) = std::thread::scope(|sc| {
-            let l = sc.spawn(|| block.dot(&cols.slice(s![..half, ..]).t()));
-            let r = block.dot(&cols.slice(s![half.., ..]).t());
-            (l.join(), r)
-        });
-        match left {
-            Ok(l) => ndarray::concatenate(Axis(1), &[l.view(), right.view()])
-                .unwrap_or_else(|_| block.dot(&cols.t())),
-            Err(_) => block.dot(&cols.t()),
+/// Whether any of `dots` (a row's dot products with kept rows, minus their `keys`) reaches the
+/// cutoff `c` and passes `check` (the precise test). Blocks of 64 are skipped on one
+/// vectorised maximum, so most pairs cost one subtraction and one comparison.
+fn any_within(
+    dots: &[f32],
+    keys: &[f32],
+    c: f32,
+    mut check: impl FnMut(usize, f32) -> bool,
+) -> bool {
+    for (blk, (s, k)) in dots.chunks(64).zip(keys.chunks(64)).enumerate() {
+        let m = s
+            .iter()
+            .zip(k)
+            .map(|(s, k)| s - k)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if m >= c {
+            for (o, (&sv, &kv)) in s.iter().zip(k).enumerate() {
+                if sv - kv >= c && check(blk * 64 + o, sv) {
+                    return true;
+                }
+            }
         }
     }
+    false
 }
 
 /// The greedy keep flags for `thresh` (rows in order); `None` as soon as more than `max_kept`
@@ -147,25 +182,25 @@ pub(crate) fn keep(rows: &Rows<'_>, thresh: f64, max_kept: Option<usize>) -> Opt
     let mut kept = vec![false; n];
     let mut kept_idx: Vec<usize> = Vec::new();
     let mut kept_rows: Vec<f32> = Vec::new();
+    let mut kept_keys: Vec<f32> = Vec::new();
     for c0 in (0..n).step_by(CHUNK) {
         let c1 = (c0 + CHUNK).min(n);
         // Against rows kept before the chunk.
         let mut dup = vec![false; c1 - c0];
         if !kept_idx.is_empty() {
-            let kmat = Array2::from_shape_vec((kept_idx.len(), dim), kept_rows.clone())
-                .unwrap_or_else(|_| Array2::zeros((0, dim)));
-            let dots = rows.dots(c0..c1, &kmat);
+            let kview = ArrayView2::from_shape((kept_idx.len(), dim), &kept_rows[..]).ok()?;
+            let dots = crate::matmul::dot_t(rows.rows.slice(s![c0..c1, ..]), kview);
             for (di, srow) in dots.axis_iter(Axis(0)).enumerate() {
                 let i = c0 + di;
-                dup[di] = srow
-                    .iter()
-                    .zip(&kept_idx)
-                    .any(|(&s, &j)| rows.within(i, j, s, thresh));
+                let srow = srow.as_slice()?;
+                dup[di] = any_within(srow, &kept_keys, rows.cutoff(i, thresh), |pos, s| {
+                    rows.within(i, kept_idx[pos], s, thresh)
+                });
             }
         }
         // Inside the chunk, in order.
-        let own = rows.rows.slice(s![c0..c1, ..]).to_owned();
-        let inner = rows.dots(c0..c1, &own);
+        let own = rows.rows.slice(s![c0..c1, ..]);
+        let inner = crate::matmul::dot_t(own, own);
         let mut chunk_kept: Vec<usize> = Vec::new();
         for di in 0..(c1 - c0) {
             let i = c0 + di;
@@ -178,6 +213,7 @@ pub(crate) fn keep(rows: &Rows<'_>, thresh: f64, max_kept: Option<usize>) -> Opt
                 kept[i] = true;
                 kept_idx.push(i);
                 kept_rows.extend(rows.rows.row(i).iter());
+                kept_keys.push(rows.key(i));
                 if max_kept.is_some_and(|m| kept_idx.len() > m) {
                     return None;
                 }
@@ -207,7 +243,7 @@ pub(crate) fn nearest_kept(rows: &Rows<'_>, kept: &[bool]) -> Vec<(usize, usize,
         for (r, &i) in chunk.iter().enumerate() {
             dmat.row_mut(r).assign(&rows.rows.row(i));
         }
-        let dots = dmat.dot(&kmat.t());
+        let dots = crate::matmul::dot_t(dmat.view(), kmat.view());
         for (r, srow) in dots.axis_iter(Axis(0)).enumerate() {
             let i = chunk[r];
             // The best approximate distance, then every kept row within twice the bound of it,

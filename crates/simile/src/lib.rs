@@ -38,6 +38,7 @@ mod error;
 mod greedy;
 mod index;
 pub mod io;
+mod matmul;
 pub mod model;
 mod model_loader;
 mod neighbors;

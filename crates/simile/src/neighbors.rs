@@ -161,7 +161,7 @@ fn block_pass(
     let (i1, j1) = ((i0 + BLOCK).min(n), (j0 + BLOCK).min(n));
     let a = p.rows.slice(s![i0..i1, ..]);
     let b = p.rows.slice(s![j0..j1, ..]);
-    let dots = a.dot(&b.t());
+    let dots = crate::matmul::dot_t_on(a, b, 1);
     for (di, srow) in dots.axis_iter(Axis(0)).enumerate() {
         let i = i0 + di;
         for (dj, &s) in srow.iter().enumerate() {

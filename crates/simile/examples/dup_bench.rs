@@ -1,0 +1,120 @@
+//! Near-duplicate benchmarks (`cargo xtask bench` runs each phase in its own process, so peak
+//! RSS is per phase). Data: N random 512-d vectors in [-1, 1) with 1 % planted near-duplicates
+//! (a copy of another row + 0.01 · uniform noise), cosine, on the exact backend.
+//!
+//! `dup_bench dups N THRESH` · `dup_bench unique N COUNT` · `dup_bench uniqueness N` ·
+//! `dup_bench gemm`: prints one JSON line.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use simile::ndarray::Array2;
+use simile::{DuplicatesBy, NewSample, SimilarityOptions, UniquenessSource};
+
+const DIM: usize = 512;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn planted(n: usize) -> (Array2<f32>, usize) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    let mut m = Array2::from_shape_fn((n, DIM), |_| rng.random_range(-1.0f32..1.0));
+    let planted = n / 100;
+    for k in 0..planted {
+        let dst = n - 1 - k;
+        let src = rng.random_range(0..n - planted);
+        let row = m.row(src).to_owned();
+        for (x, s) in m.row_mut(dst).iter_mut().zip(row.iter()) {
+            *x = s + 0.01 * rng.random_range(-1.0f32..1.0);
+        }
+    }
+    (m, planted)
+}
+
+fn index(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    simile::Dataset,
+    simile::SimilarityIndex,
+    usize,
+) {
+    let home = tempfile::tempdir().unwrap();
+    let simile = simile::Simile::builder()
+        .settings(simile::Settings::for_home(home.path()))
+        .brain_config(simile::BrainConfig::default())
+        .open()
+        .unwrap();
+    let ds = simile.create_dataset("d").unwrap();
+    ds.add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
+        .unwrap();
+    let (emb, planted) = planted(n);
+    let index = ds
+        .compute_similarity(SimilarityOptions::new().brain_key("emb").embeddings(emb))
+        .unwrap();
+    (home, ds, index, planted)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map_or("gemm", String::as_str);
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let out = match what {
+        "dups" => {
+            let thresh: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.1);
+            let (_h, _ds, index, planted) = index(n);
+            let t = Instant::now();
+            let d = index
+                .find_duplicates(Some(DuplicatesBy::Thresh(thresh)))
+                .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            serde_json::json!({"n": n, "thresh": thresh, "seconds": secs, "duplicates": d.duplicate_ids.len(), "planted": planted, "peak_rss_mb": peak_rss_mb()})
+        }
+        "unique" => {
+            let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(n / 2);
+            let (_h, _ds, index, _) = index(n);
+            let t = Instant::now();
+            let d = index.find_unique(count).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            serde_json::json!({"n": n, "count": count, "got": d.unique_ids.len(), "seconds": secs, "peak_rss_mb": peak_rss_mb()})
+        }
+        "uniqueness" => {
+            let (_h, ds, _index, _) = index(n);
+            let t = Instant::now();
+            ds.view()
+                .compute_uniqueness("uniqueness", UniquenessSource::BrainKey("emb".into()))
+                .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            serde_json::json!({"n": n, "seconds": secs, "peak_rss_mb": peak_rss_mb()})
+        }
+        _ => {
+            // The GEMM rate this build reaches on two threads (the all-pairs floor).
+            let m = 4096;
+            let a = Array2::from_shape_fn((m, DIM), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.1);
+            let b = Array2::from_shape_fn((m, DIM), |(i, j)| ((i * 3 + j) % 11) as f32 * 0.1);
+            let _ = a.slice(simile::ndarray::s![..256, ..]).dot(&b.t());
+            let t = Instant::now();
+            let half = m / 2;
+            std::thread::scope(|s| {
+                let h = s.spawn(|| a.slice(simile::ndarray::s![..half, ..]).dot(&b.t()));
+                let _ = a.slice(simile::ndarray::s![half.., ..]).dot(&b.t());
+                let _ = h.join();
+            });
+            let secs = t.elapsed().as_secs_f64();
+            let gflops = 2.0 * (m * m * DIM) as f64 / secs / 1e9;
+            serde_json::json!({"gflops": gflops})
+        }
+    };
+    println!("{out}");
+}
