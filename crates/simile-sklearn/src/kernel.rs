@@ -1,18 +1,53 @@
-//! The hot loops: `f32` dot products / squared distances of one query against many rows, and the
-//! `f64` exact distances that decide the final order.
+//! The hot loops of the exact backend: `f32` kernels that score one query against many rows, and
+//! the `f64` exact distances that decide what is returned.
 //!
-//! The `f32` kernels keep 16 independent accumulators so LLVM vectorises them; on x86-64 the same
-//! code is additionally compiled with AVX2+FMA enabled and picked at run time.
+//! # Design
+//!
+//! **Passes.** A search (`search.rs`) makes up to three passes over its candidates:
+//! 1. [`scan_bf16`]: the query against the bfloat16 copy of the rows (half the bytes of `f32`);
+//! 2. [`scan_f32`]: when many rows survive pass 1 (near-duplicates), the survivors again, against
+//!    the `f32` rows;
+//! 3. [`exact_distance8`] / [`exact_distance`]: the last survivors, in `f64`.
+//!
+//! Passes 1 and 2 only prune: a row is dropped when even its most favourable rounding error
+//! cannot bring it among the best `k`. Only pass 3 produces the distances that are returned.
+//!
+//! **Error bounds.** Pruning rests on two bounds, which `search.rs` turns into per-row margins
+//! (with extra slack):
+//! - accumulation in `f32`: a computed dot product is within [`rel_error`]`(dim) · ‖a‖·‖b‖` of the
+//!   exact one (a squared distance within `rel_error(dim) · ‖a − b‖²`), `rel_error(dim) = (dim +
+//!   32)·ε`. A chain of `L` roundings errs by at most `γ_L ≈ L·ε/2` relative, and the longest chain
+//!   is about `dim/16 + 5` in the portable kernels (16 lanes, then 4 levels of reduction) and
+//!   `dim/32 + 21` in the AVX2 ones (4×8 lanes with FMA, a few 8- or 16-wide steps, 5 levels of
+//!   reduction, at most 15 scalar tail steps): both well inside the bound.
+//! - rounding to bfloat16: every stored value moves by at most [`BF16_UNIT`] of itself, so a dot
+//!   product by at most `BF16_UNIT · ‖a‖·‖r‖` more.
+//!
+//! **Bit-identical results.** The fast kernels differ between the AVX2 and portable paths
+//! (summation order, FMA), which is harmless: they only prune, with bounds that hold for both.
+//! The exact pass performs, for each row, exactly the operations of
+//! [`Metric::reference_distance`] in its order: `f64` conversions, sums starting from `-0.0` like
+//! `Sum for f64`, a multiply then an add (never an FMA, which rounds once instead of twice), and
+//! the same final step ([`finish`]). Rows are independent lanes (one, four or eight at a time,
+//! in portable code or AVX2 registers) and are never summed across, so every lane rounds like the
+//! scalar reference. Keys, order and distance bits are therefore the same on every CPU, thread
+//! count and SIMD path (`exact_is_bit_identical_to_reference` here, and end to end
+//! `portable_kernels_give_the_same_results` in `search.rs`).
+//!
+//! **Dispatch.** On x86-64 with AVX2 and FMA (detected at run time, see `has_avx2`), the scans,
+//! the row derivation and the 8-row exact distance run hand-written intrinsics (the `avx2`
+//! module); everywhere else, portable code written with independent accumulators so that LLVM
+//! vectorises it for the baseline target.
 
 use simile_index::Metric;
 
 /// Number of independent `f32` accumulators in the fast kernels.
 const LANES: usize = 16;
 
-/// A relative error bound for the fast `f32` kernels on `dim`-long vectors: the computed dot
-/// product differs from the exact one by at most `rel_error(dim) · ‖a‖·‖b‖` (and the squared
-/// distance by at most `rel_error(dim) · ‖a − b‖²`). Deliberately generous (about twice the
-/// textbook `γ_n` bound for the 16-lane summation order).
+/// A relative error bound for the fast `f32` kernels (portable and AVX2) on `dim`-long vectors:
+/// the computed dot product differs from the exact one by at most `rel_error(dim) · ‖a‖·‖b‖`
+/// (and the squared distance by at most `rel_error(dim) · ‖a − b‖²`). Deliberately generous:
+/// see the module's notes on error bounds.
 pub(crate) fn rel_error(dim: usize) -> f32 {
     (dim as f32 + 32.0) * f32::EPSILON
 }
@@ -137,8 +172,8 @@ pub(crate) enum Rows<'a> {
     List(&'a [u32]),
 }
 
-/// Writes the raw kernel value (dot product, or squared distance when `l2`) of `q` against each
-/// visited row into `out`, with the per-row kernels `dot` / `l2sq`.
+/// Writes `kernel(row)` (a dot product or squared distance against the query) of each visited
+/// row into `out`.
 ///
 /// For scattered rows, `prefetch` is called on the row [`PREFETCH_AHEAD`] positions ahead: the
 /// hardware prefetchers do not follow such access patterns.
@@ -266,7 +301,8 @@ fn scan_bf16_portable(
     }
 }
 
-/// Hand-written AVX2+FMA kernels: four 8-lane accumulators, 32 values per step.
+/// Hand-written AVX2+FMA kernels. The `f32` and bfloat16 scans keep four 8-lane accumulators (32
+/// values per step, with FMA); the exact distance runs eight rows in `f64` lanes, without FMA.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -487,15 +523,7 @@ mod avx2 {
             }
             out
         };
-        let s = lanes(acc);
-        match metric {
-            Metric::Euclidean => s.map(f64::sqrt),
-            Metric::DotProduct => s.map(|d| -d),
-            Metric::Cosine => {
-                let nn = lanes(nrm);
-                std::array::from_fn(|i| super::cosine_from(s[i], qn, nn[i]))
-            }
-        }
+        super::finish(metric, qn, lanes(acc), lanes(nrm))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -614,89 +642,12 @@ fn derive_rows_portable(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f
 /// given `qn = norm64(q)`.
 #[inline]
 pub(crate) fn exact_distance(metric: Metric, q: &[f32], qn: f64, row: &[f32]) -> f64 {
-    match metric {
-        Metric::DotProduct => -dot64(q, row),
-        Metric::Euclidean => q
-            .iter()
-            .zip(row)
-            .map(|(x, y)| {
-                let d = f64::from(*x) - f64::from(*y);
-                d * d
-            })
-            .sum::<f64>()
-            .sqrt(),
-        Metric::Cosine => {
-            let rn = norm64(row);
-            if qn == 0.0 || rn == 0.0 {
-                1.0
-            } else {
-                (1.0 - dot64(q, row) / (qn * rn)).clamp(0.0, 2.0)
-            }
-        }
-    }
+    let [d] = exact_lanes(metric, q, qn, [row]);
+    d
 }
 
-/// [`exact_distance`] of `q` to four rows at once (independent `f64` chains, each in the
-/// reference's order, so the bits are identical, just faster).
-#[inline]
-pub(crate) fn exact_distance4(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 4]) -> [f64; 4] {
-    let n = q.len();
-    let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
-    // `Sum for f64` starts from -0.0; do the same.
-    let mut s = [-0.0f64; 4];
-    match metric {
-        Metric::Euclidean => {
-            for j in 0..n {
-                let x = f64::from(q[j]);
-                let d = [
-                    x - f64::from(r0[j]),
-                    x - f64::from(r1[j]),
-                    x - f64::from(r2[j]),
-                    x - f64::from(r3[j]),
-                ];
-                for i in 0..4 {
-                    s[i] += d[i] * d[i];
-                }
-            }
-            s.map(f64::sqrt)
-        }
-        Metric::DotProduct => {
-            for j in 0..n {
-                let x = f64::from(q[j]);
-                let y = [
-                    f64::from(r0[j]),
-                    f64::from(r1[j]),
-                    f64::from(r2[j]),
-                    f64::from(r3[j]),
-                ];
-                for i in 0..4 {
-                    s[i] += x * y[i];
-                }
-            }
-            s.map(|d| -d)
-        }
-        Metric::Cosine => {
-            let mut nn = [-0.0f64; 4];
-            for j in 0..n {
-                let x = f64::from(q[j]);
-                let y = [
-                    f64::from(r0[j]),
-                    f64::from(r1[j]),
-                    f64::from(r2[j]),
-                    f64::from(r3[j]),
-                ];
-                for i in 0..4 {
-                    s[i] += x * y[i];
-                    nn[i] += y[i] * y[i];
-                }
-            }
-            std::array::from_fn(|i| cosine_from(s[i], qn, nn[i]))
-        }
-    }
-}
-
-/// [`exact_distance`] of `q` to eight rows at once: the same per-row `f64` operations in the same
-/// order (so the same bits), vectorised across rows with AVX2 where available.
+/// [`exact_distance`] of `q` to eight rows at once (the same bits): the one dispatch between
+/// the AVX2 kernel and the portable one.
 #[inline]
 pub(crate) fn exact_distance8(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 8]) -> [f64; 8] {
     #[cfg(target_arch = "x86_64")]
@@ -704,29 +655,77 @@ pub(crate) fn exact_distance8(metric: Metric, q: &[f32], qn: f64, rows: [&[f32];
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         return unsafe { avx2::exact8(metric, q, qn, rows) };
     }
+    exact8_portable(metric, q, qn, rows)
+}
+
+/// [`exact_distance8`] without AVX2: two groups of four lanes (measured faster than one of
+/// eight for dot products and euclidean distances).
+fn exact8_portable(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; 8]) -> [f64; 8] {
     let [a, b, c, d, e, f, g, h] = rows;
-    let lo = exact_distance4(metric, q, qn, [a, b, c, d]);
-    let hi = exact_distance4(metric, q, qn, [e, f, g, h]);
+    let lo = exact_lanes(metric, q, qn, [a, b, c, d]);
+    let hi = exact_lanes(metric, q, qn, [e, f, g, h]);
     [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
 }
 
-/// The final step of the exact cosine distance, as [`Metric::reference_distance`] does it.
+/// The exact distances of `q` to `N` rows, each computed with the operations of
+/// [`Metric::reference_distance`] in its order (sums from `-0.0`, separate multiply and add),
+/// one independent lane per row so the compiler can keep the lanes in vector registers.
 #[inline(always)]
-fn cosine_from(dot: f64, qn: f64, rn2: f64) -> f64 {
-    let rn = rn2.sqrt();
-    if qn == 0.0 || rn == 0.0 {
-        1.0
-    } else {
-        (1.0 - dot / (qn * rn)).clamp(0.0, 2.0)
+fn exact_lanes<const N: usize>(metric: Metric, q: &[f32], qn: f64, rows: [&[f32]; N]) -> [f64; N] {
+    let n = q.len();
+    let rows = rows.map(|r| &r[..n]);
+    // `Sum for f64` starts from -0.0; do the same.
+    let mut s = [-0.0f64; N];
+    let mut nn = [-0.0f64; N];
+    match metric {
+        Metric::Euclidean => {
+            for (j, x) in q.iter().enumerate() {
+                let x = f64::from(*x);
+                for i in 0..N {
+                    let d = x - f64::from(rows[i][j]);
+                    s[i] += d * d;
+                }
+            }
+        }
+        Metric::DotProduct => {
+            for (j, x) in q.iter().enumerate() {
+                let x = f64::from(*x);
+                for i in 0..N {
+                    s[i] += x * f64::from(rows[i][j]);
+                }
+            }
+        }
+        Metric::Cosine => {
+            for (j, x) in q.iter().enumerate() {
+                let x = f64::from(*x);
+                for i in 0..N {
+                    let y = f64::from(rows[i][j]);
+                    s[i] += x * y;
+                    nn[i] += y * y;
+                }
+            }
+        }
     }
+    finish(metric, qn, s, nn)
 }
 
-#[inline]
-fn dot64(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum()
+/// The last step of the exact distances, as [`Metric::reference_distance`] does it, from the
+/// per-row sums: `s` (squared differences under euclidean, dot products otherwise) and, for
+/// cosine, `nn` (squared row norms).
+#[inline(always)]
+fn finish<const N: usize>(metric: Metric, qn: f64, s: [f64; N], nn: [f64; N]) -> [f64; N] {
+    match metric {
+        Metric::Euclidean => s.map(f64::sqrt),
+        Metric::DotProduct => s.map(|d| -d),
+        Metric::Cosine => std::array::from_fn(|i| {
+            let rn = nn[i].sqrt();
+            if qn == 0.0 || rn == 0.0 {
+                1.0
+            } else {
+                (1.0 - s[i] / (qn * rn)).clamp(0.0, 2.0)
+            }
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -860,7 +859,7 @@ mod tests {
                         if i + 4 <= n {
                             let rows: [&[f32]; 4] =
                                 std::array::from_fn(|j| &data[(i + j) * dim..(i + j + 1) * dim]);
-                            let got4 = exact_distance4(m, &q, qn, rows);
+                            let got4 = exact_lanes(m, &q, qn, rows);
                             assert_eq!(got4[0].to_bits(), want.to_bits(), "{m} row {i} (x4)");
                         }
                         // Eight rows starting anywhere (wrapping), so every row takes every lane.
@@ -869,13 +868,19 @@ mod tests {
                             &data[r * dim..(r + 1) * dim]
                         });
                         let got8 = exact_distance8(m, &q, qn, rows);
-                        for (j, got) in got8.iter().enumerate() {
+                        let portable8 = exact8_portable(m, &q, qn, rows);
+                        for (j, (got, portable)) in got8.iter().zip(portable8).enumerate() {
                             let r = (i + j) % n;
                             let want = m.reference_distance(&q, &data[r * dim..(r + 1) * dim]);
                             assert_eq!(
                                 got.to_bits(),
                                 want.to_bits(),
                                 "{m} dim {dim} row {r} (x8 lane {j})"
+                            );
+                            assert_eq!(
+                                portable.to_bits(),
+                                want.to_bits(),
+                                "{m} dim {dim} row {r} (portable x8 lane {j})"
                             );
                         }
                     }

@@ -1,11 +1,13 @@
 //! Exact brute-force k-NN over a [`Store`].
 //!
-//! Two passes: a fast `f32` scan (vectorised, split across threads) gives an approximate distance
-//! for every candidate row; a bounded heap finds the k-th best of those; every row within a proven
-//! error margin of it is then re-scored exactly in `f64` (the same formulas as
-//! [`Metric::reference_distance`]) and the survivors are ordered with [`sort_neighbors`]. The
-//! result is therefore exactly what the naive reference would return (ranked by the reported
-//! `f32` distance, ties by key), at the speed of the `f32` scan.
+//! Up to three passes (the `kernel` module's notes give the error bounds): a bfloat16 scan
+//! (vectorised, split across threads) gives every candidate row an approximate distance with a
+//! proven error bound; a bounded heap finds the k-th best worst case, and every row that could
+//! still beat it survives. When many survive (near-duplicates), an `f32` scan of the survivors
+//! narrows them the same way. The last survivors are re-scored exactly in `f64` (the same
+//! formulas as [`Metric::reference_distance`]) and ordered with [`sort_neighbors`]. The result is
+//! therefore exactly what the naive reference would return (ranked by the reported `f32`
+//! distance, ties by key), at the speed of the half-precision scan.
 
 use std::collections::BinaryHeap;
 use std::thread;
