@@ -23,6 +23,7 @@
 
 mod api;
 mod assets;
+mod dups;
 mod error;
 mod media;
 mod sort;
@@ -99,6 +100,8 @@ pub fn router_with(simile: Simile, options: AppOptions) -> Router {
         .route("/api/datasets/{name}/runs", get(api::runs))
         .route("/api/datasets/{name}/sort", post(sort::sort))
         .route("/api/datasets/{name}/tags", post(api::tags))
+        .route("/api/datasets/{name}/duplicates", post(dups::duplicates))
+        .route("/api/datasets/{name}/distances", get(dups::distances))
         .route("/media/{id}", get(media::media))
         .route("/thumb/{id}", get(media::thumb))
         .route("/crop/{id}/{label_id}", get(media::crop))

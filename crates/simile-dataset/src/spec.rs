@@ -41,6 +41,7 @@ fn check_stage(stage: &Stage) -> Result<()> {
         }),
         Stage::Match(f) => check_filter(f),
         Stage::MatchTags(tags) => tags.iter().try_for_each(|t| check_tag(t)),
+        Stage::SortBy { field, .. } => check_match_field(field),
         Stage::FilterLabels { field, filter, .. } => {
             check_field_name(field)?;
             check_label_filter(filter)
@@ -113,10 +114,10 @@ mod tests {
     fn round_trip() {
         let json = r#"[{"match":{"eq":["label","cat"]}},{"match_tags":["dup"]},
             {"filter_labels":{"field":"ground_truth","filter":{"label_in":["circle"]}}},
-            {"take":{"n":3,"seed":7}},{"limit":2},{"skip":1},
+            {"take":{"n":3,"seed":7}},{"limit":2},{"skip":1},{"sort_by":{"field":"u","reverse":true}},
             {"match":{"and":[{"gte":["confidence",0.5]},{"not":{"exists":"x"}},{"contains":["tags","a"]}]}}]"#;
         let stages = parse_stages(json).expect("parses");
-        assert_eq!(stages.len(), 7);
+        assert_eq!(stages.len(), 8);
         assert!(matches!(
             &stages[2],
             Stage::FilterLabels {

@@ -40,6 +40,12 @@ pub enum Stage {
     Match(Filter),
     /// Samples with any of these tags (FiftyOne's `match_tags`).
     MatchTags(Vec<String>),
+    /// Orders samples by a field's value (numbers, then strings; samples without it last).
+    SortBy {
+        field: String,
+        #[serde(default)]
+        reverse: bool,
+    },
     /// Keeps only matching labels in `field`; drops samples left with none when `only_matches`.
     FilterLabels {
         field: String,
@@ -64,7 +70,10 @@ impl Stage {
     fn needs_fields(&self) -> bool {
         matches!(
             self,
-            Stage::Match(_) | Stage::MatchTags(_) | Stage::FilterLabels { .. }
+            Stage::Match(_)
+                | Stage::MatchTags(_)
+                | Stage::FilterLabels { .. }
+                | Stage::SortBy { .. }
         )
     }
     /// The sample filter of a matching stage (`match`, `match_tags`).
@@ -176,6 +185,13 @@ impl View {
     /// Samples with any of these tags.
     pub fn match_tags(&self, tags: &[String]) -> View {
         self.with_stage(Stage::MatchTags(tags.to_vec()))
+    }
+    /// Orders the samples by a field (see [`Stage::SortBy`]).
+    pub fn sort_by(&self, field: &str, reverse: bool) -> View {
+        self.with_stage(Stage::SortBy {
+            field: field.to_string(),
+            reverse,
+        })
     }
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.with_stage(Stage::FilterLabels {
@@ -407,6 +423,22 @@ fn apply(stage: &Stage, rows: Vec<Row>) -> Result<Vec<Row>> {
             rows.truncate(*n);
             rows
         }
+        Stage::SortBy { field, reverse } => {
+            let mut rows = rows;
+            let key = |r: &Row| sort_key(r.fields.as_ref().and_then(|m| m.get(field)));
+            rows.sort_by(|a, b| {
+                let (ka, kb) = (key(a), key(b));
+                // Missing values stay last in either direction.
+                match (&ka, &kb) {
+                    (SortKey::Missing, SortKey::Missing) => std::cmp::Ordering::Equal,
+                    (SortKey::Missing, _) => std::cmp::Ordering::Greater,
+                    (_, SortKey::Missing) => std::cmp::Ordering::Less,
+                    _ if *reverse => kb.cmp(&ka),
+                    _ => ka.cmp(&kb),
+                }
+            });
+            rows
+        }
         Stage::Limit(n) => rows.into_iter().take(*n).collect(),
         Stage::Skip(n) => rows.into_iter().skip(*n).collect(),
         Stage::Match(_) | Stage::MatchTags(_) => {
@@ -440,4 +472,32 @@ fn apply(stage: &Stage, rows: Vec<Row>) -> Result<Vec<Row>> {
             out
         }
     })
+}
+
+/// A field value as a sort key: numbers, then strings, then anything else; missing last.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+    Other(String),
+    Missing,
+}
+
+impl Eq for SortKey {}
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
+            _ => self.partial_cmp(other).unwrap_or(std::cmp::Ordering::Equal),
+        }
+    }
+}
+
+fn sort_key(v: Option<&Value>) -> SortKey {
+    match v {
+        None | Some(Value::Null) => SortKey::Missing,
+        Some(Value::Number(n)) => n.as_f64().map_or(SortKey::Missing, SortKey::Number),
+        Some(Value::String(s)) => SortKey::Text(s.clone()),
+        Some(other) => SortKey::Other(other.to_string()),
+    }
 }

@@ -138,6 +138,10 @@ impl View {
     pub fn match_tags(&self, tags: &[String]) -> View {
         self.wrap(self.inner.match_tags(tags))
     }
+    /// Orders the samples by a field (missing values last).
+    pub fn sort_by(&self, field: &str, reverse: bool) -> View {
+        self.wrap(self.inner.sort_by(field, reverse))
+    }
     /// One row per label of a detections field.
     pub fn to_patches(&self, field: &str) -> PatchesView {
         PatchesView {

@@ -332,3 +332,84 @@ async fn a_milvus_index_works_like_an_exact_one() {
         .unwrap();
     drop(emb);
 }
+
+#[tokio::test]
+async fn duplicates_panel_routes_answer_what_the_facade_answers() {
+    let (_home, simile, _ids) = fixture(40);
+    let app = simile_app::router(simile.clone());
+    let r = post(
+        &app,
+        "/api/datasets/d/duplicates",
+        &json!({"brain_key": "emb", "fraction": 0.2}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got = r.json();
+    let index = simile
+        .load_dataset("d")
+        .unwrap()
+        .load_brain_results("emb")
+        .unwrap();
+    let want = index
+        .find_duplicates(Some(simile::DuplicatesBy::Fraction(0.2)))
+        .unwrap();
+    assert_eq!(got["thresh"].as_f64(), Some(want.thresh));
+    let dup_ids: Vec<String> = serde_json::from_value(got["duplicate_ids"].clone()).unwrap();
+    assert_eq!(dup_ids, want.duplicate_ids);
+    assert_eq!(dup_ids.len(), 8);
+    // Groups: nearest duplicate first; every member is a duplicate with its filepath.
+    let groups = got["groups"].as_array().unwrap();
+    let firsts: Vec<f64> = groups
+        .iter()
+        .map(|g| g["duplicates"][0]["distance"].as_f64().unwrap())
+        .collect();
+    assert!(firsts.windows(2).all(|w| w[0] <= w[1]));
+    for g in groups {
+        assert!(want
+            .unique_ids
+            .contains(&g["id"].as_str().unwrap().to_string()));
+        assert!(g["filepath"].as_str().unwrap().ends_with(".png"));
+    }
+    let hist = get(&app, "/api/datasets/d/distances?brain_key=emb&bins=10")
+        .await
+        .json();
+    let total: u64 = hist["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 40);
+    assert_eq!(hist["metric"], "cosine");
+    // Uniqueness as a sortable field through the view description.
+    let ds = simile.load_dataset("d").unwrap();
+    ds.view()
+        .compute_uniqueness(
+            "uniqueness",
+            simile::UniquenessSource::BrainKey("emb".into()),
+        )
+        .unwrap();
+    let view = json!([{"sort_by": {"field": "uniqueness", "reverse": true}}]).to_string();
+    let p = get(
+        &app,
+        &format!("/api/datasets/d/samples?limit=40&view={}", enc(&view)),
+    )
+    .await
+    .json();
+    let u: Vec<f64> = p["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["fields"]["uniqueness"].as_f64().unwrap())
+        .collect();
+    assert!(u.windows(2).all(|w| w[0] >= w[1]), "most unique first");
+    assert_eq!(u[0], 1.0);
+    // Errors stay typed.
+    let r = post(
+        &app,
+        "/api/datasets/d/duplicates",
+        &json!({"brain_key": "emb", "thresh": 0.1, "fraction": 0.1}),
+    )
+    .await;
+    assert_eq!(r.error_kind(), "bad_request");
+}

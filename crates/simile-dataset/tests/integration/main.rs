@@ -456,3 +456,37 @@ fn deep_pages_and_counts_follow_every_change_from_any_connection() {
     assert_eq!(ds.view().page(1500, 1).unwrap().samples[0].id(), ids[1520]);
     assert_eq!(view.count().unwrap(), 2500);
 }
+
+#[test]
+fn sort_by_orders_numbers_then_strings_with_missing_last() {
+    let (_d, store) = store();
+    let ds = store.create_dataset("s").unwrap();
+    let vals = [
+        json!(0.5),
+        json!(null),
+        json!(2),
+        json!("b"),
+        json!(-1.0),
+        json!("a"),
+    ];
+    let mut samples: Vec<NewSample> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| NewSample::new(format!("{i}.jpg")).with_field("u", v.clone()))
+        .collect();
+    samples.push(NewSample::new("none.jpg"));
+    let ids = ds.add_samples(samples).unwrap();
+    let asc = ds.view().sort_by("u", false).ids().unwrap();
+    assert_eq!(asc, [4, 0, 2, 5, 3, 1, 6].map(|i| ids[i].clone()).to_vec());
+    let desc = ds.view().sort_by("u", true).ids().unwrap();
+    assert_eq!(desc, [3, 5, 2, 0, 4, 1, 6].map(|i| ids[i].clone()).to_vec());
+    // Pages of a sorted view follow the sort.
+    let page = ds.view().sort_by("u", true).page(1, 2).unwrap();
+    assert_eq!(
+        page.samples
+            .iter()
+            .map(|s| s.id().to_string())
+            .collect::<Vec<_>>(),
+        vec![ids[5].clone(), ids[2].clone()]
+    );
+}
