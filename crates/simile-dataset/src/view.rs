@@ -475,7 +475,7 @@ fn apply(stage: &Stage, rows: Vec<Row>) -> Result<Vec<Row>> {
 }
 
 /// A field value as a sort key: numbers, then strings, then anything else; missing last.
-#[derive(Debug, PartialEq, PartialOrd)]
+#[derive(Debug, PartialEq)]
 enum SortKey {
     Number(f64),
     Text(String),
@@ -483,12 +483,31 @@ enum SortKey {
     Missing,
 }
 
+impl SortKey {
+    fn rank(&self) -> u8 {
+        match self {
+            SortKey::Number(_) => 0,
+            SortKey::Text(_) => 1,
+            SortKey::Other(_) => 2,
+            SortKey::Missing => 3,
+        }
+    }
+}
+
 impl Eq for SortKey {}
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for SortKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         match (self, other) {
             (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
-            _ => self.partial_cmp(other).unwrap_or(std::cmp::Ordering::Equal),
+            (SortKey::Text(a), SortKey::Text(b)) | (SortKey::Other(a), SortKey::Other(b)) => {
+                a.cmp(b)
+            }
+            _ => self.rank().cmp(&other.rank()),
         }
     }
 }
