@@ -9,4 +9,5 @@ mod errors;
 mod milvus;
 mod patches;
 mod recipes;
+mod reliability;
 mod runs;

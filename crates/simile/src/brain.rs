@@ -42,6 +42,7 @@ fn open_params(
     overrides: &Map<String, Value>,
 ) -> Result<BackendParams> {
     let mut params = ctx.config.backend_params(&rec.method, overrides);
+    ctx.check_params(&rec.method, &params)?;
     for (k, v) in &rec.config {
         if !FACADE_KEYS.contains(&k.as_str()) {
             params.insert(k.clone(), v.clone());

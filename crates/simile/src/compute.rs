@@ -39,9 +39,17 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
             return Err(simile_runs::RunsError::DuplicateKey(key.clone()).into());
         }
     }
+    // A blank name is a mistake, not a request for the default.
+    if let Some(blank) = options.backend.as_deref().filter(|b| b.trim().is_empty()) {
+        return Err(Error::UnknownBackend {
+            name: blank.to_string(),
+            available: ctx.backends.keys().cloned().collect(),
+        });
+    }
     let method = ctx.config.resolve_backend(options.backend.as_deref());
     let factory = ctx.factory(&method)?;
     let mut params = ctx.config.backend_params(&method, &options.params);
+    ctx.check_params(&method, &params)?;
     let metric: Metric = match params.get("metric") {
         Some(Value::String(m)) => m.parse()?,
         Some(Value::Null) | None => factory.default_metric(),

@@ -2,6 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use serde_json::{Map, Value};
 use simile_config::{BrainConfig, Settings};
 use simile_dataset::Store;
 use simile_index::BackendFactory;
@@ -17,6 +18,9 @@ pub(crate) struct Ctx {
     pub(crate) settings: Settings,
     pub(crate) config: BrainConfig,
     pub(crate) backends: BTreeMap<String, Arc<dyn BackendFactory>>,
+    /// The parameters each built-in backend reads (backends registered by the user are not
+    /// checked: simile cannot know theirs).
+    pub(crate) known_params: BTreeMap<String, &'static [&'static str]>,
     /// Loaded indexes by (dataset db id, brain key).
     pub(crate) cache: Mutex<HashMap<(i64, String), Arc<IndexState>>>,
     /// Loaded models by name.
@@ -41,6 +45,28 @@ impl Ctx {
                 name: name.to_string(),
                 available: self.backends.keys().cloned().collect(),
             })
+    }
+
+    /// Refuses parameters the backend does not read (a typo would otherwise be silently
+    /// ignored). `config_cls`, which FiftyOne's brain config holds for its Python classes, is
+    /// ignored.
+    pub(crate) fn check_params(&self, method: &str, params: &Map<String, Value>) -> Result<()> {
+        let Some(known) = self.known_params.get(method) else {
+            return Ok(());
+        };
+        let unknown: Vec<String> = params
+            .keys()
+            .filter(|k| k.as_str() != "config_cls" && !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(Error::UnknownParams {
+            backend: method.to_string(),
+            unknown,
+            known: known.iter().map(|k| (*k).to_string()).collect(),
+        })
     }
 
     pub(crate) fn cache_lock(
@@ -111,7 +137,17 @@ impl SimileBuilder {
         };
         let store = Store::open_with(&settings.home, &[migrate_runs])?;
         let mut backends: BTreeMap<String, Arc<dyn BackendFactory>> = BTreeMap::new();
-        for f in builtin_backends().into_iter().chain(self.backends) {
+        let mut known_params = BTreeMap::new();
+        known_params.insert(simile_sklearn::BACKEND.to_string(), simile_sklearn::PARAMS);
+        known_params.insert(
+            simile_milvus::BACKEND.to_string(),
+            simile_milvus::config::PARAMS,
+        );
+        for f in builtin_backends() {
+            backends.insert(f.name().to_string(), f);
+        }
+        for f in self.backends {
+            known_params.remove(f.name());
             backends.insert(f.name().to_string(), f);
         }
         Ok(Simile {
@@ -120,6 +156,7 @@ impl SimileBuilder {
                 settings,
                 config,
                 backends,
+                known_params,
                 cache: Mutex::new(HashMap::new()),
                 models: Mutex::new(HashMap::new()),
             }),

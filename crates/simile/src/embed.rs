@@ -121,6 +121,7 @@ pub(crate) fn embed_rows(
     model: &dyn EmbeddingModel,
     job: &EmbedJob<'_>,
 ) -> Result<Vec<(usize, Vec<f32>)>> {
+    check_batch_size(job.batch_size)?;
     let wanted: HashSet<&str> = which.iter().map(|i| rows[*i].1.as_str()).collect();
     let mut paths = HashMap::new();
     let mut boxes = HashMap::new();
@@ -185,6 +186,17 @@ pub(crate) fn embed_rows(
     Ok(out)
 }
 
+/// A batch size of 0 cannot embed anything: refused rather than silently replaced.
+pub(crate) fn check_batch_size(batch_size: Option<usize>) -> Result<()> {
+    match batch_size {
+        Some(0) => Err(Error::InvalidOption {
+            option: "batch_size",
+            reason: "must be at least 1".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The vectors a vector field holds for the rows' samples, aligned with `rows` (`None` where
 /// unset). A field of another kind is an error; a missing field is `DatasetError::UnknownField`.
 pub(crate) fn stored_vectors(
@@ -212,6 +224,7 @@ pub(crate) fn compute_embeddings(
     model: &dyn EmbeddingModel,
     options: &EmbedOptions,
 ) -> Result<IndexEmbeddings> {
+    check_batch_size(options.batch_size)?;
     let dataset = view.inner.dataset();
     let patches = options.patches_field.as_deref();
     if options.field.is_some() && patches.is_some() {

@@ -43,6 +43,41 @@ pub enum Error {
     #[error("the collection '{0}' is empty: there is nothing to index")]
     EmptyCollection(String),
 
+    /// Backend parameters (per call, from the brain config or the environment) that the
+    /// backend does not read.
+    #[error("unknown {backend} parameter(s) {}: the {backend} backend takes {}", quoted(.unknown), .known.join(", "))]
+    UnknownParams {
+        backend: String,
+        unknown: Vec<String>,
+        known: Vec<String>,
+    },
+
+    /// `add_to_index` with sample ids that are not samples of the dataset (nothing is added).
+    #[error("{count} sample id(s) not in dataset '{dataset}': {}; nothing was added", quoted(.ids))]
+    UnknownSampleIds {
+        dataset: String,
+        count: usize,
+        /// The first few.
+        ids: Vec<String>,
+    },
+
+    /// `add_to_index` on a patch index with label ids that are not detections of the given
+    /// samples in the patches field (nothing is added).
+    #[error("{count} label id(s) are not detections in '{field}' of the sample given with them: {}; nothing was added", quoted(.ids))]
+    UnknownLabelIds {
+        field: String,
+        count: usize,
+        /// The first few.
+        ids: Vec<String>,
+    },
+
+    /// An option value that cannot work (e.g. a batch size of 0).
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
+
     /// Query ids not in the index.
     #[error("query ids {ids:?} do not exist in the index '{key}'")]
     QueryIdsNotFound { key: String, ids: Vec<String> },
@@ -122,6 +157,15 @@ pub enum Error {
     /// The operation needs a feature this build or this index does not have.
     #[error("not supported: {0}")]
     NotSupported(String),
+}
+
+/// `'a', 'b', 'c'` (ids and names in messages).
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `Result` with the facade's [`Error`].

@@ -222,7 +222,11 @@ impl SimilarityIndex {
 
     /// Adds (upserts) vectors: `embeddings` rows align with `sample_ids` (and `label_ids` for a
     /// patch index). Re-added ids get their new vectors unless `overwrite` is false; the same
-    /// id twice in one call keeps the last row. Durable when it returns.
+    /// id twice in one call keeps the last row (with a warning). Durable when it returns.
+    ///
+    /// Every sample id must be a sample of the dataset ([`Error::UnknownSampleIds`]) and, for a
+    /// patch index, every label id a detection of its sample in the patches field
+    /// ([`Error::UnknownLabelIds`]); otherwise nothing is added.
     pub fn add_to_index(
         &self,
         embeddings: ArrayView2<'_, f32>,
@@ -243,9 +247,17 @@ impl SimilarityIndex {
                 got: embeddings.nrows(),
             });
         }
+        self.check_rows(sample_ids, label_ids)?;
         let data: Vec<f32> = embeddings.iter().copied().collect();
-        let batch =
-            Embeddings::new(embeddings.ncols(), data, keys, sample_ids.to_vec())?.dedup_last_wins();
+        let batch = Embeddings::new(embeddings.ncols(), data, keys, sample_ids.to_vec())?;
+        let rows = batch.len();
+        let batch = batch.dedup_last_wins();
+        if batch.len() < rows {
+            tracing::warn!(
+                repeated = rows - batch.len(),
+                "the same id was given more than once: the last row of each is kept"
+            );
+        }
         self.mutate(|backend| {
             let mut batch = batch;
             if !options.overwrite || !options.allow_existing || options.warn_existing {
@@ -278,6 +290,45 @@ impl SimilarityIndex {
                 backend.upsert(&batch)?;
             }
             Ok(())
+        })
+    }
+
+    /// Refuses rows whose sample is not in the dataset, or (patch index) whose label is not a
+    /// detection of that sample in the patches field: the index would hold vectors of nothing.
+    fn check_rows(&self, sample_ids: &[String], label_ids: Option<&[String]>) -> Result<()> {
+        let missing = self.dataset.missing_ids(sample_ids)?;
+        if !missing.is_empty() {
+            return Err(Error::UnknownSampleIds {
+                dataset: self.dataset.name().to_string(),
+                count: missing.len(),
+                ids: missing.into_iter().take(5).collect(),
+            });
+        }
+        let (Some(field), Some(labels)) = (&self.state.info.patches_field, label_ids) else {
+            return Ok(());
+        };
+        let present: HashSet<(String, String)> = self
+            .dataset
+            .view()
+            .select(sample_ids)
+            .label_ids(field)?
+            .into_iter()
+            .collect();
+        let mut seen = HashSet::new();
+        let unknown: Vec<String> = sample_ids
+            .iter()
+            .zip(labels)
+            .filter(|(s, l)| !present.contains(&((*s).clone(), (*l).clone())))
+            .map(|(_, l)| l.clone())
+            .filter(|l| seen.insert(l.clone()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(Error::UnknownLabelIds {
+            field: field.clone(),
+            count: unknown.len(),
+            ids: unknown.into_iter().take(5).collect(),
         })
     }
 

@@ -48,8 +48,22 @@ impl Simile {
         self.import_into(name, |ds| simile_io::import_image_dir(ds, dir, options))
     }
 
+    /// A new dataset with one sample per media path (FiftyOne's `add_images`): paths are made
+    /// absolute; files that do not exist are reported and left out, and a list of which nothing
+    /// exists is an error (no dataset is created). `from` names the list in that error.
+    pub fn import_paths(
+        &self,
+        name: &str,
+        paths: &[std::path::PathBuf],
+        from: &str,
+    ) -> Result<(Dataset, ImportReport)> {
+        self.import_into(name, |ds| simile_io::import_paths(ds, paths, from))
+    }
+
     /// A new dataset from COCO detection JSON (boxes into `label_field`). Bad boxes, missing
-    /// images and unknown categories are reported per item.
+    /// images, file names outside `images_dir` and unknown categories are reported per item; an
+    /// `images_dir` that is not a directory, or a file of which no image could be imported, is
+    /// an error (no dataset is created).
     pub fn import_coco(
         &self,
         name: &str,

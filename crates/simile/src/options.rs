@@ -157,7 +157,10 @@ impl SortOptions {
         self.reverse = reverse;
         self
     }
-    /// Writes each returned sample's distance to this field.
+    /// Writes each returned sample's distance to this field: a new field, or one that holds
+    /// distances already (numbers or null). Any other field is refused before anything is
+    /// written (`DatasetError::NotADistanceField`). For patch results the distance goes to
+    /// this attribute of the matched labels, under the same rule.
     pub fn dist_field(mut self, field: impl Into<String>) -> Self {
         self.dist_field = Some(field.into());
         self

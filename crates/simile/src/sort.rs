@@ -191,6 +191,14 @@ pub(crate) fn sort_with_index(
     options: SortOptions,
 ) -> Result<View> {
     let key = index.key().unwrap_or_default();
+    // A dist field may be created or hold earlier distances; nothing else is overwritten.
+    if let Some(field) = &options.dist_field {
+        let dataset = view.inner.dataset();
+        dataset.check_distance_field(field)?;
+        if let Some(pf) = index.patches_field() {
+            dataset.check_distance_attribute(pf, field)?;
+        }
+    }
     let (vector, self_key) = resolve_query(index, query)?;
     let restrict = if view.inner.is_full() {
         None
@@ -283,6 +291,9 @@ pub(crate) fn sort_patches(
             index: index.patches_field().map(str::to_string),
             view: field,
         });
+    }
+    if let Some(df) = &options.dist_field {
+        dataset.check_distance_attribute(&field, df)?;
     }
     let (vector, self_key) = resolve_query(&index, query)?;
     let restrict = if view.inner.is_full() {
