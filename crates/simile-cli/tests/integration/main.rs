@@ -2,6 +2,8 @@
 //! errors on stderr with a non-zero exit and nothing changed.
 #![allow(clippy::unwrap_used)]
 
+mod reliability;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
