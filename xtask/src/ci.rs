@@ -24,6 +24,16 @@ pub fn ci(_args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    run(cargo()
+        .args([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"))
+    .context("cargo doc found broken or private intra-doc links")?;
     // Build the tests before starting the server, so it does not idle through compilation.
     run(cargo().args([
         "test",

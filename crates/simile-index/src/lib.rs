@@ -4,8 +4,17 @@
 //! implements [`SimilarityBackend`] and ships a [`BackendFactory`]; the `simile` facade selects a
 //! factory by name. Distances mean the same on every backend (see [`Metric`]).
 //!
-//! With the `conformance` feature, [`conformance`] holds the test suite every backend runs through
-//! [`conformance_tests!`].
+// The suite exists only with its feature: link to it only then (no broken links without it).
+#![cfg_attr(
+    feature = "conformance",
+    doc = "With the `conformance` feature, [`conformance`] holds the test suite every backend runs \
+           through [`conformance_tests!`]."
+)]
+#![cfg_attr(
+    not(feature = "conformance"),
+    doc = "With the `conformance` feature, the `conformance` module holds the test suite every \
+           backend runs through the `conformance_tests!` macro."
+)]
 
 mod backend;
 mod embeddings;
