@@ -2,6 +2,7 @@
 //! errors on stderr with a non-zero exit and nothing changed.
 #![allow(clippy::unwrap_used)]
 
+mod dups;
 mod reliability;
 
 use std::path::Path;

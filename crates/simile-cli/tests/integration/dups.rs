@@ -1,0 +1,149 @@
+//! `similarity duplicates | unique | plot-distances`, `brain uniqueness`,
+//! `dataset exact-duplicates`: the documented --json shapes, agreeing with each other.
+use serde_json::Value;
+
+use super::{images, npy, Cli};
+
+#[test]
+fn near_duplicate_commands() {
+    let cli = Cli::new();
+    let imgs = cli.home.path().join("imgs");
+    images(&imgs, 12);
+    // Two files with the same bytes: one exact-duplicate group.
+    std::fs::copy(imgs.join("000.jpg"), imgs.join("copy.jpg")).unwrap();
+    cli.ok(&[
+        "dataset",
+        "create",
+        "d",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    let emb = cli.home.path().join("e.npy");
+    npy(&emb, 13, 8, 3);
+    cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "k",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "--json",
+    ]);
+
+    let d = cli.ok(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--fraction",
+        "0.25",
+        "--tag",
+        "dup",
+        "--json",
+    ]);
+    let dups: Vec<String> = serde_json::from_value(d["duplicate_ids"].clone()).unwrap();
+    let unique: Vec<String> = serde_json::from_value(d["unique_ids"].clone()).unwrap();
+    assert_eq!(dups.len(), 3, "25 % of 13, rounded");
+    assert_eq!(dups.len() + unique.len(), 13);
+    let thresh = d["thresh"].as_f64().unwrap();
+    let mut mapped = 0;
+    for (u, members) in d["neighbors"].as_object().unwrap() {
+        assert!(unique.contains(u));
+        for m in members.as_array().unwrap() {
+            assert!(dups.contains(&m[0].as_str().unwrap().to_string()));
+            assert!(m[1].as_f64().unwrap() <= thresh);
+            mapped += 1;
+        }
+    }
+    assert_eq!(mapped, 3, "every duplicate is in one group");
+    // --tag tagged exactly the duplicates.
+    let info = cli.ok(&["dataset", "head", "d", "-n", "13", "--json"]);
+    let tagged: Vec<String> = info
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&Value::from("dup")))
+        })
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tagged, dups);
+
+    // The same thresh given explicitly gives the same answer.
+    let again = cli.ok(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--thresh",
+        &thresh.to_string(),
+        "--json",
+    ]);
+    assert_eq!(again["duplicate_ids"], d["duplicate_ids"]);
+
+    let u = cli.ok(&[
+        "similarity",
+        "unique",
+        "d",
+        "--brain-key",
+        "k",
+        "--count",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(u["unique_ids"].as_array().unwrap().len(), 5);
+
+    let svg = cli.home.path().join("d.svg");
+    cli.ok(&[
+        "similarity",
+        "plot-distances",
+        "d",
+        "--brain-key",
+        "k",
+        "--out",
+        svg.to_str().unwrap(),
+        "--bins",
+        "9",
+        "--json",
+    ]);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let err = cli.fails(&[
+        "similarity",
+        "plot-distances",
+        "d",
+        "--brain-key",
+        "k",
+        "--out",
+        "x.png",
+    ]);
+    assert!(err.contains(".svg"), "{err}");
+
+    let s = cli.ok(&["brain", "uniqueness", "d", "--brain-key", "k", "--json"]);
+    assert_eq!(s["scored"], 13);
+    let runs = cli.ok(&["brain", "list", "d", "--type", "uniqueness", "--json"]);
+    assert_eq!(runs, serde_json::json!(["uniqueness"]));
+
+    let x = cli.ok(&["dataset", "exact-duplicates", "d", "--json"]);
+    let groups = x.as_object().unwrap();
+    assert_eq!(groups.len(), 1, "{x}");
+    assert_eq!(groups.values().next().unwrap().as_array().unwrap().len(), 1);
+
+    let err = cli.fails(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--fraction",
+        "2",
+    ]);
+    assert!(err.contains("fraction"), "{err}");
+    let err = cli.fails(&["brain", "uniqueness", "d"]);
+    assert!(err.contains("--brain-key"), "{err}");
+}
