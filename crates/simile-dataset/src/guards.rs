@@ -46,7 +46,8 @@ impl Dataset {
             match schema_of(c, self.db_id())?.get(field) {
                 None => return Ok(()),
                 Some(FieldKind::Json) => {}
-                Some(kind) => return Err(refuse(format!("{} values", kind.as_str()))),
+                Some(FieldKind::Vector) => return Err(refuse("vectors".into())),
+                Some(kind) => return Err(refuse(kind.as_str().to_string())),
             }
             let other: Option<(String, String)> = c
                 .query_row(

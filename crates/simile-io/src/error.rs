@@ -36,7 +36,7 @@ pub enum IoError {
     },
     /// Every item of a non-empty input was skipped: an import of nothing is an error (and
     /// creates nothing). `first` is the first item reported.
-    #[error("nothing was imported from {from}: all {skipped} items were skipped, e.g. {first}")]
+    #[error("nothing was imported from {from}: every item was skipped ({skipped} reported), e.g. {first}")]
     NothingImported {
         from: String,
         skipped: usize,

@@ -73,8 +73,13 @@ fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
     match needed {
         Some(n) if n <= available => Ok(()),
         _ => Err(format!(
-            "the header claims shape {:?} of {descr} ({}) but the file holds {available} bytes of data",
-            header.shape,
+            "the header claims shape ({}) of {descr} ({}) but the file holds {available} bytes of data",
+            header
+                .shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             needed.map_or_else(|| "more bytes than fit in memory".to_string(), |n| format!("{n} bytes")),
         )),
     }
