@@ -30,16 +30,9 @@ pub const DEFAULT_BACKEND_VARS: &[&str] = &[
 /// Prefixes of per-backend parameter variables, later ones winning.
 pub const PARAM_PREFIXES: &[&str] = &["FIFTYONE_BRAIN_SIMILARITY_", "SIMILE_SIMILARITY_"];
 
-/// Whether a backend parameter is a credential, to be hidden from `Debug`, logs and output:
-/// the names in `simile_index::SECRET_PARAMS` (any case), and anything that looks like a
-/// password, token or secret.
-pub fn is_secret_param(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    simile_index::SECRET_PARAMS.contains(&lower.as_str())
-        || ["password", "passwd", "token", "secret", "api_key", "apikey"]
-            .iter()
-            .any(|s| lower.contains(s))
-}
+/// Whether a backend parameter is a credential, to be hidden from `Debug`, logs and output: the
+/// one definition, [`simile_index::is_secret_param`].
+pub use simile_index::is_secret_param;
 
 /// A copy of `params` with every secret value (see [`is_secret_param`]) replaced by `"***"`, for
 /// showing a configuration to a user.

@@ -240,15 +240,57 @@ pub const SECRET_PARAMS: &[&str] = &[
     "server_pem_path",
 ];
 
+/// Words that make a parameter name a credential wherever they appear in it (see
+/// [`is_secret_param`]).
+const SECRET_WORDS: &[&str] = &["password", "passwd", "token", "secret", "apikey"];
+
+/// Whether a parameter name is a credential: the one definition that decides what is stripped
+/// before a run record is written, redacted from `Debug`, logs and output, everywhere.
+///
+/// Ignoring ASCII case, a name is a credential when it is one of [`SECRET_PARAMS`], or when one
+/// of its words (split at `_`, `-`, `.` and camelCase humps) is `password`, `passwd`, `token`,
+/// `secret` or `apikey`, or two adjacent words are `api` and `key`: `db_password`,
+/// `my_access_token`, `OPENAI_API_KEY`, `clientSecret`. Whole words only: `tokenizer`,
+/// `max_tokens` and `secretary` are ordinary parameters.
+pub fn is_secret_param(name: &str) -> bool {
+    if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        return true;
+    }
+    let words = name_words(name);
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        || words.windows(2).any(|w| w[0] == "api" && w[1] == "key")
+}
+
+/// The lower-case words of a parameter name: split at non-alphanumeric characters and where a
+/// lower-case letter or digit is followed by an upper-case one.
+fn name_words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            words.extend((!word.is_empty()).then(|| std::mem::take(&mut word)));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower {
+            words.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        word.push(c.to_ascii_lowercase());
+    }
+    words.extend((!word.is_empty()).then_some(word));
+    words
+}
+
 /// Connection parameters: not secret, but supplied per machine (from config/env/overrides) and
 /// therefore not persisted either.
 pub const CONNECTION_PARAMS: &[&str] = &["uri", "user", "secure", "db_name", "server_name"];
 
-/// Removes credentials and connection settings from a parameter map.
+/// Removes credentials (every name [`is_secret_param`] accepts) and connection settings from a
+/// parameter map.
 pub fn strip_credentials(params: &mut Map<String, Value>) {
-    for k in SECRET_PARAMS.iter().chain(CONNECTION_PARAMS) {
-        params.remove(*k);
-    }
+    params.retain(|k, _| !is_secret_param(k) && !CONNECTION_PARAMS.contains(&k.as_str()));
 }
 
 #[cfg(test)]
@@ -260,6 +302,73 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn one_definition_of_a_secret_name() {
+        for name in SECRET_PARAMS {
+            assert!(is_secret_param(name), "{name}");
+            assert!(
+                is_secret_param(&name.to_ascii_uppercase()),
+                "{name} in upper case"
+            );
+        }
+        for name in [
+            "Password",
+            "db_password",
+            "DB_PASSWD",
+            "my_access_token",
+            "accessToken",
+            "OPENAI_API_KEY",
+            "apiKey",
+            "x-api-key",
+            "client-secret",
+            "clientSecret",
+            "aws.secret.access_key",
+        ] {
+            assert!(is_secret_param(name), "{name} is a credential");
+        }
+        for name in [
+            "uri",
+            "user",
+            "collection_name",
+            "metric",
+            "hnsw_m",
+            "efConstruction",
+            "tokenizer",
+            "max_tokens",
+            "secretary",
+            "passwords_checked_at",
+            "brain_key",
+            "keypoints_field",
+            "",
+        ] {
+            assert!(!is_secret_param(name), "{name} is not a credential");
+        }
+        assert_eq!(
+            name_words("aB_c-D.eF2G"),
+            ["a", "b", "c", "d", "e", "f2", "g"]
+        );
+    }
+
+    #[test]
+    fn strip_credentials_removes_every_secret_and_connection_setting() {
+        let mut m = Map::new();
+        for k in [
+            "PASSWORD",
+            "db_password",
+            "Token",
+            "uri",
+            "user",
+            "tokenizer",
+            "metric",
+        ] {
+            m.insert(k.into(), Value::String("x".into()));
+        }
+        strip_credentials(&mut m);
+        let kept: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(m.contains_key("tokenizer") && m.contains_key("metric"));
     }
 
     #[test]

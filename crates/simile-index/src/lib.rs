@@ -25,8 +25,8 @@ mod metric;
 pub mod conformance;
 
 pub use backend::{
-    strip_credentials, BackendFactory, BackendParams, Capabilities, KnnQuery, Neighbor, Secret,
-    SimilarityBackend, CONNECTION_PARAMS, SECRET_PARAMS,
+    is_secret_param, strip_credentials, BackendFactory, BackendParams, Capabilities, KnnQuery,
+    Neighbor, Secret, SimilarityBackend, CONNECTION_PARAMS, SECRET_PARAMS,
 };
 pub use embeddings::{mean_of_rows, Embeddings};
 pub use error::{BoxError, Error, Result};

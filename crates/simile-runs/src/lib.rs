@@ -6,8 +6,8 @@
 //! dataset's numeric id. Call [`RunRegistry::migrate`] once per database before anything else.
 //!
 //! Records never hold credentials: [`RunRegistry::register`] and [`RunRegistry::update_config`]
-//! strip every secret and connection parameter (`simile_index::SECRET_PARAMS`,
-//! `simile_index::CONNECTION_PARAMS`) from the config before writing it.
+//! strip every secret (`simile_index::is_secret_param`, at any nesting level) and connection
+//! parameter (`simile_index::CONNECTION_PARAMS`) from the config before writing it.
 //!
 //! ```
 //! use rusqlite::Connection;

@@ -153,7 +153,7 @@ impl fmt::Debug for RunRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut config = self.config.clone();
         for (k, v) in config.iter_mut() {
-            if is_secret(k) {
+            if simile_index::is_secret_param(k) {
                 *v = Value::String("***".into());
             }
         }
@@ -168,12 +168,6 @@ impl fmt::Debug for RunRecord {
             .field("results", &self.results.as_ref().map(|_| "<results>"))
             .finish()
     }
-}
-
-pub(crate) fn is_secret(name: &str) -> bool {
-    simile_index::SECRET_PARAMS
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// Which runs [`crate::RunRegistry::list`] returns; `None` fields match everything.

@@ -3,7 +3,6 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::record::is_secret;
 use crate::{validate_key, Result, RunFilter, RunRecord, RunState, RunsError};
 
 /// The table holding the runs.
@@ -292,7 +291,7 @@ fn expect_one(changed: usize, key: &str) -> Result<()> {
 /// names removed at every nesting level.
 fn scrub(config: &Map<String, Value>) -> Map<String, Value> {
     fn remove_secrets(map: &mut Map<String, Value>) {
-        map.retain(|k, _| !is_secret(k));
+        map.retain(|k, _| !simile_index::is_secret_param(k));
         for v in map.values_mut() {
             remove_secrets_value(v);
         }
