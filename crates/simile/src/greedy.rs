@@ -20,7 +20,7 @@ pub(crate) struct Rows<'a> {
     pub(crate) sq: Vec<f32>,
     pub(crate) norm: Vec<f64>,
     pub(crate) gamma: f64,
-    max_norm: f64,
+    pub(crate) max_norm: f64,
     metric: Metric,
 }
 

@@ -147,7 +147,64 @@ fn rescore(
     out
 }
 
+/// The per-row term `h` of the fast test: a pair's approximate distance falls as
+/// `w = dot − h_j` rises past a cutoff that depends on the row (see [`block_pass`]).
+fn h(p: &Rows<'_>, metric: Metric, r: usize) -> f32 {
+    match metric {
+        Metric::Euclidean => p.sq[r] / 2.0,
+        _ => 0.0,
+    }
+}
+
+/// The approximate distance (squared for euclidean: only its order matters here) of a pair.
+fn approx_of(p: &Rows<'_>, metric: Metric, i: usize, j: usize, s: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - s,
+        Metric::DotProduct => -s,
+        Metric::Euclidean => (p.sq[i] + p.sq[j] - 2.0 * s).max(0.0),
+    }
+}
+
+/// The `w` a pair must exceed for row `r`'s best list to take it (`-inf` until the list is full).
+fn offer_cut(c: &Candidates, keep: usize, metric: Metric, h_r: f32) -> f32 {
+    if keep == 0 {
+        return f32::INFINITY;
+    }
+    if c.best.len() < keep {
+        return f32::NEG_INFINITY;
+    }
+    match metric {
+        Metric::Cosine => 1.0 - c.worst,
+        Metric::DotProduct => -c.worst,
+        Metric::Euclidean => h_r - c.worst / 2.0,
+    }
+}
+
+/// The `w` a pair must reach to possibly lie within `radius` of row `i` (the error bound at its
+/// largest, less a margin for the f32 arithmetic of the test).
+fn radius_cut(p: &Rows<'_>, metric: Metric, radius: Option<f64>, i: usize, h_i: f32) -> f32 {
+    let Some(r) = radius else {
+        return f32::INFINITY;
+    };
+    let maxn = p.max_norm;
+    let bound = p.gamma * p.norm[i] * maxn + 1e-12;
+    let c = match metric {
+        Metric::Cosine => 1.0 - r - bound,
+        Metric::DotProduct => -r - bound,
+        Metric::Euclidean => {
+            let slack =
+                2.0 * bound + 4.0 * f64::from(f32::EPSILON) * (f64::from(p.sq[i]) + maxn * maxn);
+            f64::from(h_i) - (r.max(0.0).powi(2) + slack) / 2.0
+        }
+    };
+    let margin = 4.0 * f64::from(f32::EPSILON) * (1.0 + c.abs() + maxn * maxn);
+    (c - margin) as f32
+}
+
 /// One block pair `(i.., j..)` (i ≤ j): approximate distances by GEMM, candidates by bound.
+/// Most pairs are rejected 64 at a time: with `w_j = dot − h_j`, a pair matters to row `i` only
+/// if `w_j` passes the row's cutoff (its best list or the radius), and to column `j` only if
+/// `w_j − cut_j > h_i`; one vectorised maximum per 64 pairs checks both.
 fn block_pass(
     p: &Rows<'_>,
     metric: Metric,
@@ -162,39 +219,70 @@ fn block_pass(
     let a = p.rows.slice(s![i0..i1, ..]);
     let b = p.rows.slice(s![j0..j1, ..]);
     let dots = crate::matmul::dot_t_on(a, b, 1);
+    let hj: Vec<f32> = (j0..j1).map(|j| h(p, metric, j)).collect();
+    let mut colcut: Vec<f32> = (j0..j1)
+        .map(|j| offer_cut(&cands[j], keep, metric, 0.0))
+        .collect();
+    let mut w = vec![0f32; j1 - j0];
     for (di, srow) in dots.axis_iter(Axis(0)).enumerate() {
         let i = i0 + di;
-        for (dj, &s) in srow.iter().enumerate() {
-            let j = j0 + dj;
-            if j <= i && i0 == j0 {
-                continue;
+        let h_i = h(p, metric, i);
+        let rcut = radius_cut(p, metric, radius, i, h_i);
+        let mut row_cut = offer_cut(&cands[i], keep, metric, h_i).min(rcut);
+        for ((wv, &sv), &hv) in w.iter_mut().zip(srow.iter()).zip(&hj) {
+            *wv = sv - hv;
+        }
+        let start = if i0 == j0 { di + 1 } else { 0 };
+        let mut c0 = start;
+        while c0 < w.len() {
+            let c1 = (c0 + 64).min(w.len());
+            let m_row = w[c0..c1].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let m_col = w[c0..c1]
+                .iter()
+                .zip(&colcut[c0..c1])
+                .map(|(wv, cc)| wv - cc)
+                .fold(f32::NEG_INFINITY, f32::max);
+            if m_row >= row_cut || m_col > h_i {
+                for dj in c0..c1 {
+                    if !(w[dj] >= row_cut || w[dj] - colcut[dj] > h_i) {
+                        continue;
+                    }
+                    let j = j0 + dj;
+                    let s = srow[dj];
+                    let approx = approx_of(p, metric, i, j, s);
+                    if radius.is_some() && w[dj] >= rcut && qualifies(p, metric, radius, i, j, s) {
+                        cands[i].near.push(j as u32);
+                        cands[j].near.push(i as u32);
+                    }
+                    cands[i].offer(approx, j as u32, keep);
+                    cands[j].offer(approx, i as u32, keep);
+                    row_cut = offer_cut(&cands[i], keep, metric, h_i).min(rcut);
+                    colcut[dj] = offer_cut(&cands[j], keep, metric, 0.0);
+                }
             }
-            let bound = p.gamma * p.norm[i] * p.norm[j];
-            let (approx, qualifies) = match metric {
-                Metric::Cosine => {
-                    let d = 1.0 - s;
-                    (d, radius.is_some_and(|r| f64::from(d) <= r + bound + 1e-12))
-                }
-                Metric::DotProduct => {
-                    let d = -s;
-                    (d, radius.is_some_and(|r| f64::from(d) <= r + bound + 1e-12))
-                }
-                Metric::Euclidean => {
-                    let d2 = (p.sq[i] + p.sq[j] - 2.0 * s).max(0.0);
-                    let slack =
-                        2.0 * bound + 4.0 * f64::from(f32::EPSILON) * f64::from(p.sq[i] + p.sq[j]);
-                    (
-                        d2.sqrt(),
-                        radius.is_some_and(|r| f64::from(d2) <= r.max(0.0).powi(2) + slack),
-                    )
-                }
-            };
-            if qualifies {
-                cands[i].near.push(j as u32);
-                cands[j].near.push(i as u32);
-            }
-            cands[i].offer(approx, j as u32, keep);
-            cands[j].offer(approx, i as u32, keep);
+            c0 = c1;
+        }
+    }
+}
+
+/// Whether a pair can lie within `radius` given its own error bound.
+fn qualifies(
+    p: &Rows<'_>,
+    metric: Metric,
+    radius: Option<f64>,
+    i: usize,
+    j: usize,
+    s: f32,
+) -> bool {
+    let Some(r) = radius else { return false };
+    let bound = p.gamma * p.norm[i] * p.norm[j];
+    match metric {
+        Metric::Cosine => f64::from(1.0 - s) <= r + bound + 1e-12,
+        Metric::DotProduct => f64::from(-s) <= r + bound + 1e-12,
+        Metric::Euclidean => {
+            let d2 = (p.sq[i] + p.sq[j] - 2.0 * s).max(0.0);
+            let slack = 2.0 * bound + 4.0 * f64::from(f32::EPSILON) * f64::from(p.sq[i] + p.sq[j]);
+            f64::from(d2) <= r.max(0.0).powi(2) + slack
         }
     }
 }
