@@ -413,3 +413,65 @@ async fn duplicates_panel_routes_answer_what_the_facade_answers() {
     .await;
     assert_eq!(r.error_kind(), "bad_request");
 }
+
+/// Milvus down: the runs panel says why the index cannot be opened and a sort is a typed 503,
+/// both in well under the client's connect timeout (a refused port answers at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milvus_down_is_a_typed_error_not_a_hang() {
+    let (home, simile) = simile_e2e::milvus_session(false);
+    let (_ds, ids, emb) = simile_e2e::dataset_with(&simile, "m", 20, 8);
+    let sim = simile.clone();
+    tokio::task::spawn_blocking(move || {
+        sim.load_dataset("m")
+            .unwrap()
+            .compute_similarity(
+                simile::SimilarityOptions::new()
+                    .brain_key("mil")
+                    .backend("milvus")
+                    .embeddings(emb)
+                    .set("index_type", "FLAT"),
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    // A second session on the same home whose config points Milvus at a closed port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = simile::BrainConfig::default();
+    let mut params = simile_e2e::milvus_params();
+    params.insert("uri".into(), format!("http://{dead}").into());
+    config.similarity_backends.insert("milvus".into(), params);
+    let down = simile::Simile::builder()
+        .settings(simile::Settings::for_home(home.path()))
+        .brain_config(config)
+        .open()
+        .unwrap();
+    let app = simile_app::router(down);
+    let started = std::time::Instant::now();
+    let runs = get(&app, "/api/datasets/m/runs").await.json();
+    assert_eq!(runs[0]["size"], Value::Null);
+    let why = runs[0]["error"].as_str().unwrap().to_string();
+    assert!(why.contains("milvus"), "{why}");
+    let r = post(
+        &app,
+        "/api/datasets/m/sort",
+        &json!({"brain_key": "mil", "query": {"ids": [ids[0]]}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (503, "backend_unavailable")
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let index = simile
+        .load_dataset("m")
+        .unwrap()
+        .load_brain_results("mil")
+        .unwrap();
+    tokio::task::spawn_blocking(move || index.cleanup().unwrap())
+        .await
+        .unwrap();
+}
