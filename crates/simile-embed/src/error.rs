@@ -115,6 +115,10 @@ pub enum ItemError {
         #[source]
         source: std::sync::Arc<image::ImageError>,
     },
+    /// The file ends before the image does (a partial download or copy): the decoder would
+    /// fill the missing rows with grey, so it is refused instead.
+    #[error("image {path} is truncated: {reason}")]
+    Truncated { path: PathBuf, reason: &'static str },
     /// The image decoder crashed on this file (caught; the other inputs go on).
     #[error("the decoder failed on {path}: {reason}")]
     DecoderPanic { path: PathBuf, reason: String },
@@ -137,6 +141,7 @@ impl ItemError {
         match self {
             ItemError::Read { path, .. }
             | ItemError::Decode { path, .. }
+            | ItemError::Truncated { path, .. }
             | ItemError::DecoderPanic { path, .. } => Some(path),
             ItemError::InvalidCrop { .. } => None,
         }

@@ -50,7 +50,62 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ItemError> {
         path: path.to_path_buf(),
         source: source.into(),
     })?;
+    // Decoded, but possibly padded: a JPEG must reach its end.
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
+        return Err(ItemError::Truncated {
+            path: path.to_path_buf(),
+            reason: "the JPEG data ends before its end-of-image marker",
+        });
+    }
     Ok(img.into_rgb8())
+}
+
+/// Whether a JPEG's segments and scans run up to an end-of-image marker. A truncated file does
+/// not get there, and the JPEG decoder pads what is missing rather than failing (PIL refuses it:
+/// "image file is truncated"). Bytes after the marker are allowed.
+pub fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    loop {
+        // A marker: one or more 0xFF, then its code.
+        if b.get(i) != Some(&0xFF) {
+            return false;
+        }
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&code) = b.get(i) else {
+            return false;
+        };
+        i += 1;
+        match code {
+            0xD9 => return true,
+            // Markers without a length.
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {}
+        }
+        let Some(len) = b.get(i..i + 2) else {
+            return false;
+        };
+        i += usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if code == 0xDA {
+            // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a
+            // restart marker.
+            loop {
+                let Some(ff) = b
+                    .get(i..)
+                    .and_then(|rest| rest.iter().position(|x| *x == 0xFF))
+                else {
+                    return false;
+                };
+                i += ff;
+                match b.get(i + 1) {
+                    None => return false,
+                    Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
 }
 
 /// Pixel box `[x1, y1, x2, y2)` of a relative `[x, y, w, h]` crop, with FiftyOne's patch semantics
@@ -347,6 +402,48 @@ pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn jpeg(progressive_like: bool) -> Vec<u8> {
+        let img = RgbImage::from_fn(48, 40, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 6) as u8, ((x * y) % 256) as u8])
+        });
+        let mut out = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        enc.encode_image(&img).unwrap();
+        if progressive_like {
+            // Trailing bytes after the end-of-image marker are fine.
+            out.extend_from_slice(b"trailer \xFF\xDA");
+        }
+        out
+    }
+
+    #[test]
+    fn truncated_jpegs_are_detected() {
+        for trailer in [false, true] {
+            let full = jpeg(trailer);
+            assert!(jpeg_is_complete(&full));
+            assert!(image::load_from_memory(&full).is_ok());
+            let end = full.windows(2).rposition(|w| w == [0xFF, 0xD9]).unwrap();
+            for cut in [end, end - 1, full.len() / 2, 200, 3] {
+                assert!(
+                    !jpeg_is_complete(&full[..cut]),
+                    "cut at {cut} of {}",
+                    full.len()
+                );
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("simile-trunc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("half.jpg");
+        let full = jpeg(false);
+        std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+        // The decoder alone would accept it.
+        assert!(image::load_from_memory(&full[..full.len() / 2]).is_ok());
+        assert!(matches!(load_rgb(&path), Err(ItemError::Truncated { .. })));
+        std::fs::write(&path, &full).unwrap();
+        assert!(load_rgb(&path).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn resized_sizes_like_torchvision() {

@@ -426,3 +426,58 @@ fn coco_file_names_cannot_leave_the_images_dir() {
     assert!(err.contains("outside the images directory"), "{err}");
     assert_eq!(cli.ok(&["dataset", "list", "--json"]), json!(["c"]));
 }
+
+#[test]
+fn a_truncated_jpeg_is_an_error_with_strict_and_a_warning_without() {
+    assert!(
+        std::env::var("SIMILE_ORT_DYLIB_PATH").is_ok(),
+        "SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci`"
+    );
+    let cli = Cli::new();
+    let imgs = cli.file("imgs");
+    images(&imgs, 2);
+    let big = image::RgbImage::from_fn(256, 192, |x, y| {
+        image::Rgb([(x ^ y) as u8, (x * 3) as u8, (y * 7 + x) as u8])
+    });
+    big.save(imgs.join("big.jpg")).unwrap();
+    let full = std::fs::read(imgs.join("big.jpg")).unwrap();
+    std::fs::remove_file(imgs.join("big.jpg")).unwrap();
+    std::fs::write(imgs.join("cut.jpg"), &full[..full.len() * 2 / 3]).unwrap();
+    let created = cli.ok(&[
+        "dataset",
+        "create",
+        "d",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        created["samples"], 3,
+        "the header of the cut file is readable"
+    );
+    let embed = |strict: bool| {
+        let mut args = vec!["embed", "d", "--model", "clip-tiny-random", "--json"];
+        if strict {
+            args.push("--strict");
+        }
+        cli.run(&args)
+    };
+    let out = embed(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cut.jpg") && err.contains("truncated"),
+        "{err}"
+    );
+    let fields = cli.ok(&["dataset", "info", "d", "--json"])["fields"].clone();
+    assert!(
+        fields.get("embeddings").is_none(),
+        "nothing written: {fields}"
+    );
+    let out = embed(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("truncated"), "a warning names the file: {err}");
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["embedded"], 2);
+}
