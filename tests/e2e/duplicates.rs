@@ -28,12 +28,7 @@ fn planted(n: usize, dim: usize, seed: u64) -> Array2<f32> {
 type Greedy = (Vec<String>, Vec<String>, Vec<(String, String, f64)>);
 
 /// The greedy rule the slow obvious way.
-fn reference(
-    emb: &Array2<f32>,
-    ids: &[String],
-    metric: Metric,
-    t: f64,
-) -> Greedy {
+fn reference(emb: &Array2<f32>, ids: &[String], metric: Metric, t: f64) -> Greedy {
     let n = emb.nrows();
     let d =
         |i: usize, j: usize| metric.reference_distance(&emb.row(i).to_vec(), &emb.row(j).to_vec());

@@ -126,23 +126,18 @@ pub(crate) async fn distances(
             _ => None,
         };
         let index = index_for(s, &name, &p.brain_key, view.as_ref())?;
-        let d = index.nearest_distances()?;
-        let bins = p.bins.unwrap_or(40).clamp(1, 500);
-        let lo = d.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
-        let mut counts = vec![0usize; bins];
-        for &x in &d {
-            let i = (((x - lo) / (hi - lo)) * bins as f64).floor() as usize;
-            counts[i.min(bins - 1)] += 1;
-        }
-        let width = (hi - lo) / bins as f64;
-        let hist: Vec<Value> = counts
+        let h = index.distance_histogram(p.bins.unwrap_or(40).clamp(1, 500))?;
+        let n: usize = h.counts.iter().sum();
+        let hist: Vec<Value> = h
+            .counts
             .iter()
             .enumerate()
-            .map(|(i, c)| json!({"lo": lo + width * i as f64, "hi": lo + width * (i + 1) as f64, "count": c}))
+            .map(|(i, c)| {
+                let (lo, hi) = h.edges(i);
+                json!({"lo": lo, "hi": hi, "count": c})
+            })
             .collect();
-        Ok(Json(json!({"n": d.len(), "min": lo, "max": hi, "metric": index.metric().as_str(), "bins": hist})))
+        Ok(Json(json!({"n": n, "min": h.lo, "max": h.hi, "metric": index.metric().as_str(), "bins": hist})))
     })
     .await
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::Detection;
 
-/// A condition on a sample field, for [`View::match_field`].
+/// A condition on a sample field, for [`View::match_field`](crate::View::match_field).
 ///
 /// Serialised (the JSON view description) as `{"eq": ["field", value]}`, `{"exists": "field"}`,
 /// `{"contains": ["tags", "dup"]}`, `{"and": [...]}`, `{"not": {...}}`.
@@ -183,7 +183,7 @@ fn scalar_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A condition on labels, for [`View::filter_labels`].
+/// A condition on labels, for [`View::filter_labels`](crate::View::filter_labels).
 ///
 /// Serialised as `{"label_in": [...]}`, `{"confidence_at_least": 0.5}`, `{"ids": [...]}`,
 /// `{"and": [...]}`.

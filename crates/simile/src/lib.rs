@@ -60,7 +60,7 @@ pub use options::{
     AddOptions, EmbeddingsSource, MissingOptions, RunFilter, SimilarityOptions, SortOptions,
 };
 pub use query::Query;
-pub use uniqueness::{ExactDuplicates, UniquenessSource, UNIQUENESS};
+pub use uniqueness::{ExactDuplicates, Histogram, UniquenessSource, UNIQUENESS};
 
 pub use ndarray;
 pub use simile_config::{BrainConfig, Settings};

@@ -68,8 +68,9 @@ pub(crate) fn uniqueness_scores(emb: &Array2<f32>, metric: Metric) -> Vec<f64> {
 }
 
 impl View {
-    /// Scores each sample's uniqueness into `field` (see [`uniqueness_scores`]) and registers a
-    /// brain run of type `uniqueness` under the key `field` (replacing an earlier uniqueness run
+    /// Scores each sample's uniqueness into `field` (FiftyOne's formula: the weighted mean of
+    /// the distances to the 3 nearest, .6/.3/.1, scaled to [0, 1]) and registers a brain run of
+    /// type `uniqueness` under the key `field` (replacing an earlier uniqueness run
     /// of that key). Samples without an embedding get no score. Returns the number scored.
     pub fn compute_uniqueness(&self, field: &str, source: UniquenessSource) -> Result<usize> {
         let dataset = self.dataset();
@@ -195,6 +196,58 @@ impl SimilarityIndex {
     }
 }
 
+/// Counts of values in equal-width bins over their range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// The lower edge of the first bin.
+    pub lo: f64,
+    /// The upper edge of the last bin.
+    pub hi: f64,
+    /// Values per bin.
+    pub counts: Vec<usize>,
+}
+
+impl Histogram {
+    /// `bins` equal bins over the values' range, widened to include `extra` (e.g. a threshold).
+    pub fn of(values: &[f64], bins: usize, extra: Option<f64>) -> Histogram {
+        let bins = bins.max(1);
+        let lo = values
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .min(extra.unwrap_or(f64::INFINITY));
+        let hi = values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .max(extra.unwrap_or(f64::NEG_INFINITY));
+        let (lo, hi) = if lo.is_finite() && hi > lo {
+            (lo, hi)
+        } else {
+            (0.0, 1.0)
+        };
+        let mut counts = vec![0usize; bins];
+        for &x in values {
+            let i = (((x - lo) / (hi - lo)) * bins as f64).floor() as usize;
+            counts[i.min(bins - 1)] += 1;
+        }
+        Histogram { lo, hi, counts }
+    }
+
+    /// The edges of bin `i`.
+    pub fn edges(&self, i: usize) -> (f64, f64) {
+        let w = (self.hi - self.lo) / self.counts.len().max(1) as f64;
+        (self.lo + w * i as f64, self.lo + w * (i + 1) as f64)
+    }
+}
+
+impl SimilarityIndex {
+    /// The histogram of nearest-neighbour distances (what `plot_distances` draws).
+    pub fn distance_histogram(&self, bins: usize) -> Result<Histogram> {
+        Ok(Histogram::of(&self.nearest_distances()?, bins, None))
+    }
+}
+
 /// An SVG histogram (self-contained, readable in any browser).
 pub(crate) fn histogram_svg(
     d: &[f64],
@@ -204,26 +257,7 @@ pub(crate) fn histogram_svg(
     metric: Metric,
 ) -> String {
     let (w, h, l, b, t, r) = (720.0, 400.0, 64.0, 48.0, 36.0, 40.0);
-    let lo = d
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .min(thresh.unwrap_or(f64::INFINITY));
-    let hi = d
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max)
-        .max(thresh.unwrap_or(f64::NEG_INFINITY));
-    let (lo, hi) = if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (0.0, 1.0)
-    };
-    let mut counts = vec![0usize; bins];
-    for &x in d {
-        let i = (((x - lo) / (hi - lo)) * bins as f64).floor() as usize;
-        counts[i.min(bins - 1)] += 1;
-    }
+    let Histogram { lo, hi, counts } = Histogram::of(d, bins, thresh);
     let scale = |c: usize| {
         if log {
             ((c as f64) + 1.0).ln()

@@ -267,27 +267,31 @@ async fn page_and_assets_are_served_and_bodies_are_limited() {
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
 }
 
-/// A Milvus index in the App: listed with its size, sorted exactly as the facade sorts, and its
-/// credentials never reach the browser (the test server runs with authentication).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_milvus_index_works_like_an_exact_one() {
-    let (_home, simile) = simile_e2e::milvus_session(false);
-    let (ds, ids, emb) = simile_e2e::dataset_with(&simile, "m", 60, 8);
-    let sim = simile.clone();
-    let emb2 = emb.clone();
+/// Dataset `m` of `n` samples with a FLAT Milvus index `mil` of random 8-d vectors.
+async fn milvus_run(simile: &simile::Simile, n: usize) -> (simile::Dataset, Vec<String>) {
+    let (ds, ids, emb) = simile_e2e::dataset_with(simile, "m", n, 8);
+    let ds2 = ds.clone();
     tokio::task::spawn_blocking(move || {
-        let ds = sim.load_dataset("m").unwrap();
-        ds.compute_similarity(
+        ds2.compute_similarity(
             simile::SimilarityOptions::new()
                 .brain_key("mil")
                 .backend("milvus")
-                .embeddings(emb2)
+                .embeddings(emb)
                 .set("index_type", "FLAT"),
         )
         .unwrap();
     })
     .await
     .unwrap();
+    (ds, ids)
+}
+
+/// A Milvus index in the App: listed with its size, sorted exactly as the facade sorts, and its
+/// credentials never reach the browser (the test server runs with authentication).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milvus_index_works_like_an_exact_one() {
+    let (_home, simile) = simile_e2e::milvus_session(false);
+    let (ds, ids) = milvus_run(&simile, 60).await;
     let app = simile_app::router(simile.clone());
     let r = get(&app, "/api/datasets/m/runs").await;
     let text = String::from_utf8_lossy(&r.body).to_string();
@@ -330,7 +334,6 @@ async fn a_milvus_index_works_like_an_exact_one() {
     tokio::task::spawn_blocking(move || index.cleanup().unwrap())
         .await
         .unwrap();
-    drop(emb);
 }
 
 #[tokio::test]
@@ -419,22 +422,7 @@ async fn duplicates_panel_routes_answer_what_the_facade_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milvus_down_is_a_typed_error_not_a_hang() {
     let (home, simile) = simile_e2e::milvus_session(false);
-    let (_ds, ids, emb) = simile_e2e::dataset_with(&simile, "m", 20, 8);
-    let sim = simile.clone();
-    tokio::task::spawn_blocking(move || {
-        sim.load_dataset("m")
-            .unwrap()
-            .compute_similarity(
-                simile::SimilarityOptions::new()
-                    .brain_key("mil")
-                    .backend("milvus")
-                    .embeddings(emb)
-                    .set("index_type", "FLAT"),
-            )
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    let (_ds, ids) = milvus_run(&simile, 20).await;
     // A second session on the same home whose config points Milvus at a closed port.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
