@@ -160,6 +160,10 @@ pub fn app(args: &[String]) -> Result<()> {
 /// phase), compares with the Python peer's published numbers, and writes docs/benchmarks.md.
 pub fn bench(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    if let Some(pos) = args.iter().position(|a| a == "--only") {
+        let which = args.get(pos + 1).map(String::as_str).unwrap_or("");
+        return bench_only(which, quick);
+    }
     let sizes: &[usize] = if quick { &[20_000] } else { &[20_000, 100_000] };
     run(cargo().args(["build", "--release", "-p", "simile", "--example", "bench"]))?;
     let bin = root().join("target/release/examples/bench");
@@ -518,7 +522,14 @@ fn dups_section(quick: bool) -> String {
         "\n## Near-duplicates and uniqueness (exact backend, 512-d, cosine, 1 % planted near-duplicates)\n\n",
     );
     let result = (|| -> Result<String> {
-        run(cargo().args(["build", "--release", "-p", "simile", "--example", "dup_bench"]))?;
+        run(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "simile",
+            "--example",
+            "dup_bench",
+        ]))?;
         let bin = root().join("target/release/examples/dup_bench");
         let gemm = run_json(&bin, &["gemm"])?;
         let rate = gemm["gflops"].as_f64().unwrap_or(f64::NAN);
@@ -532,9 +543,24 @@ fn dups_section(quick: bool) -> String {
             let floor = (n as f64).powi(2) * 512.0 / (rate * 1e9);
             let ns = n.to_string();
             let phases: Vec<(&str, Vec<String>, &str, &str)> = vec![
-                ("find_duplicates(thresh=0.1)", vec!["dups".into(), ns.clone(), "0.1".into()], if n == 20_000 { "4.6 s, 4.5 GB" } else { "–" }, "seconds"),
-                ("find_unique(N/2)", vec!["unique".into(), ns.clone(), (n / 2).to_string()], if n == 20_000 { "72 s" } else { "–" }, "seconds"),
-                ("compute_uniqueness", vec!["uniqueness".into(), ns.clone()], "–", "seconds"),
+                (
+                    "find_duplicates(thresh=0.1)",
+                    vec!["dups".into(), ns.clone(), "0.1".into()],
+                    if n == 20_000 { "4.6 s, 4.5 GB" } else { "–" },
+                    "seconds",
+                ),
+                (
+                    "find_unique(N/2)",
+                    vec!["unique".into(), ns.clone(), (n / 2).to_string()],
+                    if n == 20_000 { "72 s" } else { "–" },
+                    "seconds",
+                ),
+                (
+                    "compute_uniqueness",
+                    vec!["uniqueness".into(), ns.clone()],
+                    "–",
+                    "seconds",
+                ),
             ];
             for (label, args, peer, key) in phases {
                 if n > 20_000 && label.starts_with("find_unique") {
@@ -567,4 +593,58 @@ fn dups_section(quick: bool) -> String {
          reduced-precision (bf16/int8) first passes.\n",
     );
     out
+}
+
+/// `cargo xtask bench --only app,dups [--quick]`: re-measures only those sections and replaces
+/// them in docs/benchmarks.md (each section names the command that produced it).
+fn bench_only(which: &str, quick: bool) -> Result<()> {
+    let out = root().join("docs/benchmarks.md");
+    let mut doc = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let cmd = format!(
+        "cargo xtask bench --only {which}{}",
+        if quick { " --quick" } else { "" }
+    );
+    for name in which.split(',').filter(|n| !n.is_empty()) {
+        let section = match name {
+            "app" => app_section(quick),
+            "dups" => dups_section(quick),
+            other => bail!("unknown section '{other}' (app, dups)"),
+        };
+        let section = section.replacen("\n\n", &format!("\n\nProduced by `{cmd}`.\n\n"), 1);
+        let heading = section
+            .trim_start()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        doc = replace_section(&doc, &heading, &section);
+    }
+    std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
+    println!("{doc}");
+    Ok(())
+}
+
+/// `doc` with the `## ` section whose heading starts like `heading` (up to its first " (")
+/// replaced by `section`, or `section` appended.
+fn replace_section(doc: &str, heading: &str, section: &str) -> String {
+    let key = heading.split(" (").next().unwrap_or(heading);
+    let mut parts: Vec<String> = Vec::new();
+    let mut replaced = false;
+    for (i, part) in doc.split("\n## ").enumerate() {
+        let full = if i == 0 {
+            part.to_string()
+        } else {
+            format!("## {part}")
+        };
+        if i > 0 && full.starts_with(key) {
+            parts.push(section.trim().to_string());
+            replaced = true;
+        } else {
+            parts.push(full.trim_end().to_string());
+        }
+    }
+    if !replaced {
+        parts.push(section.trim().to_string());
+    }
+    parts.join("\n\n") + "\n"
 }
