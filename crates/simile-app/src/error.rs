@@ -73,9 +73,9 @@ impl From<Error> for ApiError {
                 DatasetError::InvalidStage(_) | DatasetError::InvalidField(_) => {
                     (S::BAD_REQUEST, "bad_view")
                 }
-                DatasetError::InvalidId(_) | DatasetError::FieldKind { .. } => {
-                    (S::BAD_REQUEST, "bad_request")
-                }
+                DatasetError::InvalidId(_)
+                | DatasetError::FieldKind { .. }
+                | DatasetError::NotADistanceField { .. } => (S::BAD_REQUEST, "bad_request"),
                 _ => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             Error::Runs(RunsError::UnknownKey(_)) => (S::NOT_FOUND, "unknown_run"),
@@ -93,6 +93,14 @@ impl From<Error> for ApiError {
             Error::PromptsNotSupported { .. } => (S::BAD_REQUEST, "prompts_not_supported"),
             Error::NoSimilarityRun { .. } => (S::BAD_REQUEST, "no_similarity_run"),
             Error::BadRun { .. } => (S::BAD_REQUEST, "bad_run"),
+            Error::UnknownSampleIds { .. } | Error::UnknownLabelIds { .. } => {
+                (S::NOT_FOUND, "unknown_sample")
+            }
+            Error::UnknownParams { .. }
+            | Error::InvalidOption { .. }
+            | Error::UnknownBackend { .. }
+            | Error::EmbeddingsCount { .. }
+            | Error::EmptyCollection(_) => (S::BAD_REQUEST, "bad_request"),
             Error::PatchesFieldMismatch { .. }
             | Error::LabelIdsRequired { .. }
             | Error::LabelIdsNotSupported

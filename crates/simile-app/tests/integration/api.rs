@@ -463,3 +463,31 @@ async fn milvus_down_is_a_typed_error_not_a_hang() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_dist_field_that_would_clobber_a_field_is_a_400() {
+    let (_home, simile, ids) = fixture(6);
+    let app = simile_app::router(simile);
+    // `tags` holds a list: a distance field may not overwrite it.
+    let r = post(
+        &app,
+        "/api/datasets/d/tags",
+        &json!({"ids": [ids[0]], "add": ["keep"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = post(
+        &app,
+        "/api/datasets/d/sort",
+        &json!({"brain_key": "emb", "query": {"ids": [ids[0]]}, "k": 3, "dist_field": "tags"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_kind().as_str()),
+        (400, "bad_request")
+    );
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tags"));
+}
