@@ -84,6 +84,11 @@ export const getPatches = (name, { field, offset, limit, view }, signal) =>
 
 export const sortBySimilarity = (name, body, signal) => request('POST', `${ds(name)}/sort`, body, signal);
 
+export const getDistances = (name, { brainKey, bins, view }, signal) =>
+  request('GET', `${ds(name)}/distances?brain_key=${enc(brainKey)}&bins=${bins}${viewParam(view)}`, undefined, signal);
+
+export const findDuplicates = (name, body, signal) => request('POST', `${ds(name)}/duplicates`, body, signal);
+
 export const updateTags = (name, ids, add, remove) =>
   request('POST', `${ds(name)}/tags`, { ids, add, remove });
 

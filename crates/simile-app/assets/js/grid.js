@@ -24,6 +24,19 @@ function tileBoxes(tile, item) {
   drawBoxes(overlay, item.fields, visibleFields(), { labelFields: state.info?.label_fields || [] });
 }
 
+/** Kept/duplicate marks while the grid shows the duplicates panel's groups (its last stage). */
+function dupMarks() {
+  const dm = state.dupMarks;
+  const last = state.view[state.view.length - 1];
+  return dm && last && JSON.stringify(last) === dm.stage ? dm.marks : null;
+}
+
+/** The field of the view's last sort_by stage, if any. */
+function sortByField() {
+  const st = [...state.view].reverse().find((x) => x && x.sort_by);
+  return st ? st.sort_by.field : null;
+}
+
 function buildTile(item, index) {
   const patch = isPatches();
   const name = state.dataset;
@@ -37,12 +50,16 @@ function buildTile(item, index) {
   img.addEventListener('error', () => media.classList.add('broken'));
 
   const hasDistance = item.distance !== undefined && item.distance !== null;
+  // Sorted by a field (a sort_by stage): show each tile's value of it.
+  const sortField = !patch && !hasDistance ? sortByField() : null;
+  const sortValue = sortField ? item.fields?.[sortField] : undefined;
+  const mark = !patch ? dupMarks()?.get(item.sampleId) : null;
   const tags = !patch && Array.isArray(item.fields?.tags) ? item.fields.tags : [];
   const title = patch
     ? `${item.label ?? ''}${typeof item.confidence === 'number' ? ` (${item.confidence.toFixed(2)})` : ''} · ${basename(item.filepath)}`
     : basename(item.filepath);
   const tile = h('div', {
-    class: `tile${state.selection.has(item.key) ? ' selected' : ''}`,
+    class: `tile${state.selection.has(item.key) ? ' selected' : ''}${mark ? ` dup-tile${mark.distance == null ? ' dup-tile-kept' : ''}${mark.group % 2 ? ' dup-tile-odd' : ''}` : ''}`,
     tabindex: '0',
     role: 'option',
     'aria-selected': state.selection.has(item.key) ? 'true' : 'false',
@@ -61,7 +78,13 @@ function buildTile(item, index) {
   tags.length ? h('div', { class: 'tile-tags' }, tags.slice(0, 3).map((t) => h('span', { class: 'tag-pill', text: t })), tags.length > 3 ? h('span', { class: 'tag-pill', text: `+${tags.length - 3}` }) : null) : null,
   patch ? h('div', { class: 'tile-label', style: `--c:${labelColor(item.label)}` }, h('span', { class: 'swatch' }), item.label ?? '',
     typeof item.confidence === 'number' ? h('span', { class: 'muted', text: ` ${item.confidence.toFixed(2)}` }) : null) : null,
-  hasDistance ? h('span', { class: 'tile-distance', title: `distance ${item.distance}`, text: formatDistance(item.distance) }) : null);
+  hasDistance ? h('span', { class: 'tile-distance', title: `distance ${item.distance}`, text: formatDistance(item.distance) }) : null,
+  mark ? h('span', {
+    class: `tile-distance tile-dup${mark.distance == null ? ' kept' : ''}`,
+    title: mark.distance == null ? `group ${mark.group}: the sample kept` : `group ${mark.group}: a duplicate at distance ${mark.distance}`,
+    text: `#${mark.group} ${mark.distance == null ? 'kept' : Number(mark.distance.toPrecision(3))}`,
+  }) : null,
+  typeof sortValue === 'number' ? h('span', { class: 'tile-distance tile-value', title: `${sortField} ${sortValue}`, text: String(Number(sortValue.toPrecision(3))) }) : null);
   tileBoxes(tile, item);
   img.src = patch ? cropUrl(name, item.sampleId, item.labelId, state.mode) : thumbUrl(name, item.sampleId);
   return tile;

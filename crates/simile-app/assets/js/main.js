@@ -2,10 +2,11 @@
 import * as api from './api.js';
 import {
   closeSample, fillPageFromResults, findSimilar, loadDataset, loadGrid, openItem, openSampleFromUrl, refreshAfterTagging,
-  resetSort, runSort, setDataset, setMode, setPage, setView, stepSample,
+  resetSort, runSort, setDataset, setMode, setPage, setView, showItem, stepSample,
 } from './actions.js';
 import { detectionFields, renderChrome, renderDatasetSelect } from './chrome.js';
 import { $, h, isTyping } from './dom.js';
+import { initDups } from './dups.js';
 import { initErrors, showError } from './errors.js';
 import {
   clearSelection, initGrid, renderCounts, renderGrid, setGridState, setSelection,
@@ -116,7 +117,7 @@ function onKey(ev) {
 
 // ---------- boot ----------
 const app = {
-  setView, setPage, runSort, resetSort, openItem, stepSample, closeSample, findSimilar, refreshAfterTagging,
+  setView, setPage, setMode, runSort, resetSort, openItem, showItem, stepSample, closeSample, findSimilar, refreshAfterTagging,
 };
 
 async function boot() {
@@ -126,6 +127,7 @@ async function boot() {
   initSort(app);
   initTags(app);
   initSample(app);
+  initDups(app);
   on('selection', () => renderCounts());
   $('#dataset-select').addEventListener('change', (ev) => setDataset(ev.target.value));
   $('#mode-select').addEventListener('change', (ev) => setMode(ev.target.value));

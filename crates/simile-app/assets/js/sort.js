@@ -1,6 +1,8 @@
 // The sort panel (sort by similarity to the selection, text search) and the "sorted" indicator.
 import { $, h, plural } from './dom.js';
-import { isPatches, on, patchesField, state } from './state.js';
+import {
+  emit, isPatches, on, patchesField, state,
+} from './state.js';
 
 let app = null;
 
@@ -113,6 +115,7 @@ export function openSortPanel(open = true) {
   panel.setAttribute('aria-hidden', open ? 'false' : 'true');
   $('#sort-button').setAttribute('aria-expanded', open ? 'true' : 'false');
   if (open) {
+    emit('panel', 'sort');
     const first = $('#sort-run').disabled && !$('#text-search').hidden ? $('#text-query') : $('#sort-brain-key');
     setTimeout(() => first.focus({ preventScroll: true }), 0);
   }
@@ -166,4 +169,7 @@ export function initSort(appApi) {
   });
   $('#sort-reset').addEventListener('click', () => app.resetSort());
   on('selection', updateButtons);
+  on('panel', (which) => {
+    if (which !== 'sort' && $('#sort-panel').classList.contains('open')) openSortPanel(false);
+  });
 }

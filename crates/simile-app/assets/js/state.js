@@ -23,6 +23,7 @@ export const state = {
   sampleId: null, // open sample (URL)
   modalKey: null, // key of the item open in the modal (a label id in a patches grid)
   brainKey: null, // run chosen in the sort panel
+  dupMarks: null, // {stage: JSON of the duplicates panel's "Show in grid" stage, marks: Map id -> {group, distance}}
 };
 
 export const isPatches = () => state.mode !== 'samples';

@@ -1,4 +1,5 @@
 // The view bar: one removable chip per stage, and a small form to add a stage.
+import { getDataset } from './api.js';
 import { $, h } from './dom.js';
 import { state } from './state.js';
 
@@ -52,8 +53,9 @@ export function stageText(stage) {
     case 'take': return `take ${a.n}${a.seed != null ? ` (seed ${a.seed})` : ''}`;
     case 'limit': return `limit ${a}`;
     case 'skip': return `skip ${a}`;
-    case 'select': return `select ${a.ids.length} id${a.ids.length === 1 ? '' : 's'}${a.ordered ? ' (ordered)' : ''}`;
-    case 'exclude': return `exclude ${a.ids.length} id${a.ids.length === 1 ? '' : 's'}`;
+    case 'select': return `${a.ids.length} id${a.ids.length === 1 ? '' : 's'}${a.ordered ? ' (ordered)' : ''}`;
+    case 'exclude': return `${a.ids.length} id${a.ids.length === 1 ? '' : 's'}`;
+    case 'sort_by': return `sort by ${a.field} ${a.reverse ? '↓' : '↑'}`;
     default: return JSON.stringify(stage);
   }
 }
@@ -86,6 +88,7 @@ const KIND_UI = {
   filter_labels: { field: 'label field', value: 'labels', fieldPh: 'ground_truth', valuePh: 'circle, square  or  ≥ 0.5' },
   take: { field: 'seed', value: 'n', fieldPh: 'random', valuePh: '10' },
   limit: { field: null, value: 'n', valuePh: '10' },
+  sort_by: { field: 'field', value: null, reverse: true, fieldPh: 'e.g. uniqueness' },
 };
 
 /** "12" -> 12, "true" -> true, "\"12\"" -> "12", anything else stays a string. */
@@ -113,14 +116,19 @@ function syncFormKind() {
   $('#stage-field-label').textContent = ui.field || '';
   $('#stage-field').placeholder = ui.fieldPh || '';
   $('#stage-op-wrap').hidden = !ui.op;
-  $('#stage-value-label').textContent = ui.value;
+  $('#stage-value-label').textContent = ui.value || '';
   $('#stage-value').placeholder = ui.valuePh || '';
-  const list = $('#stage-field-options');
-  const names = kind === 'filter_labels'
+  $('#stage-value').closest('label').hidden = !ui.value;
+  $('#stage-reverse-wrap').hidden = !ui.reverse;
+  fillFieldOptions();
+  $('#stage-form-error').textContent = '';
+}
+
+function fillFieldOptions() {
+  const names = $('#stage-kind').value === 'filter_labels'
     ? state.info?.label_fields || []
     : Object.entries(state.info?.fields || {}).filter(([, t]) => t === 'json').map(([n]) => n);
-  list.replaceChildren(...names.map((n) => h('option', { value: n })));
-  $('#stage-form-error').textContent = '';
+  $('#stage-field-options').replaceChildren(...names.map((n) => h('option', { value: n })));
 }
 
 function buildStage() {
@@ -162,6 +170,10 @@ function buildStage() {
       seed = Math.floor(seed);
       return { take: { n, seed } };
     }
+    case 'sort_by': {
+      need(field, 'Give the field to sort by, e.g. uniqueness.');
+      return { sort_by: { field, reverse: $('#stage-reverse').checked } };
+    }
     case 'limit': {
       const n = Number(raw.trim());
       need(Number.isInteger(n) && n >= 0, 'n must be a whole number.');
@@ -179,6 +191,21 @@ function openForm(open) {
   if (open) {
     syncFormKind();
     (!$('#stage-field-wrap').hidden ? $('#stage-field') : $('#stage-value')).focus();
+    refreshFields();
+  }
+}
+
+/** Fields change behind the page (e.g. compute_uniqueness from the CLI): re-read them. */
+async function refreshFields() {
+  const name = state.dataset;
+  if (!name) return;
+  try {
+    const info = await getDataset(name);
+    if (name !== state.dataset || !info) return;
+    state.info = { ...state.info, fields: info.fields, label_fields: info.label_fields };
+    if (stageFormOpen()) fillFieldOptions();
+  } catch {
+    /* keep the names known so far */
   }
 }
 

@@ -296,6 +296,7 @@ async fn the_page_in_a_real_browser() {
     patches_grid_and_patch_query(&page, &ds).await;
     sample_view_and_find_similar(&page, &ds).await;
     tag_then_filter_by_tag(&page, &ds).await;
+    duplicates_panel_and_uniqueness(&page, &ds).await;
     errors_are_shown_in_the_page(&page).await;
 
     page.c.close().await.unwrap();
@@ -591,6 +592,200 @@ async fn tag_then_filter_by_tag(page: &Page, ds: &simile::Dataset) {
         .map(|t| t.sample_id)
         .collect();
     assert_eq!(got, want, "view bar: match_tags then filter_labels");
+}
+
+/// Waits until the duplicates panel says its requests are done.
+async fn dups_settle(page: &Page) -> String {
+    let start = Instant::now();
+    loop {
+        let state = page
+            .js("return document.querySelector('#dups-panel').dataset.state || ''")
+            .await;
+        if let Some(s @ ("ready" | "error")) = state.as_str() {
+            return s.to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the duplicates panel never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn dups_stale(page: &Page) {
+    page.js("document.querySelector('#dups-panel').dataset.state = 'stale'")
+        .await;
+}
+
+fn sample_ids(tiles: Vec<Tile>) -> Vec<String> {
+    tiles.into_iter().map(|t| t.sample_id).collect()
+}
+
+async fn duplicates_panel_and_uniqueness(page: &Page, ds: &simile::Dataset) {
+    // The facade's answer: a threshold that marks 5 % of the samples, then the groups at it.
+    let index = ds.load_brain_results("img_sim").unwrap();
+    let t = index
+        .find_duplicates(Some(simile::DuplicatesBy::Fraction(0.05)))
+        .unwrap()
+        .thresh;
+    let want = index
+        .find_duplicates(Some(simile::DuplicatesBy::Thresh(t)))
+        .unwrap();
+    assert!(!want.duplicate_ids.is_empty());
+    let mut groups: Vec<(&String, &Vec<(String, f64)>)> = want.neighbors_map.iter().collect();
+    groups.sort_by(|a, b| a.1[0].1.total_cmp(&b.1[0].1));
+
+    page.open("?dataset=quickstart").await;
+    dups_stale(page).await;
+    page.press("#dups-button").await;
+    assert_eq!(dups_settle(page).await, "ready");
+    wait_visible(page, "#dups-panel").await;
+    page.select("#dups-brain-key", "img_sim").await;
+    assert_eq!(dups_settle(page).await, "ready");
+    // Only sample-level runs are offered.
+    let keys = page
+        .js("return Array.from(document.querySelectorAll('#dups-brain-key option')).map(o => o.value)")
+        .await;
+    assert_eq!(keys, json!(["img_sim"]));
+    // The histogram: one bar (or two, split by the line) per non-empty bin, and the line.
+    let bars = page
+        .js("return document.querySelectorAll('#dups-histogram svg rect.bar').length")
+        .await;
+    assert!(bars.as_u64().unwrap() >= 10, "{bars}");
+    // The number box moves the slider and the line.
+    page.type_into("#dups-thresh-value", &t.to_string()).await;
+    let slider = page
+        .js("return Number(document.querySelector('#dups-thresh').value)")
+        .await;
+    assert!(
+        (slider.as_f64().unwrap() - t).abs() < 1e-12,
+        "{slider} vs {t}"
+    );
+    let label = page.text("#dups-histogram .thresh-label").await;
+    assert!(label.starts_with('≤'), "{label}");
+
+    dups_stale(page).await;
+    page.press("#dups-run").await;
+    assert_eq!(dups_settle(page).await, "ready");
+    let got = page
+        .js("return Array.from(document.querySelectorAll('#dups-groups .dup-group')).map(g => [g.dataset.sampleId, Array.from(g.querySelectorAll('.dup-member')).map(m => [m.dataset.sampleId, Number(m.dataset.distance)])])")
+        .await;
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), groups.len(), "one .dup-group per kept sample");
+    for (g, (kept, dups)) in got.iter().zip(&groups) {
+        assert_eq!(g[0].as_str(), Some(kept.as_str()), "groups nearest first");
+        let members = g[1].as_array().unwrap();
+        let ids: Vec<&str> = members.iter().map(|m| m[0].as_str().unwrap()).collect();
+        let want_ids: Vec<&str> = dups.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(ids, want_ids, "the duplicates of {kept}, nearest first");
+        for (m, d) in members.iter().zip(dups.iter()) {
+            assert!(
+                (m[1].as_f64().unwrap() - d.1).abs() <= 1e-12,
+                "{m} vs {d:?}"
+            );
+        }
+    }
+    let summary = page.text("#dups-summary").await;
+    let n = want.duplicate_ids.len();
+    assert!(
+        summary.starts_with(&format!(
+            "{n} duplicate{} in {} group",
+            if n == 1 { "" } else { "s" },
+            groups.len()
+        )),
+        "{summary}"
+    );
+    page.shot("duplicates").await;
+
+    // A thumbnail opens the sample view.
+    let first_dup = &groups[0].1[0].0;
+    page.press(&format!(".dup-member[data-sample-id=\"{first_dup}\"]"))
+        .await;
+    wait_visible(page, "#sample-modal").await;
+    assert!(page.url().await.contains(&format!("sample={first_dup}")));
+    page.press("#sample-close").await;
+
+    // Tag the duplicates (the kept samples stay untagged).
+    let tag = page
+        .js("return document.querySelector('#dups-tag-input').value")
+        .await;
+    assert_eq!(tag, json!("duplicate"));
+    dups_stale(page).await;
+    page.press("#dups-tag").await;
+    assert_eq!(dups_settle(page).await, "ready");
+    assert!(page
+        .js("return !!document.querySelector('.tag-filter[data-tag=\"duplicate\"]')")
+        .await
+        .as_bool()
+        .unwrap());
+    assert_eq!(ds.count_sample_tags().unwrap().get("duplicate"), Some(&n));
+    let mut tagged = ds.view().match_tags(&["duplicate".into()]).ids().unwrap();
+    let mut dup_ids = want.duplicate_ids.clone();
+    tagged.sort();
+    dup_ids.sort();
+    assert_eq!(tagged, dup_ids);
+
+    // Show in grid: the groups in order, each kept sample before its duplicates.
+    page.click("#dups-show").await;
+    page.settle().await;
+    let order: Vec<String> = groups
+        .iter()
+        .flat_map(|(k, d)| std::iter::once((*k).clone()).chain(d.iter().map(|x| x.0.clone())))
+        .collect();
+    assert_eq!(sample_ids(page.tiles().await), order, "show in grid");
+    assert!(page.text("#view-bar").await.contains("(ordered)"));
+    let kept = page
+        .js("return Array.from(document.querySelectorAll('#grid .tile.dup-tile-kept')).map(t => t.dataset.sampleId)")
+        .await;
+    let want_kept: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(
+        kept,
+        json!(want_kept),
+        "kept samples are marked in the grid"
+    );
+
+    // Uniqueness as a sortable field: a sort_by stage from the view bar.
+    ds.view()
+        .compute_uniqueness(
+            "uniqueness",
+            simile::UniquenessSource::BrainKey("img_sim".into()),
+        )
+        .unwrap();
+    page.open("?dataset=quickstart").await;
+    page.press("#add-stage").await;
+    page.select("#stage-kind", "sort_by").await;
+    page.type_into("#stage-field", "uniqueness").await;
+    page.press("#stage-reverse").await;
+    page.click("#stage-apply").await;
+    page.settle().await;
+    let tiles = sample_ids(page.tiles().await);
+    let want: Vec<String> = ds
+        .view()
+        .sort_by("uniqueness", true)
+        .page(0, tiles.len())
+        .unwrap()
+        .samples
+        .iter()
+        .map(|s| s.id().to_string())
+        .collect();
+    assert!(tiles.len() >= 20);
+    assert_eq!(tiles, want, "sorted by uniqueness, most unique first");
+    let chip = page.text("#view-bar .stage-chip").await;
+    assert!(chip.contains("sort by uniqueness ↓"), "{chip}");
+    let shown = page
+        .js("return document.querySelector('#grid .tile .tile-value').title")
+        .await;
+    let top = ds
+        .view()
+        .sort_by("uniqueness", true)
+        .first()
+        .unwrap()
+        .unwrap();
+    let value = top.get("uniqueness").unwrap().as_f64().unwrap();
+    let shown = shown.as_str().unwrap();
+    let shown: f64 = shown.strip_prefix("uniqueness ").unwrap().parse().unwrap();
+    assert_eq!(shown, value, "each tile shows the value it is sorted by");
+    page.shot("uniqueness").await;
 }
 
 async fn errors_are_shown_in_the_page(page: &Page) {
