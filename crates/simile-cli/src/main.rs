@@ -43,6 +43,7 @@ pub enum Command {
     Brain(BrainCmd),
     /// Compute embeddings with a model and store them in a vector field.
     Embed {
+        /// Dataset name.
         name: String,
         /// Model name (e.g. clip-vit-base32-torch).
         #[arg(long)]
@@ -56,6 +57,7 @@ pub enum Command {
         /// Fail on the first unreadable image instead of skipping it.
         #[arg(long)]
         strict: bool,
+        /// Images per batch (default 16).
         #[arg(long)]
         batch_size: Option<usize>,
     },
@@ -71,6 +73,7 @@ pub enum DatasetCmd {
     ExactDuplicates(dups::ExactArgs),
     /// Create a dataset from a folder of images, a list of paths, COCO JSON, or a FiftyOne export.
     Create {
+        /// Name of the new dataset.
         name: String,
         /// Folder to scan recursively for images (unreadable files are reported, not fatal).
         #[arg(long, group = "source")]
@@ -95,10 +98,12 @@ pub enum DatasetCmd {
     Zoo { name: String },
     /// Export a dataset as COCO detections or in FiftyOne's format.
     Export {
+        /// Dataset name.
         name: String,
         /// coco or fiftyone.
         #[arg(long)]
         format: String,
+        /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
         /// Label field (COCO).
@@ -111,7 +116,9 @@ pub enum DatasetCmd {
     Info { name: String },
     /// The first samples.
     Head {
+        /// Dataset name.
         name: String,
+        /// How many samples to show.
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
     },
@@ -135,7 +142,9 @@ pub struct KeyArgs {
 pub enum SimilarityCmd {
     /// Build a similarity index and register it as a brain run.
     Compute {
+        /// Dataset name.
         name: String,
+        /// Brain key to register the index under (letters, digits, '_').
         #[arg(long)]
         brain_key: String,
         /// Backend (default from the brain config, else sklearn).
@@ -168,7 +177,7 @@ pub enum SimilarityCmd {
         #[command(flatten)]
         key: KeyArgs,
         /// Query sample/patch id (repeat for the mean of several).
-        #[arg(long = "id", group = "query")]
+        #[arg(long = "id", group = "query", num_args = 1..)]
         ids: Vec<String>,
         /// Query vector(s) as a float32 .npy (1 row, or several averaged).
         #[arg(long, group = "query")]
@@ -194,7 +203,7 @@ pub enum SimilarityCmd {
         #[arg(long)]
         embeddings: PathBuf,
         /// Sample ids (repeatable), aligned with the rows.
-        #[arg(long = "id")]
+        #[arg(long = "id", num_args = 1..)]
         ids: Vec<String>,
         /// File with one sample id per line, aligned with the rows.
         #[arg(long)]
@@ -210,7 +219,8 @@ pub enum SimilarityCmd {
     Remove {
         #[command(flatten)]
         key: KeyArgs,
-        #[arg(long = "id", required = true)]
+        /// Sample (or patch label) ids to remove (repeat --id, or list several after one --id).
+        #[arg(long = "id", required = true, num_args = 1..)]
         ids: Vec<String>,
         /// Fail (changing nothing) if an id is not in the index.
         #[arg(long)]
@@ -221,7 +231,7 @@ pub enum SimilarityCmd {
         #[command(flatten)]
         key: KeyArgs,
         /// Sample ids (default: every sample of the index).
-        #[arg(long = "id")]
+        #[arg(long = "id", num_args = 1..)]
         ids: Vec<String>,
         /// Write the vectors to this float32 .npy.
         #[arg(long)]
@@ -244,13 +254,18 @@ pub enum SimilarityCmd {
 pub enum BrainCmd {
     /// Brain keys of a dataset.
     List {
+        /// Dataset name.
         name: String,
+        /// Only runs of this type (similarity, uniqueness).
         #[arg(long = "type")]
         run_type: Option<String>,
+        /// Only runs of this backend (sklearn, milvus).
         #[arg(long)]
         method: Option<String>,
+        /// Only patch indexes of this detections field.
         #[arg(long)]
         patches_field: Option<String>,
+        /// Only runs whose model does (true) or does not (false) embed text prompts.
         #[arg(long)]
         supports_prompts: Option<bool>,
     },
@@ -258,14 +273,20 @@ pub enum BrainCmd {
     Info { name: String, key: String },
     /// Rename a run.
     Rename {
+        /// Dataset name.
         name: String,
+        /// Current brain key.
         old: String,
+        /// New brain key.
         new: String,
     },
     /// Delete a run's record (and with --cleanup its backend data first).
     Delete {
+        /// Dataset name.
         name: String,
+        /// Brain key of the run.
         key: String,
+        /// Also delete the index's data in its backend (files or Milvus collection).
         #[arg(long)]
         cleanup: bool,
     },

@@ -4,6 +4,7 @@
 
 mod dups;
 mod reliability;
+mod ux;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,100 @@
+//! The CLI as a new user meets it: the README's `--id ID...` form, help on every argument.
+use super::{images, npy, Cli};
+
+#[test]
+fn several_ids_after_one_flag_equal_repeated_flags() {
+    let cli = Cli::new();
+    let imgs = cli.home.path().join("imgs");
+    images(&imgs, 6);
+    cli.ok(&[
+        "dataset",
+        "create",
+        "d",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    let emb = cli.home.path().join("e.npy");
+    npy(&emb, 6, 4, 1);
+    cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "k",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "--json",
+    ]);
+    let head = cli.ok(&["dataset", "head", "d", "-n", "2", "--json"]);
+    let (a, b) = (
+        head[0]["id"].as_str().unwrap(),
+        head[1]["id"].as_str().unwrap(),
+    );
+    let one_flag = cli.ok(&[
+        "similarity",
+        "sort",
+        "d",
+        "--brain-key",
+        "k",
+        "--id",
+        a,
+        b,
+        "-k",
+        "4",
+        "--json",
+    ]);
+    let repeated = cli.ok(&[
+        "similarity",
+        "sort",
+        "d",
+        "--brain-key",
+        "k",
+        "--id",
+        a,
+        "--id",
+        b,
+        "-k",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(one_flag, repeated);
+    assert_eq!(one_flag.as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn every_argument_has_a_help_line() {
+    let cli = Cli::new();
+    for cmd in [
+        &["dataset", "create"][..],
+        &["dataset", "export"],
+        &["dataset", "head"],
+        &["embed"],
+        &["similarity", "compute"],
+        &["similarity", "remove"],
+        &["similarity", "duplicates"],
+        &["brain", "list"],
+        &["brain", "rename"],
+        &["brain", "delete"],
+        &["brain", "uniqueness"],
+        &["app"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = cli.run(&args);
+        assert!(out.status.success(), "{cmd:?} --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        // clap prints an argument with no doc as its name alone on the line.
+        for line in help.lines().filter(|l| l.starts_with("  ")) {
+            let t = line.trim();
+            let bare = (t.starts_with('<') && t.ends_with('>') && !t.contains(' '))
+                || (t.starts_with("--")
+                    && t.split_whitespace().count() <= 2
+                    && !line.starts_with("          "));
+            assert!(
+                !bare || help.contains(&format!("{t}\n          ")),
+                "{cmd:?}: '{t}' has no help line:\n{help}"
+            );
+        }
+    }
+}
