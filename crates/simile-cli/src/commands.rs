@@ -62,6 +62,11 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// "1 sample", "2 samples".
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn print_json(v: &Value) {
     use std::io::Write;
     // A closed pipe (`simile ... | head`) is not an error worth a panic.
@@ -131,7 +136,11 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
             if json {
                 print_json(&json!({"name": name, "samples": n, "skipped": skipped}));
             } else {
-                println!("created dataset '{}' with {n} samples", ds.name());
+                println!(
+                    "created dataset '{}' with {}",
+                    ds.name(),
+                    plural(n, "sample", "samples")
+                );
                 for s in &report.skipped {
                     eprintln!("  skipped {s}");
                 }
@@ -143,7 +152,11 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
             if json {
                 print_json(&json!({"name": ds.name(), "samples": n}));
             } else {
-                println!("dataset '{}' with {n} samples", ds.name());
+                println!(
+                    "dataset '{}' with {}",
+                    ds.name(),
+                    plural(n, "sample", "samples")
+                );
             }
         }
         DatasetCmd::Export {
@@ -267,8 +280,32 @@ fn brain(simile: &Simile, cmd: BrainCmd, json: bool) -> Result<()> {
             let ds = simile.load_dataset(&name)?;
             let info = ds.get_brain_info(&key)?;
             let v = serde_json::to_value(&info)?;
-            print_json(&v);
-            let _ = json;
+            if json {
+                print_json(&v);
+            } else {
+                let text = |k: &str| {
+                    v[k].as_str()
+                        .map_or_else(|| v[k].to_string(), str::to_string)
+                };
+                println!(
+                    "{} ({} run, {} backend, {})",
+                    info.key,
+                    info.run_type,
+                    info.method,
+                    text("state")
+                );
+                println!(
+                    "  registered {} by simile {}",
+                    text("timestamp"),
+                    info.version
+                );
+                for (k, v) in &info.config {
+                    println!(
+                        "  {k}: {}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    );
+                }
+            }
         }
         BrainCmd::Rename { name, old, new } => {
             let ds = simile.load_dataset(&name)?;

@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 use simile::{Duplicates, DuplicatesBy, Simile, UniquenessSource};
 
+use crate::commands::plural;
 use crate::KeyArgs;
 
 #[derive(Args, Debug)]
@@ -92,10 +93,6 @@ fn duplicates_json(d: &Duplicates) -> Value {
         );
     }
     json!({"thresh": d.thresh, "unique_ids": d.unique_ids, "duplicate_ids": d.duplicate_ids, "neighbors": neighbors})
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn duplicates(simile: &Simile, a: DuplicatesArgs, json: bool) -> Result<()> {

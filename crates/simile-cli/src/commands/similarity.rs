@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use simile::{AddOptions, MissingOptions, Query, SimilarityOptions, Simile, SortOptions};
 
-use super::{bar_progress, parse_sets, print_json, progress_bar};
+use super::{bar_progress, parse_sets, plural, print_json, progress_bar};
 use crate::{KeyArgs, SimilarityCmd};
 
 fn load_index(
@@ -76,10 +76,14 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
                 print_json(&out);
             } else {
                 println!(
-                    "index '{brain_key}' ({} backend, {}) holds {} vectors",
+                    "index '{brain_key}' ({} backend, {}) holds {}",
                     index.backend_name(),
                     index.metric(),
-                    out["total_index_size"]
+                    plural(
+                        out["total_index_size"].as_u64().unwrap_or(0) as usize,
+                        "vector",
+                        "vectors"
+                    )
                 );
             }
         }
@@ -212,7 +216,10 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
             if json {
                 print_json(&json!({"removed": removed, "total_index_size": total}));
             } else {
-                println!("removed {removed} vectors; the index holds {total}");
+                println!(
+                    "removed {}; the index holds {total}",
+                    plural(removed, "vector", "vectors")
+                );
             }
         }
         SimilarityCmd::Get { key, ids, out } => {
@@ -307,15 +314,33 @@ fn add(
         overwrite: !no_overwrite,
         ..AddOptions::default()
     };
+    let before = index.total_index_size()?;
     index.add_to_index(array.view(), &sample_ids, label_ids.as_deref(), opts)?;
     let total = index.total_index_size()?;
-    if json {
-        print_json(&json!({"added": sample_ids.len(), "total_index_size": total}));
+    // Rows whose key was already present were replaced (or, with --no-overwrite, kept).
+    let given = label_ids.as_ref().map_or(sample_ids.len(), Vec::len);
+    let added = total.saturating_sub(before);
+    let present = given.saturating_sub(added);
+    let (replaced, kept) = if no_overwrite {
+        (0, present)
     } else {
-        println!(
-            "added {} vectors; the index holds {total}",
-            sample_ids.len()
+        (present, 0)
+    };
+    if json {
+        print_json(
+            &json!({"added": added, "replaced": replaced, "kept": kept, "total_index_size": total}),
         );
+    } else {
+        let mut line = format!("added {}", plural(added, "vector", "vectors"));
+        if replaced > 0 {
+            line.push_str(&format!(", replaced {replaced}"));
+        }
+        if kept > 0 {
+            line.push_str(&format!(
+                ", left {kept} already present as they were (--no-overwrite)"
+            ));
+        }
+        println!("{line}; the index holds {total}");
     }
     Ok(())
 }

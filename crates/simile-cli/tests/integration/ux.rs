@@ -98,3 +98,79 @@ fn every_argument_has_a_help_line() {
         }
     }
 }
+
+#[test]
+fn messages_count_in_english_and_brain_info_honours_json() {
+    let cli = Cli::new();
+    let imgs = cli.home.path().join("imgs");
+    images(&imgs, 3);
+    cli.ok(&[
+        "dataset",
+        "create",
+        "d",
+        "--from-dir",
+        imgs.to_str().unwrap(),
+        "--json",
+    ]);
+    let emb = cli.home.path().join("e.npy");
+    npy(&emb, 3, 4, 2);
+    cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "k",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "--json",
+    ]);
+    let head = cli.ok(&["dataset", "head", "d", "-n", "1", "--json"]);
+    let id = head[0]["id"].as_str().unwrap();
+    let one = cli.home.path().join("one.npy");
+    npy(&one, 1, 4, 9);
+    // Re-adding a present id with --no-overwrite adds nothing and says so.
+    let out = cli.run(&[
+        "similarity",
+        "add",
+        "d",
+        "--brain-key",
+        "k",
+        "--embeddings",
+        one.to_str().unwrap(),
+        "--id",
+        id,
+        "--no-overwrite",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("added 0 vectors, left 1 already present"),
+        "{text}"
+    );
+    let j = cli.ok(&[
+        "similarity",
+        "add",
+        "d",
+        "--brain-key",
+        "k",
+        "--embeddings",
+        one.to_str().unwrap(),
+        "--id",
+        id,
+        "--json",
+    ]);
+    assert_eq!(
+        (j["added"].as_u64(), j["replaced"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let out = cli.run(&["similarity", "remove", "d", "--brain-key", "k", "--id", id]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("removed 1 vector;"), "{text}");
+    // brain info: readable by default, JSON with --json.
+    let out = cli.run(&["brain", "info", "d", "k"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("k (similarity run, sklearn backend"),
+        "{text}"
+    );
+    assert_eq!(cli.ok(&["brain", "info", "d", "k", "--json"])["key"], "k");
+}
