@@ -11,7 +11,7 @@ use ndarray::{s, Array2, ArrayView2, Axis};
 use simile_index::Metric;
 
 /// Rows per chunk.
-const CHUNK: usize = 256;
+const CHUNK: usize = 512;
 
 /// Rows prepared for GEMM: unit rows for cosine, squared norms, bound per unit of ‖a‖‖b‖.
 pub(crate) struct Rows<'a> {
