@@ -22,7 +22,7 @@ impl Cli {
     }
 
     /// A dataset `d` of `n` images; returns the sample ids in order.
-    fn dataset(&self, n: usize) -> Vec<String> {
+    pub(crate) fn dataset(&self, n: usize) -> Vec<String> {
         let imgs = self.home.path().join("imgs");
         images(&imgs, n);
         self.ok(&[
@@ -42,7 +42,7 @@ impl Cli {
     }
 
     /// `d` with an index `sim` of 8-d vectors; returns the sample ids.
-    fn indexed(&self, n: usize) -> Vec<String> {
+    pub(crate) fn indexed(&self, n: usize) -> Vec<String> {
         let ids = self.dataset(n);
         let emb = self.file("emb.npy");
         npy(&emb, n, 8, 1);
@@ -59,7 +59,7 @@ impl Cli {
         ids
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
 

@@ -1,42 +1,17 @@
 //! The CLI as a new user meets it: the README's `--id ID...` form, help on every argument.
-use super::{images, npy, Cli};
+use super::{npy, Cli};
 
 #[test]
 fn several_ids_after_one_flag_equal_repeated_flags() {
     let cli = Cli::new();
-    let imgs = cli.home.path().join("imgs");
-    images(&imgs, 6);
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
-    let emb = cli.home.path().join("e.npy");
-    npy(&emb, 6, 4, 1);
-    cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "k",
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--json",
-    ]);
-    let head = cli.ok(&["dataset", "head", "d", "-n", "2", "--json"]);
-    let (a, b) = (
-        head[0]["id"].as_str().unwrap(),
-        head[1]["id"].as_str().unwrap(),
-    );
+    let ids = cli.indexed(6);
+    let (a, b) = (ids[0].as_str(), ids[1].as_str());
     let one_flag = cli.ok(&[
         "similarity",
         "sort",
         "d",
         "--brain-key",
-        "k",
+        "sim",
         "--id",
         a,
         b,
@@ -49,7 +24,7 @@ fn several_ids_after_one_flag_equal_repeated_flags() {
         "sort",
         "d",
         "--brain-key",
-        "k",
+        "sim",
         "--id",
         a,
         "--id",
@@ -102,39 +77,17 @@ fn every_argument_has_a_help_line() {
 #[test]
 fn messages_count_in_english_and_brain_info_honours_json() {
     let cli = Cli::new();
-    let imgs = cli.home.path().join("imgs");
-    images(&imgs, 3);
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
-    let emb = cli.home.path().join("e.npy");
-    npy(&emb, 3, 4, 2);
-    cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "k",
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--json",
-    ]);
-    let head = cli.ok(&["dataset", "head", "d", "-n", "1", "--json"]);
-    let id = head[0]["id"].as_str().unwrap();
+    let ids = cli.indexed(3);
+    let id = ids[0].as_str();
     let one = cli.home.path().join("one.npy");
-    npy(&one, 1, 4, 9);
+    npy(&one, 1, 8, 9);
     // Re-adding a present id with --no-overwrite adds nothing and says so.
     let out = cli.run(&[
         "similarity",
         "add",
         "d",
         "--brain-key",
-        "k",
+        "sim",
         "--embeddings",
         one.to_str().unwrap(),
         "--id",
@@ -151,7 +104,7 @@ fn messages_count_in_english_and_brain_info_honours_json() {
         "add",
         "d",
         "--brain-key",
-        "k",
+        "sim",
         "--embeddings",
         one.to_str().unwrap(),
         "--id",
@@ -162,15 +115,26 @@ fn messages_count_in_english_and_brain_info_honours_json() {
         (j["added"].as_u64(), j["replaced"].as_u64()),
         (Some(0), Some(1))
     );
-    let out = cli.run(&["similarity", "remove", "d", "--brain-key", "k", "--id", id]);
+    let out = cli.run(&[
+        "similarity",
+        "remove",
+        "d",
+        "--brain-key",
+        "sim",
+        "--id",
+        id,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.starts_with("removed 1 vector;"), "{text}");
     // brain info: readable by default, JSON with --json.
-    let out = cli.run(&["brain", "info", "d", "k"]);
+    let out = cli.run(&["brain", "info", "d", "sim"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        text.starts_with("k (similarity run, sklearn backend"),
+        text.starts_with("sim (similarity run, sklearn backend"),
         "{text}"
     );
-    assert_eq!(cli.ok(&["brain", "info", "d", "k", "--json"])["key"], "k");
+    assert_eq!(
+        cli.ok(&["brain", "info", "d", "sim", "--json"])["key"],
+        "sim"
+    );
 }
