@@ -251,6 +251,14 @@ impl Page {
         }
         self.select("#sort-brain-key", key).await;
     }
+
+    /// Sorts by the selection with run `key` and `k` results, and waits for the grid.
+    async fn sort_selection(&self, key: &str, k: usize) {
+        self.open_sort_panel(key).await;
+        self.type_into("#sort-k", &k.to_string()).await;
+        self.click("#sort-run").await;
+        self.settle().await;
+    }
 }
 
 fn assert_same_results(page: &[Tile], ids: &[String], distances: &[f32], what: &str) {
@@ -341,10 +349,7 @@ async fn click_then_sort_matches_the_facade(page: &Page, ds: &simile::Dataset) {
     let first = page.tiles().await[3].sample_id.clone();
     page.click_tile(3, false).await;
     assert!(page.text("#selection-count").await.starts_with('1'));
-    page.open_sort_panel("img_sim").await;
-    page.type_into("#sort-k", "25").await;
-    page.click("#sort-run").await;
-    page.settle().await;
+    page.sort_selection("img_sim", 25).await;
     let want = ds
         .sort_by_similarity(
             Query::id(&first),
@@ -385,10 +390,7 @@ async fn several_selected_sort_by_their_mean(page: &Page, ds: &simile::Dataset) 
     page.click_tile(5, true).await;
     page.click_tile(9, true).await;
     assert!(page.text("#selection-count").await.starts_with('3'));
-    page.open_sort_panel("img_sim").await;
-    page.type_into("#sort-k", "10").await;
-    page.click("#sort-run").await;
-    page.settle().await;
+    page.sort_selection("img_sim", 10).await;
     let want = ds
         .sort_by_similarity(
             Query::ids(picked),
@@ -431,10 +433,7 @@ async fn patches_grid_and_patch_query(page: &Page, ds: &simile::Dataset) {
     }
     let query = tiles[2].label_id.clone().unwrap();
     page.click_tile(2, false).await;
-    page.open_sort_panel("gt_sim").await;
-    page.type_into("#sort-k", "12").await;
-    page.click("#sort-run").await;
-    page.settle().await;
+    page.sort_selection("gt_sim", 12).await;
     let want = ds
         .to_patches("ground_truth")
         .sort_by_similarity(
