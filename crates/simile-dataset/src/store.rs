@@ -211,13 +211,19 @@ impl Store {
 
     /// Deletes a dataset with its samples (and, through cascading deletes, anything keyed on it).
     pub fn delete_dataset(&self, name: &str) -> Result<()> {
-        self.write(|tx| {
-            let n = tx.execute("DELETE FROM datasets WHERE name = ?1", [name])?;
-            if n == 0 {
-                return Err(DatasetError::NotFound(name.to_string()));
-            }
-            Ok(())
-        })
+        let ds = self.load_dataset(name)?;
+        self.write(|tx| Store::delete_dataset_in(tx, &ds))
+    }
+
+    /// Deletes a dataset with its samples inside a write transaction the caller holds, so that a
+    /// layer above can delete what it keeps about the dataset in the same transaction.
+    /// Errors: [`DatasetError::NotFound`] when it was deleted meanwhile.
+    pub fn delete_dataset_in(tx: &rusqlite::Transaction<'_>, dataset: &Dataset) -> Result<()> {
+        let n = tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset.db_id()])?;
+        if n == 0 {
+            return Err(DatasetError::NotFound(dataset.name().to_string()));
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `call` | running SDK requests on the crate's runtime, mapping their errors; reads retried after a reload |
 //! | `consistency` | the consistency level of the next read (Strong after a delete) |
 //! | `schema` | FiftyOne's collection schema: binding a name, creating, adopting, loading, dropping |
+//! | `owner` | which collections simile created (their description names the storage directory) |
 //! | `private` | fast path: plain inserts into a collection no one else can know (`PrivateWrites`) |
 //! | `sample_keys` | fast path: sample indexes read sample ids from the primary key (`SampleKeys`) |
 //! | `write` | upserts in parallel batches, deletes |
@@ -19,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 mod call;
 mod consistency;
+mod owner;
 mod private;
 mod read;
 mod sample_keys;
@@ -46,6 +48,8 @@ use crate::BACKEND;
 use consistency::ReadConsistency;
 use private::PrivateWrites;
 use sample_keys::SampleKeys;
+
+pub use owner::{owner_of, OwnedCollection, OWNER_PREFIX};
 
 /// Most keys put into one `pk in [...]` filter (view restrictions, gets, deletes).
 pub const RESTRICT_BATCH: usize = 4096;
@@ -78,6 +82,9 @@ pub struct MilvusIndex {
     private: PrivateWrites,
     /// The collection name was generated here (not given by the user).
     auto_named: bool,
+    /// The storage directory the facade reserved for this index: a collection created here
+    /// names it in its description (see `owner`).
+    storage_dir: std::path::PathBuf,
 }
 
 impl fmt::Debug for MilvusIndex {
@@ -116,6 +123,7 @@ impl MilvusIndex {
             sample_keys: SampleKeys::new(params.patches),
             private: PrivateWrites::ended(),
             auto_named: false,
+            storage_dir: params.storage_dir.clone(),
         };
         index.bind(&params.dataset_name)?;
         tracing::debug!(collection = %index.collection, metric = %index.metric, "milvus index bound");

@@ -68,7 +68,7 @@ use simile_index::{BackendFactory, BackendParams, Metric, Result, SimilarityBack
 
 pub use config::{MilvusConfig, DEFAULT_URI, MAX_K};
 pub use conn::shared_client_count;
-pub use index::{MilvusIndex, RESTRICT_BATCH};
+pub use index::{owner_of, MilvusIndex, OwnedCollection, OWNER_PREFIX, RESTRICT_BATCH};
 pub use milvus;
 
 /// The backend's registered name.

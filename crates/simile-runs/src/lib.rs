@@ -27,4 +27,4 @@ mod registry;
 
 pub use error::{Result, RunsError};
 pub use record::{validate_key, RunFilter, RunRecord, RunState, SIMILARITY, VERSION};
-pub use registry::{RunRegistry, TABLE};
+pub use registry::{RunRefs, RunRegistry, TABLE};

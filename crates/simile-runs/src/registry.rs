@@ -18,6 +18,27 @@ const COLUMNS: &str = "key, run_type, method, config, timestamp, version, state,
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunRegistry;
 
+/// A run's stored config and results, as text (see [`RunRegistry::all_refs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRefs {
+    pub dataset_id: i64,
+    pub key: String,
+    /// The config JSON as stored.
+    pub config: String,
+    /// The results JSON as stored, if any.
+    pub results: Option<String>,
+}
+
+impl RunRefs {
+    /// Whether the stored text names `needle` as a whole JSON string (a storage directory or a
+    /// collection name).
+    pub fn mentions(&self, needle: &str) -> bool {
+        let quoted = format!("\"{needle}\"");
+        self.config.contains(&quoted)
+            || self.results.as_deref().is_some_and(|r| r.contains(&quoted))
+    }
+}
+
 impl RunRegistry {
     /// Creates the registry table if missing. Idempotent.
     pub fn migrate(conn: &Connection) -> Result<()> {
@@ -162,6 +183,24 @@ impl RunRegistry {
             }
         }
         Ok(records)
+    }
+
+    /// Every run of every dataset as stored text, readable or not: what a storage check needs
+    /// to be sure nothing still points at a directory or collection (an unreadable run's
+    /// storage must not look orphaned).
+    pub fn all_refs(conn: &Connection) -> Result<Vec<RunRefs>> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT dataset_id, key, config, results FROM {TABLE} ORDER BY dataset_id, key"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RunRefs {
+                dataset_id: r.get(0)?,
+                key: r.get(1)?,
+                config: r.get(2)?,
+                results: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Replaces the run's config (stored without credentials or connection settings).
@@ -419,6 +458,28 @@ mod tests {
             Value::Object(scrubbed),
             json!({"metric": "cosine", "collection_name": "c",
                    "model_kwargs": {"size": 3, "list": [{"x": 1}]}})
+        );
+    }
+
+    #[test]
+    fn refs_name_storage_even_of_unreadable_runs() {
+        let conn = Connection::open_in_memory().unwrap();
+        RunRegistry::migrate(&conn).unwrap();
+        let mut rec = RunRecord::new("a", "sklearn", Map::new());
+        rec.results = Some(json!({"storage_dir": "indexes/1/00ff"}));
+        RunRegistry::register(&conn, 1, &rec).unwrap();
+        conn.execute(
+            "INSERT INTO brain_runs VALUES (2, 'b', 'similarity', 'milvus', '{\"collection_name\": \"fiftyone_x\"}', 'not a time', '1', 'completed', NULL)",
+            [],
+        )
+        .unwrap();
+        let refs = RunRegistry::all_refs(&conn).unwrap();
+        assert_eq!(refs.len(), 2);
+        assert!(refs[0].mentions("indexes/1/00ff"));
+        assert!(!refs[0].mentions("indexes/1/00f"));
+        assert!(
+            refs[1].mentions("fiftyone_x"),
+            "an unreadable run still counts"
         );
     }
 }

@@ -232,6 +232,7 @@ impl MilvusIndex {
     /// Creates the collection (FiftyOne's schema), its index, and loads it.
     fn create_collection(&self, dim: usize) -> Result<()> {
         let schema = CollectionSchema::new()
+            .description(super::owner::owner_description(&self.storage_dir))
             .enable_dynamic_field(false)
             .add_field(
                 FieldSchema::new()
