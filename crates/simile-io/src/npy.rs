@@ -191,4 +191,48 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
         assert_eq!(decode_vector(&json!({"$binary": b64, "$type": "00"})), None);
     }
+    /// Fuzz (`simile-fuzz`): vectors round-trip bit for bit (NaN payloads too), and mutated
+    /// `.npy` bytes, raw or compressed, decode to a vector no longer than the data or to `None`.
+    #[test]
+    fn fuzz_vectors_round_trip_and_mutated_bytes_never_panic() {
+        use simile_fuzz::proptest::prelude::*;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let floats = prop::collection::vec(any::<u32>().prop_map(f32::from_bits), 0..64);
+        simile_fuzz::check("fiftyone vector round trip", 64, floats, |v| {
+            let back = decode_vector(&encode_vector(&v));
+            prop_assert_eq!(back.as_deref().map(bits), Some(bits(&v)));
+            Ok(())
+        });
+        let v = [1.0f32, -2.5, 3.0];
+        let enc = encode_vector(&v);
+        let b64 = enc["$binary"]["base64"].as_str().unwrap_or_default();
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default();
+        let mut raw = Vec::new();
+        flate2::read::ZlibDecoder::new(&compressed[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        simile_fuzz::check("npy bytes", 512, simile_fuzz::bytes_from(raw, 6), |b| {
+            if let Some(out) = parse_npy(&b.0) {
+                prop_assert!(
+                    out.len() * 4 <= b.0.len(),
+                    "{} values from {} bytes",
+                    out.len(),
+                    b.0.len()
+                );
+            }
+            Ok(())
+        });
+        simile_fuzz::check(
+            "zlib npy bytes",
+            256,
+            simile_fuzz::bytes_from(compressed, 4),
+            |b| {
+                let v = json!({"$binary": base64::engine::general_purpose::STANDARD.encode(&b.0)});
+                let _ = decode_vector(&v);
+                Ok(())
+            },
+        );
+    }
 }

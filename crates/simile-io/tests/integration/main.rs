@@ -3,6 +3,7 @@
 mod coco;
 mod common;
 mod fiftyone;
+mod fuzz;
 mod image_dir;
 mod quickstart;
 mod reliability;
