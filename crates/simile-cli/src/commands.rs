@@ -25,11 +25,12 @@ pub fn run(cli: Cli) -> Result<()> {
             skip_existing,
             strict,
             batch_size,
+            view,
         } => {
             if batch_size == Some(0) {
                 bail!("--batch-size must be at least 1");
             }
-            let ds = simile.load_dataset(&name)?;
+            let ds = view.apply(&simile.load_dataset(&name)?)?;
             let m = simile.load_model(&model)?;
             let bar = progress_bar(json, "embedding");
             let mut opts = simile::EmbedOptions::new()
@@ -164,12 +165,12 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
             format,
             out,
             label_field,
+            view,
         } => {
-            let ds = simile.load_dataset(&name)?;
-            let report = match format.as_str() {
-                "coco" => ds.view().export_coco(&label_field, &out)?,
-                "fiftyone" => ds.view().export_fiftyone(&out)?,
-                other => bail!("unknown export format '{other}': use coco or fiftyone"),
+            let view = view.apply(&simile.load_dataset(&name)?)?;
+            let report = match format {
+                crate::ExportFormat::Coco => view.export_coco(&label_field, &out)?,
+                crate::ExportFormat::Fiftyone => view.export_fiftyone(&out)?,
             };
             if json {
                 print_json(
@@ -220,9 +221,8 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
                 println!("brain runs: {}", runs.join(", "));
             }
         }
-        DatasetCmd::Head { name, n } => {
-            let ds = simile.load_dataset(&name)?;
-            let samples = ds.view().head(n)?;
+        DatasetCmd::Head { name, n, view } => {
+            let samples = view.apply(&simile.load_dataset(&name)?)?.head(n)?;
             if json {
                 print_json(&Value::Array(samples.iter().map(|s| s.to_json()).collect()));
             } else {

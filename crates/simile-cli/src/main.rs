@@ -7,11 +7,14 @@ mod commands;
 mod dups;
 mod quickstart;
 mod synthetic;
+mod view_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use view_args::ViewArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,6 +63,8 @@ pub enum Command {
         /// Images per batch (default 16).
         #[arg(long)]
         batch_size: Option<usize>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// The whole workflow on a generated demo dataset with the embedded default backend.
     Quickstart(quickstart::QuickstartArgs),
@@ -100,9 +105,9 @@ pub enum DatasetCmd {
     Export {
         /// Dataset name.
         name: String,
-        /// coco or fiftyone.
-        #[arg(long)]
-        format: String,
+        /// The export format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -112,6 +117,8 @@ pub enum DatasetCmd {
     },
     /// List datasets.
     List,
+        #[command(flatten)]
+        view: ViewArgs,
     /// Samples, fields and brain runs of a dataset.
     Info { name: String },
     /// The first samples.
@@ -124,6 +131,8 @@ pub enum DatasetCmd {
     },
     /// Delete a dataset and its brain-run records.
     Delete { name: String },
+        #[command(flatten)]
+        view: ViewArgs,
 }
 
 #[derive(Args, Debug)]
@@ -148,8 +157,8 @@ pub enum SimilarityCmd {
         #[arg(long)]
         brain_key: String,
         /// Backend (default from the brain config, else sklearn).
-        #[arg(long)]
-        backend: Option<String>,
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
         /// float32 .npy with one row per sample (or patch), in dataset order.
         #[arg(long, group = "source")]
         embeddings: Option<PathBuf>,
@@ -165,15 +174,17 @@ pub enum SimilarityCmd {
         /// Index the detections of this label field (a patch index).
         #[arg(long)]
         patches_field: Option<String>,
-        /// cosine, dotproduct or euclidean.
-        #[arg(long)]
-        metric: Option<String>,
+        /// Distance metric (default: the backend's, cosine).
+        #[arg(long, value_enum)]
+        metric: Option<MetricArg>,
         /// Backend parameter key=value (collection_name, consistency_level, uri, ...), repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
     /// Sort a dataset by similarity to ids, a vector, or a text prompt.
     Sort {
+        #[command(flatten)]
+        view: ViewArgs,
         #[command(flatten)]
         key: KeyArgs,
         /// Query sample/patch id (repeat for the mean of several).
@@ -197,6 +208,8 @@ pub enum SimilarityCmd {
     },
     /// Add (upsert) embeddings to an index.
     Add {
+        #[command(flatten)]
+        view: ViewArgs,
         #[command(flatten)]
         key: KeyArgs,
         /// float32 .npy, one row per id.
@@ -253,6 +266,53 @@ pub enum SimilarityCmd {
 #[derive(Subcommand, Debug)]
 pub enum BrainCmd {
     /// Brain keys of a dataset.
+/// `dataset export --format`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ExportFormat {
+    /// COCO detections JSON plus the images.
+    Coco,
+    /// FiftyOne's dataset export (metadata.json, samples.json, data/); ids are kept.
+    Fiftyone,
+}
+
+/// `similarity compute --backend`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Backend {
+    /// Embedded, exact, files under the simile home.
+    Sklearn,
+    /// A Milvus server (uri and credentials from the brain config or --set).
+    Milvus,
+}
+
+/// `similarity compute --metric`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum MetricArg {
+    Cosine,
+    Dotproduct,
+    Euclidean,
+}
+
+impl Backend {
+    /// The facade's backend name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sklearn => "sklearn",
+            Backend::Milvus => "milvus",
+        }
+    }
+}
+
+impl MetricArg {
+    /// The backends' metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricArg::Cosine => "cosine",
+            MetricArg::Dotproduct => "dotproduct",
+            MetricArg::Euclidean => "euclidean",
+        }
+    }
+}
+
     List {
         /// Dataset name.
         name: String,

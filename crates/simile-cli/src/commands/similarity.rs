@@ -31,23 +31,18 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
             patches_field,
             metric,
             set,
+            view,
         } => {
-            if backend.as_deref().is_some_and(|b| b.trim().is_empty()) {
-                bail!(
-                    "--backend needs a backend name: {}",
-                    simile.backends().join(", ")
-                );
-            }
-            let ds = simile.load_dataset(&name)?;
+            let ds = view.apply(&simile.load_dataset(&name)?)?;
             let mut opts = SimilarityOptions::new().brain_key(&brain_key);
             if let Some(b) = backend {
-                opts = opts.backend(b);
+                opts = opts.backend(b.name());
             }
             for (k, v) in parse_sets(&set)? {
                 opts = opts.set(k, v);
             }
             if let Some(m) = metric {
-                opts = opts.set("metric", m);
+                opts = opts.set("metric", m.name());
             }
             if let Some(p) = patches_field {
                 opts = opts.patches_field(p);
@@ -95,11 +90,13 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
             k,
             reverse,
             dist_field,
+            view,
         } => {
             if k == Some(0) {
                 bail!("-k must be at least 1 (leave it out to sort every sample)");
             }
             let (ds, index) = load_index(simile, &key)?;
+            let ds = view.apply(&ds)?;
             let query = if !ids.is_empty() {
                 Query::ids(ids)
             } else if let Some(p) = vector {
@@ -160,6 +157,7 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
                 return Ok(());
             }
             let view = index
+                .use_view(&ds)
                 .sort_by_similarity(query, opts)
                 .map_err(|e| dist_field_error(e, dist_field))?;
             let (ids, dists) = view

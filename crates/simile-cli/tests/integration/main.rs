@@ -5,6 +5,7 @@
 mod dups;
 mod reliability;
 mod ux;
+mod views;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -360,7 +361,10 @@ fn errors_change_nothing() {
         "--backend",
         "nope",
     ]);
-    assert!(err.contains("unsupported backend 'nope'"), "{err}");
+    assert!(
+        err.contains("invalid value 'nope'") && err.contains("sklearn, milvus"),
+        "--backend lists its choices: {err}"
+    );
     let err = cli.fails(&[
         "similarity",
         "compute",

@@ -223,13 +223,23 @@ fn empty_backend_unknown_params_and_zero_limits_are_refused() {
         args.extend_from_slice(extra);
         cli.refuses(&args)
     };
-    let err = compute(&["--backend", ""]);
-    assert!(
-        err.contains("--backend") && err.contains("sklearn"),
-        "{err}"
-    );
-    let err = compute(&["--backend", "  "]);
-    assert!(err.contains("--backend"), "{err}");
+    // A blank --backend is a usage error (exit 2) that lists the choices.
+    for blank in ["", "  "] {
+        let err = cli.fails(&[
+            "similarity",
+            "compute",
+            "d",
+            "--brain-key",
+            "k2",
+            "--no-embeddings",
+            "--backend",
+            blank,
+        ]);
+        assert!(
+            err.contains("--backend") && err.contains("[possible values: sklearn, milvus]"),
+            "{err}"
+        );
+    }
     let err = compute(&["--set", "bogus_param=1"]);
     assert!(
         err.contains("bogus_param") && err.contains("metric"),
