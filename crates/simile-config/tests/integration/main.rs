@@ -1,6 +1,7 @@
 //! The integration tests of simile-config (one binary; see the modules).
 
 mod errors;
+mod fuzz;
 mod layering;
 mod process_env;
 
