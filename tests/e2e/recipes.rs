@@ -552,3 +552,53 @@ fn usable_inside_an_async_runtime() {
     });
     assert_eq!(direct[0], ids[1]);
 }
+
+/// ARCHITECTURE.md, invariant 5: the query's own row reports its true distance. Under
+/// dotproduct that is `−a·a`, and a longer vector along the query is nearer than the query
+/// itself; under cosine and euclidean it is 0 and first.
+#[test]
+fn the_query_row_has_its_true_distance_under_every_metric() {
+    let (_home, simile) = session();
+    let (dataset, ids, _) = dataset_with(&simile, "d", 4, 2);
+    let emb = simile::ndarray::array![[1.0f32, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]];
+    for (key, metric) in [
+        ("dot", simile::Metric::DotProduct),
+        ("cos", simile::Metric::Cosine),
+        ("l2", simile::Metric::Euclidean),
+    ] {
+        dataset
+            .compute_similarity(
+                SimilarityOptions::new()
+                    .brain_key(key)
+                    .metric(metric)
+                    .embeddings(emb.clone()),
+            )
+            .unwrap();
+        let v = dataset
+            .sort_by_similarity(Query::id(&ids[0]), SortOptions::new().brain_key(key))
+            .unwrap();
+        let (got, d) = v.similarity().unwrap();
+        let got: Vec<usize> = got
+            .iter()
+            .map(|g| ids.iter().position(|i| i == g).unwrap())
+            .collect();
+        match metric {
+            simile::Metric::DotProduct => {
+                assert_eq!(got, [1, 0, 2, 3]);
+                assert_eq!(d, [-2.0, -1.0, 0.0, 1.0]);
+            }
+            // [2, 0] points the same way: cosine distance 0 too, but the query comes first.
+            simile::Metric::Cosine => {
+                assert_eq!(got, [0, 1, 2, 3]);
+                assert_eq!(d[0], 0.0);
+                for (d, want) in d.iter().zip([0.0, 0.0, 1.0, 2.0]) {
+                    assert!((d - want).abs() < 1e-6, "{d} vs {want}");
+                }
+            }
+            simile::Metric::Euclidean => {
+                assert_eq!(got[..2], [0, 1]);
+                assert_eq!(d[..2], [0.0, 1.0]);
+            }
+        }
+    }
+}

@@ -139,17 +139,22 @@ fn default_brain_key() {
         .compute_similarity(
             SimilarityOptions::new()
                 .brain_key("aa")
-                .embeddings(emb)
+                .embeddings(emb.clone())
                 .metric(simile::Metric::Euclidean),
         )
         .unwrap();
     let v = dataset
         .sort_by_similarity(q(), SortOptions::new().k(3))
         .unwrap();
-    assert_eq!(v.similarity().map(|_| ()), Some(()));
-    match &v.stages()[0] {
-        simile::Stage::SortBySimilarity { brain_key, .. } => assert_eq!(brain_key, "aa"),
-        other => panic!("unexpected stage {other:?}"),
+    // "aa" (euclidean) was used, not "zz" (cosine): the distances are euclidean ones.
+    let (got, distances) = v.similarity().unwrap();
+    for (id, d) in got.iter().zip(distances) {
+        let row = ids.iter().position(|i| i == id).unwrap();
+        let want = simile::Metric::Euclidean.reference_distance(
+            emb.row(row).as_slice().unwrap(),
+            emb.row(2).as_slice().unwrap(),
+        );
+        assert!((f64::from(*d) - want).abs() < 1e-4, "{id}: {d} vs {want}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`Dataset`]s of [`Sample`]s: a 24-hex id like FiftyOne's ObjectIds, a `filepath`, JSON fields,
 //! label fields ([`Detections`] with their own label ids) and vector fields (stored as compact
 //! little-endian f32 blobs). A [`View`] is a dataset plus [`Stage`]s (select, exclude, take,
-//! limit, skip, match, filter_labels, a similarity result), evaluated lazily.
+//! limit, skip, match, filter_labels, a ranked result), evaluated lazily.
 //!
 //! This crate knows nothing about embeddings models, similarity backends or brain runs; layers
 //! above add their own tables through [`Store::open_with`] migrations.

@@ -22,11 +22,11 @@ pub fn parse_stages(json: &str) -> Result<Vec<Stage>> {
     Ok(stages)
 }
 
-/// The JSON description of stages ([`parse_stages`] reads it back). Similarity results are not
+/// The JSON description of stages ([`parse_stages`] reads it back). Ranked results are not
 /// describable (re-run the query instead): they are an error here.
 pub fn stages_to_json(stages: &[Stage]) -> Result<Value> {
     serde_json::to_value(stages).map_err(|_| {
-        DatasetError::InvalidStage("a similarity result cannot be written as a view stage".into())
+        DatasetError::InvalidStage("a ranked result (a similarity query's) cannot be written as a view stage: re-run the query".into())
     })
 }
 
@@ -47,9 +47,9 @@ fn check_stage(stage: &Stage) -> Result<()> {
             check_label_filter(filter)
         }
         Stage::Take { .. } | Stage::Limit(_) | Stage::Skip(_) => Ok(()),
-        Stage::SortBySimilarity { .. } => {
-            Err(bad("a similarity result is not a view stage".into()))
-        }
+        Stage::Ranked { .. } => Err(bad(
+            "a ranked result (a similarity query's) is not a view stage".into(),
+        )),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{Dataset, DatasetError, Filter, LabelFilter, Result, Sample};
 /// [`crate::parse_stages`]) as `{"match": FILTER}`, `{"match_tags": ["dup"]}`,
 /// `{"filter_labels": {"field", "filter", "only_matches"}}`, `{"take": {"n", "seed"}}`,
 /// `{"limit": n}`, `{"skip": n}`, `{"select": {"ids", "ordered"}}`, `{"exclude": {"ids"}}`.
-/// A similarity result is not serialised: a description re-runs its query instead.
+/// A ranked result ([`Stage::Ranked`]) is not serialised: a description re-runs its query instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -53,12 +53,13 @@ pub enum Stage {
         #[serde(default = "yes")]
         only_matches: bool,
     },
-    /// The result of a similarity query: these ids in this order, with their distances.
+    /// A ranked result (e.g. of a similarity query): only these ids, in this order, each with
+    /// its distance (`distances[i]` belongs to `ids[i]`; smaller ranks first). Where the ranking
+    /// came from is the caller's business, not the dataset's.
     #[serde(skip)]
-    SortBySimilarity {
+    Ranked {
         ids: Vec<String>,
         distances: Vec<f32>,
-        brain_key: String,
     },
 }
 
@@ -201,12 +202,11 @@ impl View {
         })
     }
 
-    /// The distances of the last similarity stage, aligned with its ids.
+    /// The ids and distances of the last ranked stage ([`Stage::Ranked`], e.g. a similarity
+    /// result), aligned.
     pub fn similarity(&self) -> Option<(&[String], &[f32])> {
         self.stages.iter().rev().find_map(|s| match s {
-            Stage::SortBySimilarity { ids, distances, .. } => {
-                Some((ids.as_slice(), distances.as_slice()))
-            }
+            Stage::Ranked { ids, distances } => Some((ids.as_slice(), distances.as_slice())),
             _ => None,
         })
     }
@@ -254,7 +254,7 @@ impl View {
         let ds = &self.dataset;
         let mut rows: Vec<Row> = match rest.first().filter(|_| pushed.is_empty()) {
             // Fast path: a leading selection fetches only its rows.
-            Some(Stage::Select { ids, .. }) | Some(Stage::SortBySimilarity { ids, .. }) => {
+            Some(Stage::Select { ids, .. }) | Some(Stage::Ranked { ids, .. }) => {
                 let mut out = Vec::with_capacity(ids.len());
                 ds.store().read(|c| {
                     let mut st = c.prepare_cached("SELECT seq, id, filepath, fields FROM samples WHERE dataset_id = ?1 AND id = ?2")?;
@@ -405,7 +405,7 @@ fn apply(stage: &Stage, rows: Vec<Row>) -> Result<Vec<Row>> {
                 .filter(|r| keep.contains(r.id.as_str()))
                 .collect()
         }
-        Stage::Select { ids, ordered: true } | Stage::SortBySimilarity { ids, .. } => {
+        Stage::Select { ids, ordered: true } | Stage::Ranked { ids, .. } => {
             let mut by_id: HashMap<String, Row> =
                 rows.into_iter().map(|r| (r.id.clone(), r)).collect();
             ids.iter().filter_map(|id| by_id.remove(id)).collect()

@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use simile_dataset::{FieldValue, LabelFilter, Stage};
-use simile_index::{mean_of_rows, KnnQuery};
+use simile_index::{mean_of_rows, KnnQuery, Metric};
 use simile_runs::RunRegistry;
 
 use crate::collection::{PatchesView, View};
@@ -74,7 +74,7 @@ fn default_key(view: &View, query: &Query) -> Result<String> {
 type SelfRow = Option<(String, String)>;
 
 /// Resolves a query to one vector (several are averaged). Returns the query's own row for a
-/// single-id query (so it can be put first at distance 0).
+/// single-id query (so it gets its exact distance and place, see [`place_self`]).
 fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, SelfRow)> {
     query.check()?;
     let backend = index.backend();
@@ -122,7 +122,7 @@ fn resolve_query(index: &SimilarityIndex, query: Query) -> Result<(Vec<f32>, Sel
     })
 }
 
-/// k-NN within the candidates, with the query itself (an id query) first at distance 0.
+/// k-NN within the candidates, with the query itself (an id query) at its exact distance.
 fn search(
     index: &SimilarityIndex,
     vector: &[f32],
@@ -138,49 +138,69 @@ fn search(
         restrict,
     })?;
     if let Some(row) = self_row {
-        place_self(&mut hits, row, backend.metric(), restrict, options);
+        let distance = self_distance(backend.metric(), vector);
+        place_self(
+            &mut hits,
+            row,
+            distance,
+            backend.metric(),
+            restrict,
+            options,
+        );
     }
     Ok(hits)
 }
 
-/// Puts the query's own row (single-id query) at distance 0: first, or last when `reverse`.
-/// An approximate index (Milvus HNSW) can miss it; under cosine and euclidean it is the exact
-/// nearest neighbour, so a missed one is added when it is a candidate (dropping the k-th hit).
-/// Under dotproduct it is not necessarily the nearest, so it is only moved when found.
+/// The exact distance of an id query's own row from the query (its own vector): 0 under cosine
+/// and euclidean, `−a·a` under dotproduct (ARCHITECTURE.md, invariant 5).
+fn self_distance(metric: Metric, vector: &[f32]) -> f32 {
+    match metric {
+        Metric::DotProduct => metric.reference_distance(vector, vector) as f32,
+        Metric::Cosine | Metric::Euclidean => 0.0,
+    }
+}
+
+/// Gives the query's own row (single-id query) its exact `distance` and the place it earns.
+///
+/// Under cosine and euclidean that is 0, the exact nearest neighbour: first (last when
+/// `reverse`), ahead of exact duplicates and of the rounding of an approximate index. Under
+/// dotproduct it is `−a·a`, which another row can beat (`a·b > a·a` when `b` is longer): it
+/// goes where that distance ranks it, first among equal distances. An approximate index
+/// (Milvus HNSW) can miss the row: a missed row that is a candidate is added where it ranks
+/// when that is within `k` (dropping the k-th hit); `reverse` never adds it (the exact scans
+/// behind farthest-first do not miss).
 fn place_self(
     hits: &mut Vec<simile_index::Neighbor>,
     (key, sample_id): &(String, String),
-    metric: simile_index::Metric,
+    distance: f32,
+    metric: Metric,
     restrict: Option<&[String]>,
     options: &SortOptions,
 ) {
-    let found = hits.iter().position(|h| &h.key == key);
-    let mut h = match found {
+    let mut h = match hits.iter().position(|h| &h.key == key) {
         Some(pos) => hits.remove(pos),
         None => {
             let candidate = restrict.is_none_or(|r| r.contains(key));
-            if options.reverse
-                || metric == simile_index::Metric::DotProduct
-                || !candidate
-                || options.k == Some(0)
-            {
+            if options.reverse || !candidate || options.k == Some(0) {
                 return;
-            }
-            if options.k.is_some_and(|k| hits.len() >= k) {
-                hits.pop();
             }
             simile_index::Neighbor {
                 key: key.clone(),
                 sample_id: sample_id.clone(),
-                distance: 0.0,
+                distance,
             }
         }
     };
-    h.distance = 0.0;
-    if options.reverse {
-        hits.push(h);
-    } else {
-        hits.insert(0, h);
+    h.distance = distance;
+    let pos = match (metric, options.reverse) {
+        (Metric::Cosine | Metric::Euclidean, false) => 0,
+        (Metric::Cosine | Metric::Euclidean, true) => hits.len(),
+        (Metric::DotProduct, false) => hits.partition_point(|x| x.distance < distance),
+        (Metric::DotProduct, true) => hits.partition_point(|x| x.distance >= distance),
+    };
+    hits.insert(pos, h);
+    if let Some(k) = options.k {
+        hits.truncate(k);
     }
 }
 
@@ -190,7 +210,6 @@ pub(crate) fn sort_with_index(
     query: Query,
     options: SortOptions,
 ) -> Result<View> {
-    let key = index.key().unwrap_or_default();
     // A dist field may be created or hold earlier distances; nothing else is overwritten.
     if let Some(field) = &options.dist_field {
         let dataset = view.inner.dataset();
@@ -240,11 +259,7 @@ pub(crate) fn sort_with_index(
             dataset.set_label_values(pf, field, &per_label)?;
         }
     }
-    let stage = Stage::SortBySimilarity {
-        ids,
-        distances,
-        brain_key: key,
-    };
+    let stage = Stage::Ranked { ids, distances };
     // The results come from the view already, so unless earlier stages shape the labels the
     // result is just the dataset with this stage: its evaluation fetches only the result rows
     // instead of re-running the view's stages.
@@ -369,43 +384,86 @@ mod tests {
         (key.into(), format!("s-{key}"))
     }
 
-    #[test]
-    fn a_found_self_moves_first_at_distance_zero() {
-        let mut hits = vec![hit("a", 0.1), hit("q", 0.0001), hit("b", 0.3)];
-        place_self(
-            &mut hits,
-            &row("q"),
-            Metric::DotProduct,
-            None,
-            &SortOptions::new().k(3),
-        );
-        assert_eq!(keys(&hits), ["q", "a", "b"]);
-        assert_eq!(hits[0].distance, 0.0);
+    fn place(
+        hits: &mut Vec<Neighbor>,
+        metric: Metric,
+        restrict: Option<&[String]>,
+        o: SortOptions,
+    ) {
+        // The query vector [1, 0]: −a·a = −1 under dotproduct.
+        let d = self_distance(metric, &[1.0, 0.0]);
+        place_self(hits, &row("q"), d, metric, restrict, &o);
     }
 
     #[test]
-    fn a_self_missed_by_an_approximate_index_is_added_under_cosine_and_euclidean() {
+    fn a_found_self_moves_first_at_distance_zero_under_cosine_and_euclidean() {
         for metric in [Metric::Cosine, Metric::Euclidean] {
-            let mut hits = vec![hit("a", 0.1), hit("b", 0.2), hit("c", 0.3)];
-            place_self(&mut hits, &row("q"), metric, None, &SortOptions::new().k(3));
+            let mut hits = vec![hit("a", 0.0), hit("q", 0.0001), hit("b", 0.3)];
+            place(&mut hits, metric, None, SortOptions::new().k(3));
             assert_eq!(keys(&hits), ["q", "a", "b"], "{metric}");
-            assert_eq!(hits[0].sample_id, "s-q");
             assert_eq!(hits[0].distance, 0.0);
+            let mut hits = vec![hit("b", 0.3), hit("q", 0.0001), hit("a", 0.1)];
+            place(
+                &mut hits,
+                metric,
+                None,
+                SortOptions::new().k(3).reverse(true),
+            );
+            assert_eq!(keys(&hits), ["b", "a", "q"], "{metric} reversed");
+            assert_eq!(hits[2].distance, 0.0);
         }
     }
 
     #[test]
-    fn a_missed_self_is_not_added_when_it_is_not_a_candidate_or_not_the_nearest() {
-        let three = || vec![hit("a", 0.1), hit("b", 0.2), hit("c", 0.3)];
+    fn under_dotproduct_the_self_row_has_distance_minus_a_dot_a_and_the_place_it_earns() {
+        // A longer vector along the query beats the query itself: −a·b = −2 < −a·a = −1.
+        let mut hits = vec![hit("long", -2.0), hit("q", -0.999), hit("b", -0.5)];
+        place(&mut hits, Metric::DotProduct, None, SortOptions::new().k(3));
+        assert_eq!(keys(&hits), ["long", "q", "b"]);
+        assert_eq!(hits[1].distance, -1.0);
+        // Equal distances: itself first.
+        let mut hits = vec![hit("twin", -1.0), hit("q", -1.0001)];
+        place(&mut hits, Metric::DotProduct, None, SortOptions::new());
+        assert_eq!(keys(&hits), ["q", "twin"]);
+        // Farthest first: it stays where −1 ranks among descending distances.
+        let mut hits = vec![hit("b", -0.5), hit("long", -2.0), hit("q", -1.0)];
+        place(
+            &mut hits,
+            Metric::DotProduct,
+            None,
+            SortOptions::new().reverse(true),
+        );
+        assert_eq!(keys(&hits), ["b", "q", "long"]);
+    }
+
+    #[test]
+    fn a_self_missed_by_an_approximate_index_is_added_where_it_ranks() {
+        for metric in [Metric::Cosine, Metric::Euclidean] {
+            let mut hits = vec![hit("a", 0.1), hit("b", 0.2), hit("c", 0.3)];
+            place(&mut hits, metric, None, SortOptions::new().k(3));
+            assert_eq!(keys(&hits), ["q", "a", "b"], "{metric}");
+            assert_eq!(hits[0].sample_id, "s-q");
+            assert_eq!(hits[0].distance, 0.0);
+        }
+        let mut hits = vec![hit("a", -3.0), hit("b", -0.5), hit("c", -0.2)];
+        place(&mut hits, Metric::DotProduct, None, SortOptions::new().k(3));
+        assert_eq!(keys(&hits), ["a", "q", "b"]);
+        assert_eq!(hits[1].distance, -1.0);
+    }
+
+    #[test]
+    fn a_missed_self_is_not_added_when_it_is_not_a_candidate_or_does_not_rank() {
+        let three = || vec![hit("a", -3.0), hit("b", -2.0), hit("c", -1.5)];
         let view = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         let cases: [(Metric, Option<&[String]>, SortOptions); 3] = [
             (Metric::Cosine, Some(&view), SortOptions::new().k(3)),
+            // −a·a = −1 ranks after the k = 3 hits.
             (Metric::DotProduct, None, SortOptions::new().k(3)),
             (Metric::Cosine, None, SortOptions::new().k(3).reverse(true)),
         ];
         for (metric, restrict, options) in cases {
             let mut hits = three();
-            place_self(&mut hits, &row("q"), metric, restrict, &options);
+            place(&mut hits, metric, restrict, options);
             assert_eq!(keys(&hits), ["a", "b", "c"]);
         }
     }
