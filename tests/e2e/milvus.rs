@@ -379,3 +379,55 @@ fn patch_index_on_milvus() {
     assert_eq!(res.ids().unwrap()[0], labels[3].1);
     index.cleanup().unwrap();
 }
+
+/// ARCHITECTURE.md, invariant 9: a Milvus-backed call made from inside a caller's current-thread
+/// tokio runtime (its only worker) neither panics nor deadlocks, directly or through
+/// `spawn_blocking`; the query's own row comes back with its exact dotproduct distance.
+#[test]
+fn milvus_calls_from_inside_a_current_thread_runtime() {
+    let (_home, simile) = milvus_session(false);
+    let (dataset, ids, emb) = dataset_with(&simile, "rt", 40, 8);
+    let index = simile::compute_similarity(
+        &dataset,
+        SimilarityOptions::new()
+            .brain_key("rt_index")
+            .backend("milvus")
+            .embeddings(emb.clone())
+            .set("index_type", "FLAT"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let q = ids[3].clone();
+    let direct = rt.block_on(async {
+        dataset
+            .sort_by_similarity(Query::id(&q), SortOptions::new().k(5))
+            .unwrap()
+    });
+    let (got, distances) = direct.similarity().unwrap();
+    assert_eq!(got.len(), 5);
+    let pos = got
+        .iter()
+        .position(|g| *g == q)
+        .expect("the query's own row");
+    let row = emb.row(3);
+    let want = simile::Metric::DotProduct
+        .reference_distance(row.as_slice().unwrap(), row.as_slice().unwrap());
+    assert!((f64::from(distances[pos]) - want).abs() < 1e-4);
+    let (ds, q2) = (dataset.clone(), ids[4].clone());
+    let blocking = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            ds.sort_by_similarity(Query::id(&q2), SortOptions::new().k(3))
+                .unwrap()
+                .ids()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(blocking.len(), 3);
+    assert!(blocking.contains(&ids[4]));
+    index.cleanup().unwrap();
+}

@@ -356,11 +356,14 @@ impl MetricArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `SIMILE_LOG`, read by simile-config like every other variable (ARCHITECTURE.md, 3).
+    let filter = simile::Settings::load()
+        .ok()
+        .and_then(|s| s.log_filter)
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIMILE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match commands::run(cli) {

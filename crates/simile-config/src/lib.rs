@@ -44,7 +44,8 @@
 //! # Settings ([`Settings`])
 //!
 //! `SIMILE_HOME` (default `~/.simile`), `SIMILE_MODELS_DIR`, `SIMILE_MODEL_CACHE` (default
-//! `<home>/models`), `SIMILE_ORT_DYLIB_PATH` (else `ORT_DYLIB_PATH`).
+//! `<home>/models`), `SIMILE_ORT_DYLIB_PATH` (else `ORT_DYLIB_PATH`), `SIMILE_OFFLINE`, `SIMILE_LOG`
+//! (the log filter a binary installs).
 //!
 //! # Testing
 //!

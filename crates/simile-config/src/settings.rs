@@ -11,6 +11,7 @@ use crate::{ConfigError, EnvSnapshot};
 /// | `model_cache_dir` | `SIMILE_MODEL_CACHE` | `<home>/models` |
 /// | `ort_dylib_path` | `SIMILE_ORT_DYLIB_PATH`, else `ORT_DYLIB_PATH` | none |
 /// | `offline` | `SIMILE_OFFLINE`, else `HF_HUB_OFFLINE` (`1`/`true`/`yes`) | false |
+/// | `log_filter` | `SIMILE_LOG` (`tracing` filter directives, e.g. `simile=debug`) | none |
 ///
 /// Blank variables count as unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Settings {
     pub ort_dylib_path: Option<PathBuf>,
     /// Never download models (use only `models_dir` and the cache).
     pub offline: bool,
+    /// The log filter directives a binary installs (`SIMILE_LOG`); libraries only emit events.
+    pub log_filter: Option<String>,
     /// Whether `model_cache_dir` was set explicitly (else it follows `home`).
     model_cache_explicit: bool,
 }
@@ -60,6 +63,7 @@ impl Settings {
                         "1" | "true" | "yes" | "on"
                     )
                 }),
+            log_filter: env.get_nonempty("SIMILE_LOG").map(str::to_string),
             home,
         })
     }
@@ -73,6 +77,7 @@ impl Settings {
             model_cache_dir: home.join("models"),
             ort_dylib_path: None,
             offline: false,
+            log_filter: None,
             model_cache_explicit: false,
             home,
         }
@@ -126,6 +131,25 @@ mod tests {
             Settings::load_from(&env.set("SIMILE_OFFLINE", "TRUE"))
                 .unwrap()
                 .offline
+        );
+    }
+
+    #[test]
+    fn log_filter_from_simile_log() {
+        let env = EnvSnapshot::new().home("/u");
+        assert_eq!(Settings::load_from(&env).unwrap().log_filter, None);
+        assert_eq!(
+            Settings::load_from(&env.clone().set("SIMILE_LOG", " "))
+                .unwrap()
+                .log_filter,
+            None
+        );
+        assert_eq!(
+            Settings::load_from(&env.set("SIMILE_LOG", "simile=debug"))
+                .unwrap()
+                .log_filter
+                .as_deref(),
+            Some("simile=debug")
         );
     }
 

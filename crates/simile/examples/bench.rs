@@ -21,6 +21,7 @@ use simile::{
 fn open(home: &str, milvus: bool) -> Simile {
     let brain = if milvus {
         // Credentials come from the config layers (here: env-style values), never the run record.
+        let process = simile_config::EnvSnapshot::from_process();
         let mut env = simile_config::EnvSnapshot::new();
         for (from, to) in [
             (
@@ -36,7 +37,7 @@ fn open(home: &str, milvus: bool) -> Simile {
                 "FIFTYONE_BRAIN_SIMILARITY_MILVUS_PASSWORD",
             ),
         ] {
-            if let Ok(v) = std::env::var(from) {
+            if let Some(v) = process.get(from) {
                 env = env.set(to, v);
             }
         }
