@@ -239,7 +239,7 @@ pub enum SimilarityCmd {
         #[arg(long)]
         strict: bool,
     },
-    /// Read embeddings back from an index.
+    /// Print an index's vectors (each id and its values), or write them to a .npy with --out.
     Get {
         #[command(flatten)]
         key: KeyArgs,
@@ -365,6 +365,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

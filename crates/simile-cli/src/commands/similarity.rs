@@ -233,23 +233,7 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
                     },
                 )?
             };
-            if let Some(path) = &out {
-                simile::npy::write_npy(path, &got.embeddings)?;
-            }
-            let shape = [got.embeddings.nrows(), got.embeddings.ncols()];
-            if json {
-                print_json(
-                    &json!({"shape": shape, "sample_ids": got.sample_ids, "label_ids": got.label_ids}),
-                );
-            } else {
-                println!(
-                    "{} x {} embeddings{}",
-                    shape[0],
-                    shape[1],
-                    out.map(|p| format!(" written to {}", p.display()))
-                        .unwrap_or_default()
-                );
-            }
+            print_vectors(&got, out.as_deref(), json)?;
         }
         SimilarityCmd::Duplicates(a) => crate::dups::duplicates(simile, a, json)?,
         SimilarityCmd::Unique(a) => crate::dups::unique(simile, a, json)?,
@@ -264,6 +248,51 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
             }
         }
     }
+    Ok(())
+}
+
+/// `similarity get`: with `--out` the vectors go to a `.npy` and the shape is printed; without,
+/// each id and its values are printed (`--json`: `{"ids": [...], "vectors": [[...]]}`).
+fn print_vectors(got: &simile::IndexEmbeddings, out: Option<&Path>, json: bool) -> Result<()> {
+    let shape = [got.embeddings.nrows(), got.embeddings.ncols()];
+    // A patch index is keyed by label id; a sample index by sample id.
+    let ids = got.label_ids.as_ref().unwrap_or(&got.sample_ids);
+    if let Some(path) = out {
+        simile::npy::write_npy(path, &got.embeddings)?;
+        if json {
+            print_json(&json!({"shape": shape, "sample_ids": got.sample_ids,
+                "label_ids": got.label_ids, "out": path.display().to_string()}));
+        } else {
+            println!(
+                "{} of {} dimensions written to {}",
+                plural(shape[0], "vector", "vectors"),
+                shape[1],
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    if json {
+        let vectors: Vec<Vec<f32>> = got
+            .embeddings
+            .rows()
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
+        print_json(&json!({"ids": ids, "vectors": vectors, "shape": shape,
+            "sample_ids": got.sample_ids, "label_ids": got.label_ids}));
+        return Ok(());
+    }
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    // A closed pipe (`simile ... | head`) ends the listing quietly.
+    for (id, row) in ids.iter().zip(got.embeddings.rows()) {
+        let values: Vec<String> = row.iter().map(f32::to_string).collect();
+        if writeln!(w, "{id}  {}", values.join(" ")).is_err() {
+            return Ok(());
+        }
+    }
+    let _ = w.flush();
     Ok(())
 }
 

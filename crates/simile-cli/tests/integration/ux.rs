@@ -138,3 +138,78 @@ fn messages_count_in_english_and_brain_info_honours_json() {
         "sim"
     );
 }
+
+/// Output to a pipe or a file carries no colour codes: a warning and a progress bar.
+#[test]
+fn no_colour_codes_when_output_is_not_a_terminal() {
+    assert!(
+        std::env::var("SIMILE_ORT_DYLIB_PATH").is_ok(),
+        "SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci`"
+    );
+    let cli = Cli::new();
+    cli.indexed(3);
+    let no_escape = |out: &std::process::Output, what: &str| {
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !bytes.windows(2).any(|w| w == b"\x1b["),
+                "{what}: colour codes on {name}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    };
+    // A warning: ids that are not in the index.
+    let out = cli.run(&[
+        "similarity",
+        "remove",
+        "d",
+        "--brain-key",
+        "sim",
+        "--id",
+        "0123456789abcdef01234567",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("WARN") && err.contains("not present"), "{err}");
+    no_escape(&out, "remove");
+    // Progress (embedding) and the random-weights warning.
+    let out = cli.run(&["embed", "d", "--model", "clip-tiny-random"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 of 3 samples"));
+    no_escape(&out, "embed");
+}
+
+#[test]
+fn get_prints_the_vectors_without_out() {
+    let cli = Cli::new();
+    let ids = cli.indexed(3);
+    let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(cli.file("emb.npy")).unwrap();
+    let j = cli.ok(&[
+        "similarity",
+        "get",
+        "d",
+        "--brain-key",
+        "sim",
+        "--id",
+        &ids[2],
+        &ids[0],
+        "--json",
+    ]);
+    assert_eq!(j["ids"], serde_json::json!([ids[2], ids[0]]));
+    let rows: Vec<Vec<f32>> = serde_json::from_value(j["vectors"].clone()).unwrap();
+    assert_eq!(rows, vec![emb.row(2).to_vec(), emb.row(0).to_vec()]);
+    // Readable: one line per id, its values in full.
+    let out = cli.run(&["similarity", "get", "d", "--brain-key", "sim"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, (id, row)) in lines.iter().zip(ids.iter().zip(emb.rows())) {
+        let mut parts = line.split_whitespace();
+        assert_eq!(parts.next(), Some(id.as_str()));
+        let values: Vec<f32> = parts.map(|v| v.parse().unwrap()).collect();
+        assert_eq!(values, row.to_vec());
+    }
+}
