@@ -4,6 +4,7 @@
 
 mod architecture;
 mod clip;
+mod doctor;
 mod duplicates;
 mod errors;
 mod milvus;

@@ -1,3 +1,4 @@
+pub mod doctor;
 mod similarity;
 
 use std::path::PathBuf;
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Quickstart(args) => crate::quickstart::run(&simile, args, json),
         Command::App(args) => crate::app::run(simile, args, json),
+        Command::Doctor(args) => doctor::run(&simile, args, json),
     }
 }
 
@@ -233,11 +235,20 @@ fn dataset(simile: &Simile, cmd: DatasetCmd, json: bool) -> Result<()> {
         }
         DatasetCmd::ExactDuplicates(a) => crate::dups::exact_duplicates(simile, a, json)?,
         DatasetCmd::Delete { name } => {
-            simile.delete_dataset(&name)?;
+            let d = simile.delete_dataset(&name)?;
             if json {
-                print_json(&json!({"deleted": name}));
+                print_json(
+                    &json!({"deleted": name, "runs": d.runs, "removed": d.removed, "kept": d.kept}),
+                );
             } else {
-                println!("deleted dataset '{name}'");
+                println!(
+                    "deleted dataset '{name}', {} and {} of index storage",
+                    plural(d.runs, "brain run", "brain runs"),
+                    plural(d.removed.len(), "item", "items")
+                );
+                for k in &d.kept {
+                    println!("kept {}: {}", k.what, k.why);
+                }
             }
         }
     }
@@ -320,9 +331,11 @@ fn brain(simile: &Simile, cmd: BrainCmd, json: bool) -> Result<()> {
         BrainCmd::Delete { name, key, cleanup } => {
             let ds = simile.load_dataset(&name)?;
             if cleanup {
-                ds.load_brain_results(&key)?.cleanup()?;
+                // Works on a broken run too: whatever exists of its storage goes.
+                ds.delete_brain_run_and_data(&key)?;
+            } else {
+                ds.delete_brain_run(&key)?;
             }
-            ds.delete_brain_run(&key)?;
             if json {
                 print_json(&json!({"deleted": key, "cleanup": cleanup}));
             } else {

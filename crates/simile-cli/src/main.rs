@@ -70,6 +70,9 @@ pub enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Browse datasets and query them by point-and-click in a browser (a local web server).
     App(app::AppArgs),
+    /// Check that brain runs and index storage agree (orphan storage, temp files, broken runs,
+    /// size mismatches, orphan Milvus collections); --repair removes what is provably orphaned.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,7 +132,7 @@ pub enum DatasetCmd {
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
     },
-    /// Delete a dataset and its brain-run records.
+    /// Delete a dataset, its brain runs and their index data (says what it keeps, and why).
     Delete { name: String },
         #[command(flatten)]
         view: ViewArgs,

@@ -21,7 +21,7 @@ pub(crate) fn revision_of(rec: &RunRecord) -> u64 {
         .unwrap_or(0)
 }
 
-fn storage_dir_of(rec: &RunRecord) -> Result<String> {
+pub(crate) fn storage_dir_of(rec: &RunRecord) -> Result<String> {
     rec.results
         .as_ref()
         .and_then(|r| r.get("storage_dir"))
@@ -35,7 +35,7 @@ fn storage_dir_of(rec: &RunRecord) -> Result<String> {
 
 /// Backend parameters for reopening a run: config file/env, then load-time overrides, then the
 /// run's persisted backend settings (which describe how the index was built, so they win).
-fn open_params(
+pub(crate) fn open_params(
     ctx: &Ctx,
     dataset: &simile_dataset::Dataset,
     rec: &RunRecord,

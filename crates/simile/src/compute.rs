@@ -2,7 +2,6 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rand::Rng;
 use serde_json::{Map, Value};
 use simile_dataset::{FieldKind, FieldValue};
 use simile_index::{BackendParams, Embeddings, Metric, SimilarityBackend};
@@ -177,7 +176,8 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
         }
     };
 
-    let storage_dir = format!("indexes/{ds}/{:016x}", rand::rng().random::<u64>());
+    // Locked until the run is registered: no doctor or other compute removes it meanwhile.
+    let (storage_dir, storage_lock) = crate::storage::reserve(&ctx, ds)?;
     let backend_params = BackendParams {
         params,
         storage_dir: ctx.store.home().join(&storage_dir),
@@ -207,6 +207,7 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
             let mut results = Map::new();
             results.insert("storage_dir".into(), storage_dir.clone().into());
             results.insert("revision".into(), 0.into());
+            results.insert("size".into(), backend.size()?.into());
             let record = RunRecord {
                 key: key.clone(),
                 run_type: "similarity".into(),
@@ -241,6 +242,8 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
     });
     if let Some(key) = &options.brain_key {
         ctx.cache_lock().insert((ds, key.clone()), state.clone());
+    } else {
+        crate::storage::hold(&ctx, storage_lock);
     }
     let index = SimilarityIndex {
         ctx,

@@ -25,6 +25,9 @@ pub(crate) struct Ctx {
     pub(crate) cache: Mutex<HashMap<(i64, String), Arc<IndexState>>>,
     /// Loaded models by name.
     pub(crate) models: Mutex<HashMap<String, Arc<dyn crate::model::EmbeddingModel>>>,
+    /// Locks on the storage of indexes computed without a brain key: in use while the session
+    /// lives, so no doctor removes them.
+    pub(crate) held_storage: Mutex<Vec<crate::storage::StorageLock>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -159,6 +162,7 @@ impl SimileBuilder {
                 known_params,
                 cache: Mutex::new(HashMap::new()),
                 models: Mutex::new(HashMap::new()),
+                held_storage: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -228,17 +232,11 @@ impl Simile {
     pub fn list_datasets(&self) -> Result<Vec<String>> {
         Ok(self.ctx.store.list_datasets()?)
     }
-    /// Deletes a dataset and its brain-run records (backend data is left alone: clean up indexes
-    /// first if you want them gone).
-    pub fn delete_dataset(&self, name: &str) -> Result<()> {
-        let ds = self.ctx.store.load_dataset(name)?;
-        let id = ds.db_id();
-        self.ctx.store.write(|tx| {
-            simile_runs::RunRegistry::delete_all(tx, id)?;
-            tx.execute("DELETE FROM datasets WHERE id = ?1", [id])?;
-            Ok::<_, Error>(())
-        })?;
-        self.ctx.cache_lock().retain(|(d, _), _| *d != id);
-        Ok(())
+    /// Deletes a dataset, its brain runs and their index data (local storage, and the Milvus
+    /// collections simile created for them). What it keeps, and why, is in the result: storage
+    /// a clone's runs still use, a collection given by name, a collection on a server it
+    /// cannot reach, storage a running compute holds.
+    pub fn delete_dataset(&self, name: &str) -> Result<crate::DatasetDeletion> {
+        crate::cleanup::delete_dataset(&self.ctx, name)
     }
 }

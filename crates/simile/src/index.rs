@@ -483,6 +483,8 @@ impl SimilarityIndex {
                 .unwrap_or_else(|| Value::Object(Map::new()));
             if let Value::Object(m) = &mut results {
                 m.insert("revision".into(), (revision + 1).into());
+                // What `simile doctor` compares the backend's size with.
+                m.insert("size".into(), backend.size()?.into());
             }
             simile_runs::RunRegistry::set_results(tx, ds, &key, Some(&results))?;
             self.state.revision.store(revision + 1, Ordering::SeqCst);

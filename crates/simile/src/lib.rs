@@ -29,9 +29,11 @@
 //! inside another one.
 
 mod brain;
+mod cleanup;
 mod collection;
 mod compute;
 mod context;
+mod doctor;
 mod duplicates;
 mod embed;
 mod error;
@@ -46,12 +48,18 @@ pub mod npy;
 mod options;
 mod query;
 mod sort;
+mod storage;
 mod uniqueness;
 
 pub use brain::BrainInfo;
+pub use cleanup::{DatasetDeletion, KeptStorage};
 pub use collection::{Collection, Dataset, PatchesView, View};
 pub use compute::compute_similarity;
 pub use context::{Simile, SimileBuilder};
+pub use doctor::{
+    BrokenRun, DoctorOptions, DoctorReport, MilvusCheck, OrphanCollection, OrphanStorage,
+    RunProblem, SizeMismatch, TempFile, UncheckedRun,
+};
 pub use duplicates::{Duplicates, DuplicatesBy, DuplicatesViewOptions};
 pub use embed::{EmbedOptions, Progress};
 pub use error::{Error, Result};

@@ -48,28 +48,33 @@ impl MilvusIndex {
             .to_vec();
         let mut out = Vec::new();
         for name in names {
-            let req = DescribeCollectionRequest::builder()
-                .collection_name(name.clone())
-                .build();
-            let desc = match self.request("describe_collection", req, |client, req| async move {
-                client.describe_collection(req).await
-            }) {
-                Ok(d) => d,
+            match self.collection_owner(&name) {
+                Ok(Some(storage_dir)) => out.push(OwnedCollection { name, storage_dir }),
+                Ok(None) => {}
                 // Dropped between the listing and now.
-                Err(Error::IndexMissing { .. }) => continue,
+                Err(Error::IndexMissing { .. }) => {}
                 Err(e) => return Err(e),
-            };
-            let d = desc.description();
-            let text = if d.get_description().is_empty() {
-                d.get_schema().get_description()
-            } else {
-                d.get_description()
-            };
-            if let Some(storage_dir) = owner_of(text) {
-                out.push(OwnedCollection { name, storage_dir });
             }
         }
         Ok(out)
+    }
+
+    /// The storage directory a collection was created for, if simile created it.
+    /// Errors: [`Error::IndexMissing`] when there is no such collection.
+    pub fn collection_owner(&self, name: &str) -> Result<Option<PathBuf>> {
+        let req = DescribeCollectionRequest::builder()
+            .collection_name(name.to_string())
+            .build();
+        let desc = self.request("describe_collection", req, |client, req| async move {
+            client.describe_collection(req).await
+        })?;
+        let d = desc.description();
+        let text = if d.get_description().is_empty() {
+            d.get_schema().get_description()
+        } else {
+            d.get_description()
+        };
+        Ok(owner_of(text))
     }
 
     /// Drops a collection by name (already gone is fine).
