@@ -7,6 +7,7 @@ mod clip;
 mod doctor;
 mod duplicates;
 mod errors;
+mod fuzz;
 mod milvus;
 mod patches;
 mod recipes;
