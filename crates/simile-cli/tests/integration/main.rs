@@ -2,6 +2,7 @@
 //! errors on stderr with a non-zero exit and nothing changed.
 #![allow(clippy::unwrap_used)]
 
+mod doctor;
 mod dups;
 mod reliability;
 mod ux;
