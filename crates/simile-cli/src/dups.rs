@@ -40,7 +40,7 @@ pub struct UniqueArgs {
 pub struct PlotArgs {
     #[command(flatten)]
     pub key: KeyArgs,
-    /// Output file (.svg).
+    /// Output file: .png or .svg (the extension picks the format).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of histogram bars.
@@ -155,10 +155,6 @@ pub fn unique(simile: &Simile, a: UniqueArgs, json: bool) -> Result<()> {
 }
 
 pub fn plot_distances(simile: &Simile, a: PlotArgs, json: bool) -> Result<()> {
-    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if !ext.eq_ignore_ascii_case("svg") {
-        bail!("--out must name an .svg file (PNG output is not available yet)");
-    }
     let index = index(simile, &a.key)?;
     index.plot_distances_at(&a.out, a.bins, a.log, a.thresh)?;
     if json {

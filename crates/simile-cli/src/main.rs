@@ -262,7 +262,7 @@ pub enum SimilarityCmd {
     Duplicates(dups::DuplicatesArgs),
     /// The COUNT most spread-out points.
     Unique(dups::UniqueArgs),
-    /// Histogram of nearest-neighbour distances (SVG).
+    /// Histogram of nearest-neighbour distances with the threshold line (PNG or SVG).
     PlotDistances(dups::PlotArgs),
 }
 

@@ -46,6 +46,7 @@ mod model_loader;
 mod neighbors;
 pub mod npy;
 mod options;
+mod plot;
 mod query;
 mod sort;
 mod storage;
@@ -67,8 +68,9 @@ pub use index::{IndexEmbeddings, IndexInfo, SimilarityIndex};
 pub use options::{
     AddOptions, EmbeddingsSource, MissingOptions, RunFilter, SimilarityOptions, SortOptions,
 };
+pub use plot::{Histogram, MAX_PLOT_BINS};
 pub use query::Query;
-pub use uniqueness::{ExactDuplicates, Histogram, UniquenessSource, UNIQUENESS};
+pub use uniqueness::{ExactDuplicates, UniquenessSource, UNIQUENESS};
 
 pub use ndarray;
 pub use simile_config::{BrainConfig, Settings};

@@ -113,6 +113,27 @@ fn near_duplicate_commands() {
         "--json",
     ]);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // The extension picks the format: a PNG that decodes, with a log axis and a threshold.
+    let png = cli.home.path().join("d.png");
+    cli.ok(&[
+        "similarity",
+        "plot-distances",
+        "d",
+        "--brain-key",
+        "k",
+        "--out",
+        png.to_str().unwrap(),
+        "--log",
+        "--thresh",
+        "0.5",
+        "--json",
+    ]);
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert!(img.width() >= 400 && img.height() >= 300, "{:?}", img.dimensions());
+    // The threshold line's red is there.
+    assert!(img.pixels().any(|p| p.0 == [229, 72, 77]));
+    // Any other extension is refused, naming it and the two accepted, and nothing is written.
+    let txt = cli.home.path().join("x.txt");
     let err = cli.fails(&[
         "similarity",
         "plot-distances",
@@ -120,9 +141,13 @@ fn near_duplicate_commands() {
         "--brain-key",
         "k",
         "--out",
-        "x.png",
+        txt.to_str().unwrap(),
     ]);
-    assert!(err.contains(".svg"), "{err}");
+    assert!(
+        err.contains("'.txt'") && err.contains(".png") && err.contains(".svg"),
+        "{err}"
+    );
+    assert!(!txt.exists());
 
     let s = cli.ok(&["brain", "uniqueness", "d", "--brain-key", "k", "--json"]);
     assert_eq!(s["scored"], 13);
