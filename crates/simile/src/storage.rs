@@ -358,6 +358,7 @@ mod tests {
     fn a_held_lock_is_seen_and_its_file_goes_with_it() {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("indexes/1/00aa");
+        fs::create_dir_all(dir.parent().unwrap()).unwrap();
         let lock = StorageLock::create_new(&dir).unwrap().unwrap();
         assert!(lock_path(&dir).exists());
         assert!(
