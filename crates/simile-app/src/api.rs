@@ -1,6 +1,7 @@
 //! JSON routes: datasets, pages of samples and patches, one sample, brain runs, tags.
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -116,8 +117,9 @@ impl PageParams {
 pub(crate) async fn samples(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(p): Query<PageParams>,
+    p: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = p?;
     blocking(&state, move |s| {
         let ds = s.load_dataset(&name)?;
         let view = view_of(&ds, p.view.as_deref())?;
@@ -144,8 +146,9 @@ pub(crate) async fn sample(
 pub(crate) async fn patches(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(p): Query<PageParams>,
+    p: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = p?;
     blocking(&state, move |s| {
         let ds = s.load_dataset(&name)?;
         let field = p.field.clone().ok_or_else(|| {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -115,8 +116,9 @@ pub(crate) struct DistanceParams {
 pub(crate) async fn distances(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(p): Query<DistanceParams>,
+    p: Result<Query<DistanceParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = p?;
     blocking(&state, move |s| {
         let view: Option<Value> = match p.view.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => Some(

@@ -30,6 +30,14 @@ impl ApiError {
     }
 }
 
+/// A query string that does not parse (`offset=1e308`, `bins=-1`): the API's JSON error, not
+/// axum's plain-text rejection.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

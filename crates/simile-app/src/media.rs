@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -112,8 +113,9 @@ fn servable(sample: &Sample) -> Result<(PathBuf, &'static str, std::fs::Metadata
 pub(crate) async fn media(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<MediaParams>,
+    q: Result<Query<MediaParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let (path, kind, meta) = blocking(&state, move |s| {
         let sample = find_sample(s, q.dataset.as_deref(), &id)?;
         servable(&sample)
@@ -261,9 +263,10 @@ fn write_atomically(file: &FsPath, bytes: &[u8]) {
 pub(crate) async fn thumb(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<MediaParams>,
+    q: Result<Query<MediaParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let (path, _, meta) = blocking(&state, move |s| {
         let sample = find_sample(s, q.dataset.as_deref(), &id)?;
         servable(&sample)
@@ -276,9 +279,10 @@ pub(crate) async fn thumb(
 pub(crate) async fn crop(
     State(state): State<AppState>,
     Path((id, label_id)): Path<(String, String)>,
-    Query(q): Query<MediaParams>,
+    q: Result<Query<MediaParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let field = q
         .field
         .clone()
