@@ -129,7 +129,11 @@ fn near_duplicate_commands() {
         "--json",
     ]);
     let img = image::open(&png).unwrap().to_rgb8();
-    assert!(img.width() >= 400 && img.height() >= 300, "{:?}", img.dimensions());
+    assert!(
+        img.width() >= 400 && img.height() >= 300,
+        "{:?}",
+        img.dimensions()
+    );
     // The threshold line's red is there.
     assert!(img.pixels().any(|p| p.0 == [229, 72, 77]));
     // Any other extension is refused, naming it and the two accepted, and nothing is written.
