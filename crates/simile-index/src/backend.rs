@@ -29,6 +29,7 @@ pub struct Neighbor {
     pub key: String,
     /// The owning sample.
     pub sample_id: String,
+    /// The distance from the query, as [`Metric`] defines it (smaller is closer).
     pub distance: f32,
 }
 
@@ -67,7 +68,9 @@ impl<'a> KnnQuery<'a> {
 pub trait SimilarityBackend: Send + Sync + fmt::Debug {
     /// The backend's registered name ("sklearn", "milvus", ...).
     fn name(&self) -> &'static str;
+    /// What this backend can do; what it cannot fails with [`Error::NotSupported`](crate::Error::NotSupported).
     fn capabilities(&self) -> Capabilities;
+    /// The metric every distance of this index follows.
     fn metric(&self) -> Metric;
     /// The vectors' dimension; `None` while the index is empty and has never been given one.
     fn dim(&self) -> Result<Option<usize>>;
@@ -207,6 +210,7 @@ pub trait BackendFactory: Send + Sync + fmt::Debug {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }

@@ -68,12 +68,15 @@ impl Embeddings {
         }
     }
 
+    /// The vectors' dimension.
     pub fn dim(&self) -> usize {
         self.dim
     }
+    /// The number of rows.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -81,9 +84,11 @@ impl Embeddings {
     pub fn data(&self) -> &[f32] {
         &self.data
     }
+    /// The rows' index keys (sample ids, or label ids for patches), one per row.
     pub fn keys(&self) -> &[String] {
         &self.keys
     }
+    /// The rows' sample ids, one per row (equal to the keys for a sample index).
     pub fn sample_ids(&self) -> &[String] {
         &self.sample_ids
     }

@@ -9,17 +9,28 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub enum Error {
     /// A vector has another length than the index's dimension.
     #[error("dimension mismatch: the index holds {expected}-d vectors but got {got}-d")]
-    DimensionMismatch { expected: usize, got: usize },
+    DimensionMismatch {
+        /// The index's dimension.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+    },
 
     /// NaN or infinity in a vector.
     #[error("vector {what} contains NaN or infinite values")]
-    NonFinite { what: String },
+    NonFinite {
+        /// Which vector (a key, or "query").
+        what: String,
+    },
 
     /// Two inputs that must line up do not.
     #[error("length mismatch: {what}: expected {expected}, got {got}")]
     LengthMismatch {
+        /// What does not line up.
         what: &'static str,
+        /// The length required.
         expected: usize,
+        /// The length given.
         got: usize,
     },
 
@@ -30,15 +41,20 @@ pub enum Error {
     /// `k` larger than the backend allows.
     #[error("k={k} is larger than the {backend} backend's maximum of {max}")]
     KTooLarge {
+        /// The backend's name.
         backend: &'static str,
+        /// The `k` asked for.
         k: usize,
+        /// The backend's largest `k`.
         max: usize,
     },
 
     /// The backend does not implement an operation (see [`crate::Capabilities`]).
     #[error("the {backend} backend does not support {op}")]
     NotSupported {
+        /// The backend's name.
         backend: &'static str,
+        /// The operation.
         op: &'static str,
     },
 
@@ -49,16 +65,22 @@ pub enum Error {
     /// A backend parameter has a bad value.
     #[error("invalid {backend} parameter '{param}': {reason}")]
     InvalidParam {
+        /// The backend's name.
         backend: &'static str,
+        /// The parameter's name.
         param: String,
+        /// What is wrong with its value (never the value of a secret).
         reason: String,
     },
 
     /// The backend could not be reached (server down, network); nothing was changed.
     #[error("cannot reach the {backend} backend at {location}")]
     Unavailable {
+        /// The backend's name.
         backend: &'static str,
+        /// Where it was looked for (a URI without credentials).
         location: String,
+        /// The client library's error.
         #[source]
         source: BoxError,
     },
@@ -66,33 +88,51 @@ pub enum Error {
     /// The backend refused the credentials. The credentials themselves are never included.
     #[error("the {backend} backend at {location} rejected the credentials")]
     Unauthenticated {
+        /// The backend's name.
         backend: &'static str,
+        /// Where it was looked for (a URI without credentials).
         location: String,
+        /// The client library's error.
         #[source]
         source: BoxError,
     },
 
     /// The index's storage is gone (for example after `cleanup()`), or was never created.
     #[error("the {backend} index '{name}' does not exist")]
-    IndexMissing { backend: &'static str, name: String },
+    IndexMissing {
+        /// The backend's name.
+        backend: &'static str,
+        /// The index's name (collection or directory).
+        name: String,
+    },
 
     /// Reading or writing local index files failed.
     #[error("I/O error on {path}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
 
     /// A local index file is not what it should be.
     #[error("index file {path} is corrupt: {reason}")]
-    Corrupt { path: String, reason: String },
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Any other failure of the backend's client or server.
     #[error("{backend} backend failed during {op}")]
     Backend {
+        /// The backend's name.
         backend: &'static str,
+        /// The operation that failed.
         op: &'static str,
+        /// The client library's or server's error.
         #[source]
         source: BoxError,
     },

@@ -15,6 +15,7 @@
     doc = "With the `conformance` feature, the `conformance` module holds the test suite every \
            backend runs through the `conformance_tests!` macro."
 )]
+#![warn(missing_docs)]
 
 mod backend;
 mod embeddings;

@@ -14,9 +14,12 @@ use crate::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
+    /// `1 − cos(a, b)`.
     Cosine,
     #[serde(rename = "dotproduct")]
+    /// `−(a · b)`.
     DotProduct,
+    /// `‖a − b‖₂`.
     Euclidean,
 }
 
