@@ -130,6 +130,12 @@ fn restart_phase() -> Result<()> {
 /// and run `simile quickstart` with it (extra arguments are passed on).
 pub fn quickstart(args: &[String]) -> Result<()> {
     let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
+    // Cargo's own progress (not --quiet): a first build on a fresh machine takes minutes.
+    eprintln!(
+        "building simile in release mode: the first build takes several minutes (about 12 on \
+         2 cores); later runs start at once"
+    );
+    run(cargo().args(["build", "--release", "-p", "simile-cli"]))?;
     let mut cmd = cargo();
     cmd.args([
         "run",

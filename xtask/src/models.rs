@@ -1,7 +1,9 @@
 //! `cargo xtask models ...`: the ONNX Runtime library and the CLIP test models.
 //!
-//! - `fetch-ort`: downloads the PyPI `onnxruntime==1.31.1` wheel with pip (no ort CDN) and
-//!   extracts `libonnxruntime.so.1.31.1` into the xtask cache; prints its path.
+//! - `fetch-ort`: downloads the PyPI `onnxruntime==1.31.1` wheel with pip (no ort CDN),
+//!   extracts `libonnxruntime.so.1.31.1` into the xtask cache and copies it into the simile
+//!   home's `lib/` (`$SIMILE_HOME/lib`, else `~/.simile/lib`), where the `simile` binary finds it
+//!   with no variable set; prints that path.
 //! - `export-tiny`: regenerates the tiny random-weight CLIP committed under
 //!   `crates/simile-embed/tests/assets/clip-tiny-random` (torch + open_clip venv).
 //! - `export-vitb32`: exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0)
@@ -39,9 +41,12 @@ pub fn main(args: &[String]) -> Result<()> {
     match cmd.as_str() {
         "fetch-ort" => {
             let lib = ensure_ort()?;
-            println!("{}", lib.display());
+            let installed = install_ort(&lib)?;
+            println!("{}", installed.display());
             eprintln!(
-                "ONNX Runtime ready. For tests and the CLI:\n  export SIMILE_ORT_DYLIB_PATH={0}\n  export ORT_DYLIB_PATH={0}",
+                "ONNX Runtime ready: the simile binary finds {} by itself.\n\
+                 For the test suite: export SIMILE_ORT_DYLIB_PATH={}",
+                installed.display(),
                 lib.display()
             );
             Ok(())
@@ -70,7 +75,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel into the xtask cache\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip\n  bench [--quick]  CLIP engine benchmark on the random ViT-B/32 (JSON line)"
+        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel, installed in ~/.simile/lib\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip\n  bench [--quick]  CLIP engine benchmark on the random ViT-B/32 (JSON line)"
     );
 }
 
@@ -126,6 +131,39 @@ pub fn ensure_ort() -> Result<PathBuf> {
     // The wheel is only needed once; keep the cache small.
     let _ = std::fs::remove_dir_all(&wheel_dir);
     Ok(lib)
+}
+
+/// The simile home's `lib/` (`$SIMILE_HOME/lib`, else `~/.simile/lib`): where simile-config's
+/// `Settings` looks for the ONNX Runtime library when no variable names one.
+fn simile_lib_dir() -> Result<PathBuf> {
+    let home = match std::env::var_os("SIMILE_HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h),
+        None => std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".simile"))
+            .context("neither SIMILE_HOME nor HOME is set: nowhere to install the library")?,
+    };
+    Ok(home.join("lib"))
+}
+
+/// Copies the library into the simile home's `lib/` (a copy, so cleaning `target/` keeps it);
+/// idempotent.
+fn install_ort(lib: &Path) -> Result<PathBuf> {
+    let dir = simile_lib_dir()?;
+    let name = lib
+        .file_name()
+        .context("the library path has no file name")?;
+    let dest = dir.join(name);
+    let same = |a: &Path, b: &Path| matches!((std::fs::metadata(a), std::fs::metadata(b)), (Ok(x), Ok(y)) if x.len() == y.len());
+    if same(lib, &dest) {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!("{}.partial", name.to_string_lossy()));
+    std::fs::copy(lib, &tmp)
+        .with_context(|| format!("copying {} to {}", lib.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &dest).with_context(|| format!("moving {} into place", tmp.display()))?;
+    Ok(dest)
 }
 
 /// The library file name inside the wheel's `onnxruntime/capi/`.

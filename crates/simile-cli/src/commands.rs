@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Quickstart(args) => crate::quickstart::run(&simile, args, json),
         Command::App(args) => crate::app::run(simile, args, json),
+        Command::Models => crate::models::run(&simile, json),
         Command::Doctor(args) => doctor::run(&simile, args, json),
     }
 }

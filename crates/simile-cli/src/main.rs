@@ -5,6 +5,7 @@
 mod app;
 mod commands;
 mod dups;
+mod models;
 mod quickstart;
 mod synthetic;
 mod view_args;
@@ -68,6 +69,9 @@ pub enum Command {
     },
     /// The whole workflow on a generated demo dataset with the embedded default backend.
     Quickstart(quickstart::QuickstartArgs),
+    /// The embedding models simile knows: which are random-weight test exports, where each is
+    /// looked for on disk and whether it is there.
+    Models,
     /// Browse datasets and query them by point-and-click in a browser (a local web server).
     App(app::AppArgs),
     /// Check that brain runs and index storage agree (orphan storage, temp files, broken runs,

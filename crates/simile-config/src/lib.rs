@@ -63,4 +63,4 @@ pub use brain::{
 };
 pub use env::EnvSnapshot;
 pub use error::ConfigError;
-pub use settings::Settings;
+pub use settings::{find_ort_library, Settings, ORT_LIB_DIR};

@@ -1,6 +1,30 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{ConfigError, EnvSnapshot};
+
+/// Where, under the simile home, `cargo xtask models fetch-ort` installs the ONNX Runtime library
+/// and where [`Settings`] finds it when no variable names one.
+pub const ORT_LIB_DIR: &str = "lib";
+
+/// The ONNX Runtime library in `dir` (`libonnxruntime.so*`, `libonnxruntime*.dylib`,
+/// `onnxruntime.dll`); the highest name (version) when there are several.
+pub fn find_ort_library(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let lib = (name.starts_with("libonnxruntime.so")
+                || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
+                || name == "onnxruntime.dll")
+                && !name.contains("providers");
+            lib && !name.ends_with(".partial") && p.is_file()
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
 
 /// simile's own (non-brain) settings.
 ///
@@ -9,7 +33,7 @@ use crate::{ConfigError, EnvSnapshot};
 /// | `home` | `SIMILE_HOME` | `~/.simile` |
 /// | `models_dir` | `SIMILE_MODELS_DIR` | none |
 /// | `model_cache_dir` | `SIMILE_MODEL_CACHE` | `<home>/models` |
-/// | `ort_dylib_path` | `SIMILE_ORT_DYLIB_PATH`, else `ORT_DYLIB_PATH` | none |
+/// | `ort_dylib_path` | `SIMILE_ORT_DYLIB_PATH`, else `ORT_DYLIB_PATH` | the library in `<home>/lib` (see [`ORT_LIB_DIR`]), else none |
 /// | `offline` | `SIMILE_OFFLINE`, else `HF_HUB_OFFLINE` (`1`/`true`/`yes`) | false |
 /// | `log_filter` | `SIMILE_LOG` (`tracing` filter directives, e.g. `simile=debug`) | none |
 ///
@@ -53,7 +77,9 @@ impl Settings {
             models_dir: path("SIMILE_MODELS_DIR"),
             model_cache_explicit: cache.is_some(),
             model_cache_dir: cache.unwrap_or_else(|| home.join("models")),
-            ort_dylib_path: path("SIMILE_ORT_DYLIB_PATH").or_else(|| path("ORT_DYLIB_PATH")),
+            ort_dylib_path: path("SIMILE_ORT_DYLIB_PATH")
+                .or_else(|| path("ORT_DYLIB_PATH"))
+                .or_else(|| find_ort_library(&home.join(ORT_LIB_DIR))),
             offline: env
                 .get_nonempty("SIMILE_OFFLINE")
                 .or_else(|| env.get_nonempty("HF_HUB_OFFLINE"))
@@ -84,12 +110,17 @@ impl Settings {
     }
 
     /// These settings with another home (a `--home` flag beating `SIMILE_HOME`). The model cache
-    /// follows the new home unless `SIMILE_MODEL_CACHE` set it.
+    /// follows the new home unless `SIMILE_MODEL_CACHE` set it. An ONNX Runtime library already
+    /// found (by variable, or in the default home's `lib/`) is kept; else the new home's `lib/`
+    /// is searched.
     #[must_use]
     pub fn with_home(mut self, home: impl Into<PathBuf>) -> Settings {
         self.home = home.into();
         if !self.model_cache_explicit {
             self.model_cache_dir = self.home.join("models");
+        }
+        if self.ort_dylib_path.is_none() {
+            self.ort_dylib_path = find_ort_library(&self.home.join(ORT_LIB_DIR));
         }
         self
     }
@@ -170,6 +201,41 @@ mod tests {
         let s = Settings::load_from(&env).unwrap().with_home("/cli");
         assert_eq!(s.home, PathBuf::from("/cli"));
         assert_eq!(s.model_cache_dir, PathBuf::from("/cache"));
+    }
+
+    #[test]
+    fn ort_library_found_in_the_home_lib_dir() {
+        let home = tempfile::tempdir().unwrap();
+        let env = EnvSnapshot::new().set("SIMILE_HOME", home.path().to_str().unwrap());
+        assert_eq!(Settings::load_from(&env).unwrap().ort_dylib_path, None);
+        let lib = home.path().join(ORT_LIB_DIR);
+        std::fs::create_dir_all(&lib).unwrap();
+        for name in [
+            "libonnxruntime.so.1.30.0",
+            "libonnxruntime.so.1.31.1",
+            "libonnxruntime.so.1.31.1.partial",
+            "libonnxruntime_providers_shared.so",
+            "notes.txt",
+        ] {
+            std::fs::write(lib.join(name), b"x").unwrap();
+        }
+        let want = Some(lib.join("libonnxruntime.so.1.31.1"));
+        assert_eq!(Settings::load_from(&env).unwrap().ort_dylib_path, want);
+        // A variable still wins; another --home keeps the library found.
+        let named = env
+            .clone()
+            .set("SIMILE_ORT_DYLIB_PATH", "/x/libonnxruntime.so");
+        assert_eq!(
+            Settings::load_from(&named).unwrap().ort_dylib_path,
+            Some(PathBuf::from("/x/libonnxruntime.so"))
+        );
+        let moved = Settings::load_from(&env).unwrap().with_home("/elsewhere");
+        assert_eq!(moved.ort_dylib_path, want);
+        // A --home of its own with a lib/ is searched when nothing was found before.
+        let plain = Settings::load_from(&EnvSnapshot::new().set("SIMILE_HOME", "/nowhere"))
+            .unwrap()
+            .with_home(home.path());
+        assert_eq!(plain.ort_dylib_path, want);
     }
 
     #[test]

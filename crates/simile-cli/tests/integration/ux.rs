@@ -213,3 +213,91 @@ fn get_prints_the_vectors_without_out() {
         assert_eq!(values, row.to_vec());
     }
 }
+
+/// `simile models`: the known models, which have random weights, where each is looked for.
+#[test]
+fn models_lists_known_models_and_where_they_are_looked_for() {
+    let cli = Cli::new();
+    let models_dir = cli.file("my-models");
+    // ViT-B/32's two ONNX files (contents are not checked by the listing) and a model of our own.
+    let vit = models_dir.join("clip-vit-base32");
+    std::fs::create_dir_all(&vit).unwrap();
+    std::fs::write(vit.join("image.onnx"), b"x").unwrap();
+    std::fs::write(vit.join("text.onnx"), b"x").unwrap();
+    let mine = models_dir.join("my-clip");
+    std::fs::create_dir_all(&mine).unwrap();
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../simile-embed/tests/assets/clip-tiny-random/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny).unwrap()).unwrap();
+    manifest["name"] = "my-clip".into();
+    std::fs::write(mine.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(mine.join("image.onnx"), b"x").unwrap();
+    let run = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_simile"));
+        cmd.arg("--home")
+            .arg(cli.home.path())
+            .arg("models")
+            .env("SIMILE_MODELS_DIR", &models_dir)
+            .env_remove("SIMILE_MODEL_CACHE")
+            .env_remove("SIMILE_OFFLINE")
+            .env_remove("HF_HUB_OFFLINE");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let model = |name: &str| {
+        j["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is listed: {j}"))
+            .clone()
+    };
+    let tiny = model("clip-tiny-random");
+    assert_eq!(tiny["random_weights"], true);
+    assert_eq!(tiny["present"], true);
+    let vit = model("clip-vit-base32");
+    assert_eq!(vit["random_weights"], false);
+    assert!(vit["aliases"]
+        .as_array()
+        .unwrap()
+        .contains(&"clip-vit-base32-torch".into()));
+    let locations = vit["locations"].as_array().unwrap();
+    assert_eq!(locations.len(), 2, "models dir, then the download cache");
+    assert_eq!(
+        locations[0]["path"],
+        models_dir.join("clip-vit-base32").display().to_string()
+    );
+    assert_eq!(locations[0]["present"], true);
+    assert_eq!(
+        locations[1]["path"],
+        cli.home
+            .path()
+            .join("models/models/clip-vit-base32")
+            .display()
+            .to_string()
+    );
+    assert_eq!(locations[1]["present"], false);
+    let mine = model("my-clip");
+    assert_eq!(mine["random_weights"], true);
+    assert_eq!(mine["present"], false, "text.onnx is missing");
+    let text = run(false);
+    assert!(text.contains("RANDOM WEIGHTS"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "present  {}",
+            models_dir.join("clip-vit-base32").display()
+        )),
+        "{text}"
+    );
+}
