@@ -4,6 +4,7 @@
 
 mod doctor;
 mod dups;
+mod fuzz;
 mod install;
 mod reliability;
 mod ux;
