@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: isolated sessions and synthetic datasets.
 #![allow(clippy::unwrap_used)]
 
+pub mod load;
+
 use rand::{Rng, SeedableRng};
 use simile::ndarray::Array2;
 use simile::{BrainConfig, NewSample, Settings, Simile};

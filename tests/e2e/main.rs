@@ -8,6 +8,7 @@ mod doctor;
 mod duplicates;
 mod errors;
 mod fuzz;
+mod load;
 mod milvus;
 mod patches;
 mod recipes;

@@ -614,7 +614,8 @@ fn bench_only(which: &str, quick: bool) -> Result<()> {
         let section = match name {
             "app" => app_section(quick),
             "dups" => dups_section(quick),
-            other => bail!("unknown section '{other}' (app, dups)"),
+            "load" => crate::load::section(quick),
+            other => bail!("unknown section '{other}' (app, dups, load)"),
         };
         let section = section.replacen("\n\n", &format!("\n\nProduced by `{cmd}`.\n\n"), 1);
         let heading = section

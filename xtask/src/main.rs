@@ -5,6 +5,7 @@
 //! - `quickstart`: the main job: set up ONNX Runtime, then `simile quickstart` (embedded default)
 //! - `app [args]`: `simile app` (the App on http://127.0.0.1:5151) with ONNX Runtime set up
 //! - `bench`: end-to-end benchmarks, written to docs/benchmarks.md
+//! - `fuzz [--minutes N]`: the fuzz harnesses in their long mode (the short pass runs in `ci`)
 //! - `milvus start|stop|status`  the real Milvus server from PyPI, no Docker
 //! - `models ...`                ONNX Runtime library and CLIP test models
 //! - `browser`                   Debian's chromium + chromedriver for the App's browser tests
@@ -12,6 +13,8 @@
 
 mod browser;
 mod ci;
+mod fuzz;
+mod load;
 mod milvus;
 mod models;
 mod util;
@@ -27,6 +30,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci::ci(rest),
         "bench" => ci::bench(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "quickstart" => ci::quickstart(rest),
         "app" => ci::app(rest),
         "milvus" => milvus::main(rest),
@@ -42,6 +46,6 @@ fn main() -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  app [args]             the App: browse and query datasets in a browser (simile app)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
+        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  app [args]             the App: browse and query datasets in a browser (simile app)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick]        benchmarks -> docs/benchmarks.md\n  fuzz [--minutes N]     the parsers' fuzz harnesses, long (default 10 minutes)\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
     );
 }
