@@ -13,4 +13,5 @@ mod milvus;
 mod patches;
 mod recipes;
 mod reliability;
+mod resume;
 mod runs;

@@ -34,11 +34,18 @@ pub fn run(cli: Cli) -> Result<()> {
             let ds = view.apply(&simile.load_dataset(&name)?)?;
             let m = simile.load_model(&model)?;
             let bar = progress_bar(json, "embedding");
+            // How many images this run embeds: with --skip-existing (a resume) only the rest.
+            let computed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (seen, b) = (computed.clone(), bar.clone());
             let mut opts = simile::EmbedOptions::new()
                 .field(&field)
                 .skip_existing(skip_existing)
                 .skip_failures(!strict)
-                .progress(bar_progress(&bar));
+                .progress(simile::Progress::new(move |done, total| {
+                    seen.fetch_max(total, std::sync::atomic::Ordering::Relaxed);
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                }));
             if let Some(b) = batch_size {
                 opts = opts.batch_size(b);
             }
@@ -46,15 +53,17 @@ pub fn run(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             let out = out?;
             let total = ds.len()?;
+            let computed = computed.load(std::sync::atomic::Ordering::Relaxed);
             if json {
                 print_json(
-                    &json!({"field": field, "embedded": out.sample_ids.len(), "samples": total, "dim": out.embeddings.ncols()}),
+                    &json!({"field": field, "embedded": out.sample_ids.len(), "computed": computed, "samples": total, "dim": out.embeddings.ncols()}),
                 );
             } else {
                 println!(
-                    "{} of {total} samples have {}-d embeddings in '{field}'",
+                    "{} of {total} samples have {}-d embeddings in '{field}' ({} by this run)",
                     out.sample_ids.len(),
-                    out.embeddings.ncols()
+                    out.embeddings.ncols(),
+                    plural(computed, "image embedded", "images embedded")
                 );
             }
             Ok(())

@@ -153,12 +153,11 @@ impl Dataset {
         overrides: &Map<String, Value>,
     ) -> Result<SimilarityIndex> {
         let state = load_state(&self.ctx, &self.inner, key, overrides)?;
-        Ok(SimilarityIndex {
-            ctx: self.ctx.clone(),
-            dataset: self.inner.clone(),
+        Ok(SimilarityIndex::new(
+            self.ctx.clone(),
+            self.inner.clone(),
             state,
-            view: None,
-        })
+        ))
     }
 
     /// Renames a run. The backend data is untouched (a Milvus collection keeps its name).

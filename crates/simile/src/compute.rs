@@ -1,17 +1,20 @@
 //! `compute_similarity`: build an index from an array, a field, a model, or nothing.
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
+use ndarray::Array2;
 use serde_json::{Map, Value};
-use simile_dataset::{FieldKind, FieldValue};
+use simile_dataset::FieldKind;
 use simile_index::{BackendParams, Embeddings, Metric, SimilarityBackend};
 use simile_runs::{RunRecord, RunRegistry, RunState};
 
 use crate::collection::{Collection, View};
-use crate::embed::{embed_rows, EmbedJob};
+use crate::context::Ctx;
 use crate::index::{IndexInfo, IndexState};
 use crate::model::EmbeddingModel;
 use crate::options::EmbeddingsSource;
+use crate::vectors::{into_row_major, stored_vectors, Rows, VectorRows};
 use crate::{DatasetError, Error, Result, SimilarityIndex, SimilarityOptions};
 
 /// Builds a similarity index of a dataset or view and, with a brain key, registers it as a brain
@@ -31,209 +34,49 @@ pub fn compute_similarity(
 pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<SimilarityIndex> {
     let ctx = view.ctx.clone();
     let dataset = view.inner.dataset().clone();
-    let ds = dataset.db_id();
-    if let Some(key) = &options.brain_key {
-        simile_runs::validate_key(key)?;
-        if ctx.store.read(|c| RunRegistry::exists(c, ds, key))? {
-            return Err(simile_runs::RunsError::DuplicateKey(key.clone()).into());
-        }
-    }
-    // A blank name is a mistake, not a request for the default.
-    if let Some(blank) = options.backend.as_deref().filter(|b| b.trim().is_empty()) {
-        return Err(Error::UnknownBackend {
-            name: blank.to_string(),
-            available: ctx.backends.keys().cloned().collect(),
-        });
-    }
-    let method = ctx.config.resolve_backend(options.backend.as_deref());
-    let factory = ctx.factory(&method)?;
-    let mut params = ctx.config.backend_params(&method, &options.params);
-    ctx.check_params(&method, &params)?;
-    let metric: Metric = match params.get("metric") {
-        Some(Value::String(m)) => m.parse()?,
-        Some(Value::Null) | None => factory.default_metric(),
-        Some(other) => return Err(simile_index::Error::InvalidMetric(other.to_string()).into()),
-    };
-    params.insert("metric".into(), metric.as_str().into());
-    if let Some(f) = &options.patches_field {
-        match dataset.field_kind(f)? {
-            FieldKind::Detections => {}
-            other => {
-                return Err(DatasetError::FieldKind {
-                    field: f.clone(),
-                    expected: "detections",
-                    found: format!("a {} field", other.as_str()),
-                }
-                .into())
-            }
-        }
-    }
-
-    let model: Option<Arc<dyn EmbeddingModel>> = match (&options.model_instance, &options.model) {
-        (Some(m), _) => Some(m.clone()),
-        (None, Some(name)) => Some(crate::model_loader::load(&ctx, name)?),
-        (None, None) => None,
-    };
-
-    // Which rows the collection has: (key, sample id) per sample or per patch.
-    let rows = crate::embed::rows_of(view, options.patches_field.as_deref())?;
-    let what = if options.patches_field.is_some() {
-        "patches"
-    } else {
-        "samples"
-    };
-
-    let source = match options.embeddings.clone() {
-        Some(s) => s,
-        None if model.is_some() => EmbeddingsSource::Field(String::new()),
-        None => return Err(Error::NoEmbeddingsSource),
-    };
-    let embeddings: Option<Embeddings> = match source {
-        EmbeddingsSource::None => None,
-        EmbeddingsSource::Array(a) => {
-            if rows.is_empty() {
-                return Err(Error::EmptyCollection(dataset.name().to_string()));
-            }
-            if a.nrows() != rows.len() {
-                return Err(Error::EmbeddingsCount {
-                    what,
-                    expected: rows.len(),
-                    got: a.nrows(),
-                });
-            }
-            let (keys, sids): (Vec<String>, Vec<String>) = rows.iter().cloned().unzip();
-            let dim = a.ncols();
-            Some(Embeddings::new(dim, into_row_major(a), keys, sids)?)
-        }
-        EmbeddingsSource::PerSample(arrays) => {
-            if options.patches_field.is_none() {
-                return Err(Error::NotSupported(
-                    "per-sample embedding arrays need a patches_field".into(),
-                ));
-            }
-            if rows.is_empty() {
-                return Err(Error::EmptyCollection(dataset.name().to_string()));
-            }
-            // Group the collection's patches by sample, in order.
-            let mut per_sample: Vec<(String, Vec<String>)> = Vec::new();
-            for (label, sample) in &rows {
-                match per_sample.last_mut() {
-                    Some((s, labels)) if s == sample => labels.push(label.clone()),
-                    _ => per_sample.push((sample.clone(), vec![label.clone()])),
-                }
-            }
-            let samples_in_view = view.inner.ids()?;
-            let mut data = Vec::new();
-            let mut keys = Vec::new();
-            let mut sids = Vec::new();
-            let mut dim = None;
-            if arrays.len() != samples_in_view.len() {
-                return Err(Error::EmbeddingsCount {
-                    what: "samples",
-                    expected: samples_in_view.len(),
-                    got: arrays.len(),
-                });
-            }
-            let by_sample: std::collections::HashMap<&String, &Vec<String>> =
-                per_sample.iter().map(|(s, l)| (s, l)).collect();
-            for (sample, arr) in samples_in_view.iter().zip(&arrays) {
-                let labels = by_sample.get(sample).map_or(&[][..], |l| l.as_slice());
-                if arr.nrows() != labels.len() {
-                    return Err(Error::EmbeddingsCount {
-                        what: "patches of a sample",
-                        expected: labels.len(),
-                        got: arr.nrows(),
-                    });
-                }
-                if arr.nrows() == 0 {
-                    continue;
-                }
-                let d = *dim.get_or_insert(arr.ncols());
-                if arr.ncols() != d {
-                    return Err(simile_index::Error::DimensionMismatch {
-                        expected: d,
-                        got: arr.ncols(),
-                    }
-                    .into());
-                }
-                data.extend(arr.iter().copied());
-                keys.extend(labels.iter().cloned());
-                sids.extend(std::iter::repeat_n(sample.clone(), labels.len()));
-            }
-            Some(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
-        }
-        EmbeddingsSource::Field(field) => {
-            if rows.is_empty() {
-                return Err(Error::EmptyCollection(dataset.name().to_string()));
-            }
-            Some(embeddings_from_field_or_model(
-                view,
-                &rows,
-                &field,
-                model.as_deref(),
-                &options,
-            )?)
-        }
-    };
-
-    // Locked until the run is registered: no doctor or other compute removes it meanwhile.
-    let (storage_dir, storage_lock) = crate::storage::reserve(&ctx, ds)?;
-    let backend_params = BackendParams {
-        params,
-        storage_dir: ctx.store.home().join(&storage_dir),
-        dataset_name: dataset.name().to_string(),
-        brain_key: options.brain_key.clone(),
-        patches: options.patches_field.is_some(),
-    };
-    let backend: Arc<dyn SimilarityBackend> = Arc::from(factory.create(&backend_params)?);
+    check_new_key(&ctx, &dataset, options.brain_key.as_deref())?;
+    let backend = ResolvedBackend::of(&ctx, &options)?;
+    check_patches_field(&dataset, options.patches_field.as_deref())?;
+    let model = load_model(&ctx, &options)?;
+    let embeddings = gather_embeddings(view, &options, model.as_deref())?;
     let info = IndexInfo {
-        method: method.clone(),
-        metric,
+        method: backend.method.clone(),
+        metric: backend.metric,
         embeddings_field: options.embeddings_field.clone(),
         model: options.model.clone(),
         patches_field: options.patches_field.clone(),
         supports_prompts: model.as_ref().is_some_and(|m| m.supports_prompts())
             && options.model.is_some(),
     };
-
-    let filled = (|| -> Result<()> {
-        if let Some(e) = &embeddings {
-            if !e.is_empty() {
-                backend.upsert(e)?;
-            }
-        }
-        backend.persist()?;
-        if let Some(key) = &options.brain_key {
-            let mut results = Map::new();
-            results.insert("storage_dir".into(), storage_dir.clone().into());
-            results.insert("revision".into(), 0.into());
-            results.insert("size".into(), backend.size()?.into());
-            let record = RunRecord {
-                key: key.clone(),
-                run_type: "similarity".into(),
-                method: method.clone(),
-                config: info.to_config(backend.as_ref()),
-                timestamp: time::OffsetDateTime::now_utc(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                state: RunState::Completed,
-                results: Some(Value::Object(results)),
-            };
-            ctx.store
-                .write(|tx| RunRegistry::register(tx, ds, &record))?;
-        }
-        Ok(())
-    })();
+    // Locked until the run is registered: no doctor or other compute removes it meanwhile.
+    let (storage_dir, storage_lock) = crate::storage::reserve(&ctx, dataset.db_id())?;
+    let backend_params = BackendParams {
+        params: backend.params,
+        storage_dir: ctx.store.home().join(&storage_dir),
+        dataset_name: dataset.name().to_string(),
+        brain_key: options.brain_key.clone(),
+        patches: options.patches_field.is_some(),
+    };
+    let created: Arc<dyn SimilarityBackend> = Arc::from(backend.factory.create(&backend_params)?);
+    let filled = fill_and_register(
+        &ctx,
+        &dataset,
+        created.as_ref(),
+        embeddings.as_ref(),
+        &storage_dir,
+        &info,
+        options.brain_key.as_deref(),
+    );
     if let Err(e) = filled {
-        if backend.created_storage() {
-            if let Err(c) = backend.cleanup() {
+        if created.created_storage() {
+            if let Err(c) = created.cleanup() {
                 tracing::warn!(error = %c, "could not clean up after a failed compute_similarity");
             }
         }
         return Err(e);
     }
-
     let state = Arc::new(IndexState {
-        backend: RwLock::new(backend),
+        backend: RwLock::new(created),
         info,
         key: Mutex::new(options.brain_key.clone()),
         revision: AtomicU64::new(0),
@@ -241,102 +84,256 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
         duplicates: Mutex::new(None),
     });
     if let Some(key) = &options.brain_key {
-        ctx.cache_lock().insert((ds, key.clone()), state.clone());
+        ctx.cache_lock()
+            .insert((dataset.db_id(), key.clone()), state.clone());
     } else {
         crate::storage::hold(&ctx, storage_lock);
     }
-    let index = SimilarityIndex {
-        ctx,
-        dataset,
-        state,
-        view: None,
+    Ok(SimilarityIndex::new(ctx, dataset, state))
+}
+
+/// A new brain key must be valid and free.
+fn check_new_key(ctx: &Ctx, dataset: &simile_dataset::Dataset, key: Option<&str>) -> Result<()> {
+    if let Some(key) = key {
+        simile_runs::validate_key(key)?;
+        if ctx
+            .store
+            .read(|c| RunRegistry::exists(c, dataset.db_id(), key))?
+        {
+            return Err(simile_runs::RunsError::DuplicateKey(key.to_string()).into());
+        }
+    }
+    Ok(())
+}
+
+/// The backend a compute uses, with its merged, checked parameters and metric.
+struct ResolvedBackend {
+    method: String,
+    factory: Arc<dyn simile_index::BackendFactory>,
+    params: Map<String, Value>,
+    metric: Metric,
+}
+
+impl ResolvedBackend {
+    /// `options.backend`, else the brain config's default, else "sklearn"; parameters from the
+    /// config, the environment and the call, unknown ones refused; the metric resolved.
+    fn of(ctx: &Ctx, options: &SimilarityOptions) -> Result<ResolvedBackend> {
+        // A blank name is a mistake, not a request for the default.
+        if let Some(blank) = options.backend.as_deref().filter(|b| b.trim().is_empty()) {
+            return Err(Error::UnknownBackend {
+                name: blank.to_string(),
+                available: ctx.backends.keys().cloned().collect(),
+            });
+        }
+        let method = ctx.config.resolve_backend(options.backend.as_deref());
+        let factory = ctx.factory(&method)?;
+        let mut params = ctx.config.backend_params(&method, &options.params);
+        ctx.check_params(&method, &params)?;
+        let metric: Metric = match params.get("metric") {
+            Some(Value::String(m)) => m.parse()?,
+            Some(Value::Null) | None => factory.default_metric(),
+            Some(other) => return Err(simile_index::Error::InvalidMetric(other.to_string()).into()),
+        };
+        params.insert("metric".into(), metric.as_str().into());
+        Ok(ResolvedBackend {
+            method,
+            factory,
+            params,
+            metric,
+        })
+    }
+}
+
+/// A patches field must be a detections field.
+fn check_patches_field(dataset: &simile_dataset::Dataset, field: Option<&str>) -> Result<()> {
+    let Some(f) = field else { return Ok(()) };
+    match dataset.field_kind(f)? {
+        FieldKind::Detections => Ok(()),
+        other => Err(DatasetError::FieldKind {
+            field: f.to_string(),
+            expected: "detections",
+            found: format!("a {} field", other.as_str()),
+        }
+        .into()),
+    }
+}
+
+fn load_model(
+    ctx: &Arc<Ctx>,
+    options: &SimilarityOptions,
+) -> Result<Option<Arc<dyn EmbeddingModel>>> {
+    Ok(match (&options.model_instance, &options.model) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(name)) => Some(crate::model_loader::load(ctx, name)?),
+        (None, None) => None,
+    })
+}
+
+/// The vectors to index, from the options' source (None: an empty index).
+fn gather_embeddings(
+    view: &View,
+    options: &SimilarityOptions,
+    model: Option<&dyn EmbeddingModel>,
+) -> Result<Option<Embeddings>> {
+    let dataset = view.inner.dataset();
+    // Which rows the collection has: (key, sample id) per sample or per patch.
+    let rows = crate::embed::rows_of(view, options.patches_field.as_deref())?;
+    let source = match options.embeddings.clone() {
+        Some(s) => s,
+        None if model.is_some() => EmbeddingsSource::Field(String::new()),
+        None => return Err(Error::NoEmbeddingsSource),
     };
-    Ok(index)
+    if matches!(source, EmbeddingsSource::None) {
+        return Ok(None);
+    }
+    if matches!(source, EmbeddingsSource::PerSample(_)) && options.patches_field.is_none() {
+        return Err(Error::NotSupported(
+            "per-sample embedding arrays need a patches_field".into(),
+        ));
+    }
+    if rows.is_empty() {
+        return Err(Error::EmptyCollection(dataset.name().to_string()));
+    }
+    Ok(Some(match source {
+        EmbeddingsSource::None => return Ok(None),
+        EmbeddingsSource::Array(a) => from_array(rows, a, options.patches_field.is_some())?,
+        EmbeddingsSource::PerSample(arrays) => {
+            from_per_sample(view, &rows, &arrays)?.into_embeddings()?
+        }
+        EmbeddingsSource::Field(field) => {
+            from_field_or_model(view, &rows, &field, model, options)?.into_embeddings()?
+        }
+    }))
+}
+
+/// An array with one row per row of the collection (its buffer is used as it is).
+fn from_array(rows: Vec<(String, String)>, a: Array2<f32>, patches: bool) -> Result<Embeddings> {
+    if a.nrows() != rows.len() {
+        return Err(Error::EmbeddingsCount {
+            what: if patches { "patches" } else { "samples" },
+            expected: rows.len(),
+            got: a.nrows(),
+        });
+    }
+    let (keys, sids): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
+    let dim = a.ncols();
+    Ok(Embeddings::new(dim, into_row_major(a), keys, sids)?)
+}
+
+/// Patch embeddings as one `labels × dim` array per sample of the view, in its order.
+fn from_per_sample(view: &View, rows: &Rows, arrays: &[Array2<f32>]) -> Result<VectorRows> {
+    let samples_in_view = view.inner.ids()?;
+    if arrays.len() != samples_in_view.len() {
+        return Err(Error::EmbeddingsCount {
+            what: "samples",
+            expected: samples_in_view.len(),
+            got: arrays.len(),
+        });
+    }
+    // The collection's patches grouped by sample, in order.
+    let mut by_sample: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (label, sample) in rows {
+        by_sample.entry(sample).or_default().push(label);
+    }
+    let mut out = VectorRows::with_dim(None);
+    for (sample, arr) in samples_in_view.iter().zip(arrays) {
+        let labels = by_sample
+            .get(sample.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        if arr.nrows() != labels.len() {
+            return Err(Error::EmbeddingsCount {
+                what: "patches of a sample",
+                expected: labels.len(),
+                got: arr.nrows(),
+            });
+        }
+        for (label, row) in labels.iter().zip(arr.rows()) {
+            out.push(label, sample, &row.to_vec())?;
+        }
+    }
+    Ok(out)
 }
 
 /// Vectors from a field; missing ones are computed with the model (and written back to the
-/// field, when one is named) or, without a model, skipped with a warning.
-fn embeddings_from_field_or_model(
+/// field, when one is named: the resumable path of `resume::fill_field`) or, without a model,
+/// skipped with a warning. A field an unfinished embed left part-filled is refused.
+fn from_field_or_model(
     view: &View,
-    rows: &[(String, String)],
+    rows: &Rows,
     field: &str,
     model: Option<&dyn EmbeddingModel>,
     options: &SimilarityOptions,
-) -> Result<Embeddings> {
+) -> Result<VectorRows> {
     let dataset = view.inner.dataset();
-    let patches = options.patches_field.is_some();
-    let mut have: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-    if !field.is_empty() && !patches {
-        match crate::embed::stored_vectors(dataset, field, rows) {
-            Ok(v) => have = v,
-            // No such field yet: the model fills it.
-            Err(Error::Dataset(DatasetError::UnknownField { .. })) if model.is_some() => {}
-            Err(e) => return Err(e),
+    let patches = options.patches_field.as_deref();
+    let have = match model {
+        Some(m) if !field.is_empty() && patches.is_none() => {
+            crate::resume::fill_field(view, rows, field, true, m, &options.run)?
         }
-    }
-    let missing: Vec<usize> = (0..rows.len()).filter(|i| have[*i].is_none()).collect();
-    if !missing.is_empty() {
-        match model {
-            Some(m) => {
-                let job = EmbedJob {
-                    patches_field: options.patches_field.as_deref(),
-                    batch_size: options.batch_size,
-                    skip_failures: options.skip_failures,
-                    force_square: options.force_square,
-                    alpha: options.alpha,
-                    progress: options.progress.as_ref(),
-                };
-                let computed = embed_rows(view, rows, &missing, m, &job)?;
-                let mut to_store = Vec::new();
-                for (i, v) in computed {
-                    if !field.is_empty() && !patches {
-                        to_store.push((rows[i].1.clone(), FieldValue::Vector(v.clone())));
-                    }
-                    have[i] = Some(v);
-                }
-                if !to_store.is_empty() {
-                    dataset.set_values(field, to_store)?;
-                }
+        Some(m) => {
+            let all: Vec<usize> = (0..rows.len()).collect();
+            let mut have = vec![None; rows.len()];
+            let computed =
+                crate::embed::embed_rows(view, rows, &all, m, patches, &options.run, &mut |_| {
+                    Ok(())
+                })?;
+            for (i, v) in computed {
+                have[i] = Some(v);
             }
-            None => tracing::warn!(
-                count = missing.len(),
-                field,
-                "samples without embeddings in the field are not indexed"
-            ),
+            have
         }
-    }
-    let mut dim = None;
-    let mut data = Vec::new();
-    let mut keys = Vec::new();
-    let mut sids = Vec::new();
-    for (i, v) in have.into_iter().enumerate() {
-        let Some(v) = v else { continue };
-        let d = *dim.get_or_insert(v.len());
-        if v.len() != d {
-            return Err(simile_index::Error::DimensionMismatch {
-                expected: d,
-                got: v.len(),
+        None => {
+            let have = if !field.is_empty() && patches.is_none() {
+                crate::resume::ensure_complete(&view.ctx.store, dataset, field)?;
+                stored_vectors(dataset, field, rows)?
+            } else {
+                vec![None; rows.len()]
+            };
+            let missing = have.iter().filter(|v| v.is_none()).count();
+            if missing > 0 {
+                tracing::warn!(
+                    count = missing,
+                    field,
+                    "samples without embeddings in the field are not indexed"
+                );
             }
-            .into());
+            have
         }
-        data.extend(v);
-        keys.push(rows[i].0.clone());
-        sids.push(rows[i].1.clone());
-    }
-    Ok(Embeddings::new(dim.unwrap_or(0), data, keys, sids)?)
+    };
+    VectorRows::gather(rows, have, None)
 }
 
-/// The array's values row-major, without a copy when it already is (the usual case).
-fn into_row_major(a: ndarray::Array2<f32>) -> Vec<f32> {
-    if a.is_standard_layout() {
-        let len = a.len();
-        let (mut v, offset) = a.into_raw_vec_and_offset();
-        let off = offset.unwrap_or(0);
-        if off == 0 && v.len() == len {
-            return v;
-        }
-        v.truncate(off + len);
-        return v.split_off(off);
+/// Fills the new backend, persists it and, with a key, registers the run (last).
+fn fill_and_register(
+    ctx: &Ctx,
+    dataset: &simile_dataset::Dataset,
+    backend: &dyn SimilarityBackend,
+    embeddings: Option<&Embeddings>,
+    storage_dir: &str,
+    info: &IndexInfo,
+    key: Option<&str>,
+) -> Result<()> {
+    if let Some(e) = embeddings.filter(|e| !e.is_empty()) {
+        backend.upsert(e)?;
     }
-    a.iter().copied().collect()
+    backend.persist()?;
+    if let Some(key) = key {
+        let mut results = Map::new();
+        results.insert("storage_dir".into(), storage_dir.into());
+        results.insert("revision".into(), 0.into());
+        results.insert("size".into(), backend.size()?.into());
+        let record = RunRecord {
+            key: key.to_string(),
+            run_type: "similarity".into(),
+            method: info.method.clone(),
+            config: info.to_config(backend),
+            timestamp: time::OffsetDateTime::now_utc(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            state: RunState::Completed,
+            results: Some(Value::Object(results)),
+        };
+        ctx.store
+            .write(|tx| RunRegistry::register(tx, dataset.db_id(), &record))?;
+    }
+    Ok(())
 }

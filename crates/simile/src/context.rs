@@ -138,7 +138,7 @@ impl SimileBuilder {
             Some(c) => c,
             None => BrainConfig::load()?,
         };
-        let store = Store::open_with(&settings.home, &[migrate_runs])?;
+        let store = Store::open_with(&settings.home, &[migrate_runs, crate::resume::migrate])?;
         let mut backends: BTreeMap<String, Arc<dyn BackendFactory>> = BTreeMap::new();
         let mut known_params = BTreeMap::new();
         known_params.insert(simile_sklearn::BACKEND.to_string(), simile_sklearn::PARAMS);

@@ -3,12 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ndarray::Array2;
-use simile_dataset::{FieldKind, FieldValue};
-
 use crate::collection::{Collection, View};
 use crate::model::{EmbeddingModel, ImageInput};
-use crate::{DatasetError, Error, IndexEmbeddings, Result, SimilarityIndex};
+use crate::vectors::{Rows, VectorRows};
+use crate::{Error, IndexEmbeddings, Result, SimilarityIndex};
 
 /// A progress callback, called with `(done, total)`.
 #[derive(Clone)]
@@ -29,24 +27,77 @@ impl std::fmt::Debug for Progress {
     }
 }
 
+/// How a model runs over images, shared by [`EmbedOptions`] and
+/// [`crate::SimilarityOptions`] (their setters come from [`model_run_setters`]).
+#[derive(Clone, Debug)]
+pub(crate) struct ModelRun {
+    pub(crate) batch_size: Option<usize>,
+    pub(crate) skip_failures: bool,
+    pub(crate) force_square: bool,
+    pub(crate) alpha: Option<f32>,
+    pub(crate) progress: Option<Progress>,
+}
+
+impl Default for ModelRun {
+    fn default() -> Self {
+        ModelRun {
+            batch_size: None,
+            skip_failures: true,
+            force_square: false,
+            alpha: None,
+            progress: None,
+        }
+    }
+}
+
+/// The builder setters of [`ModelRun`], for an options struct with a `run: ModelRun` field.
+macro_rules! model_run_setters {
+    () => {
+        /// With a model: skip unreadable images with a warning (default) or fail on the first.
+        pub fn skip_failures(mut self, skip: bool) -> Self {
+            self.run.skip_failures = skip;
+            self
+        }
+        /// Images per inference batch (0 is refused with `Error::InvalidOption`).
+        pub fn batch_size(mut self, n: usize) -> Self {
+            self.run.batch_size = Some(n);
+            self
+        }
+        /// Patch crops grown to squares (FiftyOne's `force_square`).
+        pub fn force_square(mut self, on: bool) -> Self {
+            self.run.force_square = on;
+            self
+        }
+        /// Patch crops grown (> 0) or shrunk (< 0) by `100·alpha %`.
+        pub fn alpha(mut self, alpha: f32) -> Self {
+            self.run.alpha = Some(alpha);
+            self
+        }
+        /// Called with `(done, total)` while a model embeds images (for progress bars).
+        pub fn progress(mut self, f: $crate::embed::Progress) -> Self {
+            self.run.progress = Some(f);
+            self
+        }
+    };
+}
+pub(crate) use model_run_setters;
+
 /// Options of `compute_embeddings`.
 #[derive(Clone, Default, Debug)]
 pub struct EmbedOptions {
     pub(crate) field: Option<String>,
     pub(crate) patches_field: Option<String>,
     pub(crate) skip_existing: bool,
-    pub(crate) fail_fast: bool,
-    pub(crate) batch_size: Option<usize>,
-    pub(crate) force_square: bool,
-    pub(crate) alpha: Option<f32>,
-    pub(crate) progress: Option<Progress>,
+    pub(crate) run: ModelRun,
 }
 
 impl EmbedOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Store the embeddings in this vector field (sample embeddings only).
+    /// Store the embeddings in this vector field (sample embeddings only), one committed
+    /// transaction per batch of images; an embed that does not finish leaves the field marked
+    /// incomplete (see [`crate::Dataset::embed_progress`]).
     pub fn field(mut self, f: impl Into<String>) -> Self {
         self.field = Some(f.into());
         self
@@ -56,41 +107,14 @@ impl EmbedOptions {
         self.patches_field = Some(f.into());
         self
     }
-    /// With `field`: samples that already have a value are not recomputed.
+    /// With `field`: samples that already have a value are not recomputed. This is how an
+    /// interrupted embed is resumed: only what is missing is embedded (or, when the interrupted
+    /// embed was replacing vectors, what it had not reached yet).
     pub fn skip_existing(mut self, on: bool) -> Self {
         self.skip_existing = on;
         self
     }
-    /// Fail on the first unreadable image (default: skip it and log a warning).
-    pub fn skip_failures(mut self, skip: bool) -> Self {
-        self.fail_fast = !skip;
-        self
-    }
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = Some(n);
-        self
-    }
-    pub fn force_square(mut self, on: bool) -> Self {
-        self.force_square = on;
-        self
-    }
-    pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = Some(alpha);
-        self
-    }
-    pub fn progress(mut self, f: Progress) -> Self {
-        self.progress = Some(f);
-        self
-    }
-}
-
-pub(crate) struct EmbedJob<'a> {
-    pub(crate) patches_field: Option<&'a str>,
-    pub(crate) batch_size: Option<usize>,
-    pub(crate) skip_failures: bool,
-    pub(crate) force_square: bool,
-    pub(crate) alpha: Option<f32>,
-    pub(crate) progress: Option<&'a Progress>,
+    model_run_setters!();
 }
 
 /// Rows of a collection: `(key, sample id)` per sample, or per visible patch.
@@ -111,53 +135,37 @@ pub(crate) fn rows_of(view: &View, patches_field: Option<&str>) -> Result<Vec<(S
     })
 }
 
-/// Runs the model over the given rows (samples or patches). Returns (row index, vector) for the
-/// rows that could be embedded; failures are skipped with a warning or, with
-/// `skip_failures = false`, an error naming the sample.
+/// A batch of images the model has been through: `(row index, vector)` for the rows that
+/// could be embedded, and how many rows were tried (`which[..tried]`).
+pub(crate) struct Chunk<'a> {
+    pub(crate) embedded: &'a [(usize, Vec<f32>)],
+    pub(crate) tried: usize,
+}
+
+/// Runs the model over the given rows (samples or patches), in chunks; `on_chunk` sees each
+/// chunk once it is embedded (to commit it). Returns (row index, vector) for the rows that
+/// could be embedded; failures are skipped with a warning or, with `skip_failures = false`,
+/// an error naming the sample (chunks before it have been passed to `on_chunk`).
 pub(crate) fn embed_rows(
     view: &View,
-    rows: &[(String, String)],
+    rows: &Rows,
     which: &[usize],
     model: &dyn EmbeddingModel,
-    job: &EmbedJob<'_>,
+    patches_field: Option<&str>,
+    run: &ModelRun,
+    on_chunk: &mut dyn FnMut(Chunk<'_>) -> Result<()>,
 ) -> Result<Vec<(usize, Vec<f32>)>> {
-    check_batch_size(job.batch_size)?;
-    let wanted: HashSet<&str> = which.iter().map(|i| rows[*i].1.as_str()).collect();
-    let mut paths = HashMap::new();
-    let mut boxes = HashMap::new();
-    for s in view.inner.samples()? {
-        if !wanted.contains(s.id()) {
-            continue;
-        }
-        if let Some(f) = job.patches_field {
-            if let Some(d) = s.detections(f)? {
-                for det in d.detections {
-                    let b = det.bounding_box;
-                    boxes.insert(det.id, [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]);
-                }
-            }
-        }
-        paths.insert(s.id().to_string(), s.filepath().to_path_buf());
-    }
-    let inputs: Vec<ImageInput> = which
-        .iter()
-        .map(|i| ImageInput {
-            path: paths.get(&rows[*i].1).cloned().unwrap_or_default(),
-            crop: job
-                .patches_field
-                .and_then(|_| boxes.get(&rows[*i].0).copied()),
-            force_square: job.force_square,
-            alpha: job.alpha,
-        })
-        .collect();
-    // Large chunks keep the engine's decode/inference pipeline full while bounding memory.
-    let chunk = job.batch_size.map_or(1024, |b| b.max(1) * 64);
+    check_batch_size(run.batch_size)?;
+    let inputs = image_inputs(view, rows, which, patches_field, run)?;
+    // Large chunks keep the engine's decode/inference pipeline full while bounding memory;
+    // each chunk is also the unit of commit for a field.
+    let chunk = run.batch_size.map_or(1024, |b| b.max(1) * 64);
     let total = inputs.len();
     let mut out = Vec::with_capacity(total);
     for (chunk_i, part) in inputs.chunks(chunk).enumerate() {
         let base = chunk_i * chunk;
         let report = |done: usize| {
-            if let Some(p) = job.progress {
+            if let Some(p) = &run.progress {
                 p.report(base + done, total);
             }
         };
@@ -167,11 +175,12 @@ pub(crate) fn embed_rows(
                 model: model.name().to_string(),
                 source: Box::new(source),
             })?;
+        let first_new = out.len();
         for (j, r) in results.into_iter().enumerate() {
             let row = which[base + j];
             match r {
                 Ok(v) => out.push((row, v)),
-                Err(e) if job.skip_failures => {
+                Err(e) if run.skip_failures => {
                     tracing::warn!(sample = %rows[row].1, error = %e, "skipping a sample that could not be embedded")
                 }
                 Err(source) => {
@@ -182,8 +191,48 @@ pub(crate) fn embed_rows(
                 }
             }
         }
+        on_chunk(Chunk {
+            embedded: &out[first_new..],
+            tried: base + part.len(),
+        })?;
     }
     Ok(out)
+}
+
+/// The model inputs of the rows: each sample's file and, for patches, the label's box.
+fn image_inputs(
+    view: &View,
+    rows: &Rows,
+    which: &[usize],
+    patches_field: Option<&str>,
+    run: &ModelRun,
+) -> Result<Vec<ImageInput>> {
+    let wanted: HashSet<&str> = which.iter().map(|i| rows[*i].1.as_str()).collect();
+    let mut paths = HashMap::new();
+    let mut boxes = HashMap::new();
+    for s in view.inner.samples()? {
+        if !wanted.contains(s.id()) {
+            continue;
+        }
+        if let Some(f) = patches_field {
+            if let Some(d) = s.detections(f)? {
+                for det in d.detections {
+                    let b = det.bounding_box;
+                    boxes.insert(det.id, [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]);
+                }
+            }
+        }
+        paths.insert(s.id().to_string(), s.filepath().to_path_buf());
+    }
+    Ok(which
+        .iter()
+        .map(|i| ImageInput {
+            path: paths.get(&rows[*i].1).cloned().unwrap_or_default(),
+            crop: patches_field.and_then(|_| boxes.get(&rows[*i].0).copied()),
+            force_square: run.force_square,
+            alpha: run.alpha,
+        })
+        .collect())
 }
 
 /// A batch size of 0 cannot embed anything: refused rather than silently replaced.
@@ -197,35 +246,13 @@ pub(crate) fn check_batch_size(batch_size: Option<usize>) -> Result<()> {
     }
 }
 
-/// The vectors a vector field holds for the rows' samples, aligned with `rows` (`None` where
-/// unset). A field of another kind is an error; a missing field is `DatasetError::UnknownField`.
-pub(crate) fn stored_vectors(
-    dataset: &simile_dataset::Dataset,
-    field: &str,
-    rows: &[(String, String)],
-) -> Result<Vec<Option<Vec<f32>>>> {
-    match dataset.field_kind(field)? {
-        FieldKind::Vector => {
-            let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
-            Ok(dataset.vectors(field, &ids)?)
-        }
-        other => Err(DatasetError::FieldKind {
-            field: field.to_string(),
-            expected: "vector",
-            found: format!("a {} field", other.as_str()),
-        }
-        .into()),
-    }
-}
-
 /// Embeds a collection's samples (or patches) with a model; see [`View::compute_embeddings`].
 pub(crate) fn compute_embeddings(
     view: &View,
     model: &dyn EmbeddingModel,
     options: &EmbedOptions,
 ) -> Result<IndexEmbeddings> {
-    check_batch_size(options.batch_size)?;
-    let dataset = view.inner.dataset();
+    check_batch_size(options.run.batch_size)?;
     let patches = options.patches_field.as_deref();
     if options.field.is_some() && patches.is_some() {
         return Err(Error::NotSupported(
@@ -233,60 +260,29 @@ pub(crate) fn compute_embeddings(
         ));
     }
     let rows = rows_of(view, patches)?;
-    let mut have: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-    if let (Some(field), true) = (&options.field, options.skip_existing) {
-        match stored_vectors(dataset, field, &rows) {
-            Ok(v) => have = v,
-            Err(Error::Dataset(DatasetError::UnknownField { .. })) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let which: Vec<usize> = (0..rows.len()).filter(|i| have[*i].is_none()).collect();
-    let job = EmbedJob {
-        patches_field: patches,
-        batch_size: options.batch_size,
-        skip_failures: !options.fail_fast,
-        force_square: options.force_square,
-        alpha: options.alpha,
-        progress: options.progress.as_ref(),
-    };
-    let computed = embed_rows(view, &rows, &which, model, &job)?;
-    if let Some(field) = &options.field {
-        let values: Vec<(String, FieldValue)> = computed
-            .iter()
-            .map(|(i, v)| (rows[*i].1.clone(), FieldValue::Vector(v.clone())))
-            .collect();
-        if !values.is_empty() {
-            dataset.set_values(field, values)?;
-        }
-    }
-    for (i, v) in computed {
-        have[i] = Some(v);
-    }
-    let dim = model.dim();
-    let mut data = Vec::new();
-    let mut sample_ids = Vec::new();
-    let mut label_ids = Vec::new();
-    for (i, v) in have.into_iter().enumerate() {
-        let Some(v) = v else { continue };
-        if v.len() != dim {
-            return Err(simile_index::Error::DimensionMismatch {
-                expected: dim,
-                got: v.len(),
+    let have = match &options.field {
+        Some(field) => crate::resume::fill_field(
+            view,
+            &rows,
+            field,
+            options.skip_existing,
+            model,
+            &options.run,
+        )?,
+        None => {
+            let all: Vec<usize> = (0..rows.len()).collect();
+            let mut have = vec![None; rows.len()];
+            let computed =
+                embed_rows(view, &rows, &all, model, patches, &options.run, &mut |_| {
+                    Ok(())
+                })?;
+            for (i, v) in computed {
+                have[i] = Some(v);
             }
-            .into());
+            have
         }
-        data.extend(v);
-        sample_ids.push(rows[i].1.clone());
-        label_ids.push(rows[i].0.clone());
-    }
-    let n = sample_ids.len();
-    Ok(IndexEmbeddings {
-        embeddings: Array2::from_shape_vec((n, dim), data)
-            .map_err(|e| Error::NotSupported(e.to_string()))?,
-        sample_ids,
-        label_ids: patches.map(|_| label_ids),
-    })
+    };
+    VectorRows::gather(&rows, have, Some(model.dim()))?.into_index_embeddings(patches.is_some())
 }
 
 impl View {

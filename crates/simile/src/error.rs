@@ -154,6 +154,26 @@ pub enum Error {
         source: Box<crate::model::ItemError>,
     },
 
+    /// A vector field that an unfinished embed (killed, or failed) left part-filled, used as a
+    /// source of embeddings.
+    #[error("field '{field}' of dataset '{dataset}' is incomplete: an embed with model '{model}' stopped after {done} of {total} samples; rerun the embed with skip_existing (`simile embed --skip-existing`) to finish it")]
+    IncompleteField {
+        dataset: String,
+        field: String,
+        model: String,
+        done: usize,
+        total: usize,
+    },
+
+    /// Resuming an unfinished embed with another model would mix two models' vectors.
+    #[error("field '{field}' of dataset '{dataset}' is part-filled by an unfinished embed with model '{started_with}': resume it with that model, or embed again without skip_existing to replace every vector with '{model}'")]
+    ResumeWithAnotherModel {
+        dataset: String,
+        field: String,
+        started_with: String,
+        model: String,
+    },
+
     /// The operation needs a feature this build or this index does not have.
     #[error("not supported: {0}")]
     NotSupported(String),

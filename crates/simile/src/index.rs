@@ -122,6 +122,20 @@ pub struct SimilarityIndex {
 }
 
 impl SimilarityIndex {
+    /// A handle on a loaded index, without a view restriction.
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        dataset: simile_dataset::Dataset,
+        state: Arc<IndexState>,
+    ) -> Self {
+        SimilarityIndex {
+            ctx,
+            dataset,
+            state,
+            view: None,
+        }
+    }
+
     /// The brain key (None for an unregistered index).
     pub fn key(&self) -> Option<String> {
         self.state.key()

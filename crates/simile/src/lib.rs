@@ -48,9 +48,11 @@ pub mod npy;
 mod options;
 mod plot;
 mod query;
+mod resume;
 mod sort;
 mod storage;
 mod uniqueness;
+mod vectors;
 
 pub use brain::BrainInfo;
 pub use cleanup::{DatasetDeletion, KeptStorage};
@@ -70,6 +72,7 @@ pub use options::{
 };
 pub use plot::{Histogram, MAX_PLOT_BINS};
 pub use query::Query;
+pub use resume::EmbedProgress;
 pub use uniqueness::{ExactDuplicates, UniquenessSource, UNIQUENESS};
 
 pub use ndarray;

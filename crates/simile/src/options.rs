@@ -4,6 +4,8 @@ use ndarray::Array2;
 use serde_json::{Map, Value};
 use simile_index::Metric;
 
+use crate::embed::{model_run_setters, ModelRun};
+
 /// Where `compute_similarity` gets its vectors.
 #[derive(Debug, Clone)]
 pub enum EmbeddingsSource {
@@ -32,19 +34,12 @@ pub struct SimilarityOptions {
     pub(crate) model_instance: Option<Arc<dyn crate::model::EmbeddingModel>>,
     pub(crate) patches_field: Option<String>,
     pub(crate) params: Map<String, Value>,
-    pub(crate) skip_failures: bool,
-    pub(crate) batch_size: Option<usize>,
-    pub(crate) force_square: bool,
-    pub(crate) alpha: Option<f32>,
-    pub(crate) progress: Option<crate::embed::Progress>,
+    pub(crate) run: ModelRun,
 }
 
 impl SimilarityOptions {
     pub fn new() -> Self {
-        SimilarityOptions {
-            skip_failures: true,
-            ..Default::default()
-        }
+        Self::default()
     }
     /// Registers the index as a brain run under this key (else the index is not persisted).
     pub fn brain_key(mut self, key: impl Into<String>) -> Self {
@@ -102,30 +97,7 @@ impl SimilarityOptions {
         self.params.insert(name.into(), value.into());
         self
     }
-    /// With a model: skip unreadable images (default) or fail on the first.
-    pub fn skip_failures(mut self, skip: bool) -> Self {
-        self.skip_failures = skip;
-        self
-    }
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = Some(n);
-        self
-    }
-    /// Patch crops grown to squares (FiftyOne's `force_square`).
-    pub fn force_square(mut self, on: bool) -> Self {
-        self.force_square = on;
-        self
-    }
-    /// Patch crops grown (> 0) or shrunk (< 0) by `100·alpha %`.
-    pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = Some(alpha);
-        self
-    }
-    /// Called with `(done, total)` while a model embeds images (for progress bars).
-    pub fn progress(mut self, f: crate::embed::Progress) -> Self {
-        self.progress = Some(f);
-        self
-    }
+    model_run_setters!();
 }
 
 /// Options of `sort_by_similarity`.

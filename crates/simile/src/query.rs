@@ -58,6 +58,11 @@ impl Query {
         }
     }
 
+    /// A text prompt query (it needs an index that supports prompts).
+    pub(crate) fn is_text(&self) -> bool {
+        matches!(self, Query::Text(_))
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         let empty = match self {
             Query::Ids(v) => v.is_empty(),

@@ -1,5 +1,6 @@
 //! `sort_by_similarity`: resolve the query, search the index within the view, build the result.
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use simile_dataset::{FieldValue, LabelFilter, Stage};
@@ -7,6 +8,7 @@ use simile_index::{mean_of_rows, KnnQuery, Metric};
 use simile_runs::RunRegistry;
 
 use crate::collection::{PatchesView, View};
+use crate::context::Ctx;
 use crate::{Error, Query, Result, SimilarityIndex, SortOptions};
 
 pub(crate) fn sort_by_similarity(view: &View, query: Query, options: SortOptions) -> Result<View> {
@@ -14,58 +16,80 @@ pub(crate) fn sort_by_similarity(view: &View, query: Query, options: SortOptions
     let dataset = view.inner.dataset();
     let key = match &options.brain_key {
         Some(k) => k.clone(),
-        None => default_key(view, &query)?,
+        None => default_key(&view.ctx, dataset, Wanted::Samples, query.is_text())?,
     };
-    let state = crate::brain::load_state(&view.ctx, dataset, &key, &Map::new())?;
-    let index = SimilarityIndex {
-        ctx: view.ctx.clone(),
-        dataset: dataset.clone(),
-        state,
-        view: None,
-    };
+    let index = load_index(&view.ctx, dataset, &key)?;
     sort_with_index(view, &index, query, options)
 }
 
-/// The peer's rule: sample-level runs first, patch runs as a fallback; prompt queries need a
-/// run that supports prompts; several candidates → a warning and the first key in sort order.
-fn default_key(view: &View, query: &Query) -> Result<String> {
-    let dataset = view.inner.dataset();
-    let prompts = matches!(query, Query::Text(_));
+fn load_index(
+    ctx: &Arc<Ctx>,
+    dataset: &simile_dataset::Dataset,
+    key: &str,
+) -> Result<SimilarityIndex> {
+    let state = crate::brain::load_state(ctx, dataset, key, &Map::new())?;
+    Ok(SimilarityIndex::new(ctx.clone(), dataset.clone(), state))
+}
+
+/// What a sort without a brain key needs an index of.
+enum Wanted<'a> {
+    /// Samples: sample-level runs first, patch runs as a fallback.
+    Samples,
+    /// The patches of this field: runs over that field.
+    Patches(&'a str),
+}
+
+/// The peer's rule for a sort without a brain key: the similarity runs that index what is
+/// wanted (prompt queries: only runs that support prompts); several candidates → a warning
+/// and the first key in sort order. Unreadable runs are skipped with a warning.
+fn default_key(
+    ctx: &Ctx,
+    dataset: &simile_dataset::Dataset,
+    wanted: Wanted<'_>,
+    prompts: bool,
+) -> Result<String> {
     let filter = simile_runs::RunFilter {
         run_type: Some("similarity".into()),
+        supports_prompts: prompts.then_some(true),
         ..Default::default()
     };
-    let (samples, patches) = view.ctx.store.read(|c| {
-        let keys = RunRegistry::list(c, dataset.db_id(), &filter)?;
-        let mut samples = Vec::new();
-        let mut patches = Vec::new();
-        for k in keys {
-            let rec = RunRegistry::get(c, dataset.db_id(), &k)?;
-            if prompts && rec.config.get("supports_prompts").and_then(Value::as_bool) != Some(true)
-            {
-                continue;
-            }
-            match rec.config.get("patches_field") {
-                Some(Value::String(_)) => patches.push(k),
-                _ => samples.push(k),
-            }
+    let runs = ctx
+        .store
+        .read(|c| RunRegistry::list_records(c, dataset.db_id(), &filter))?;
+    let patches_of = |r: &simile_runs::RunRecord| {
+        r.config
+            .get("patches_field")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (candidates, what): (Vec<_>, String) = match wanted {
+        Wanted::Samples => {
+            let (patches, samples): (Vec<_>, Vec<_>) =
+                runs.into_iter().partition(|r| patches_of(r).is_some());
+            let what = if prompts {
+                "samples that supports text prompts"
+            } else {
+                "samples"
+            };
+            let pick = if samples.is_empty() { patches } else { samples };
+            (pick, what.into())
         }
-        Ok::<_, Error>((samples, patches))
-    })?;
-    let candidates = if samples.is_empty() { patches } else { samples };
+        Wanted::Patches(field) => (
+            runs.into_iter()
+                .filter(|r| patches_of(r).as_deref() == Some(field))
+                .collect(),
+            format!("patches in '{field}'"),
+        ),
+    };
     match candidates.as_slice() {
         [] => Err(Error::NoSimilarityRun {
             dataset: dataset.name().to_string(),
-            what: if prompts {
-                "samples that supports text prompts".into()
-            } else {
-                "samples".into()
-            },
+            what,
         }),
-        [one] => Ok(one.clone()),
+        [one] => Ok(one.key.clone()),
         [first, ..] => {
-            tracing::warn!("multiple similarity runs found; using '{first}'");
-            Ok(first.clone())
+            tracing::warn!("multiple similarity runs found; using '{}'", first.key);
+            Ok(first.key.clone())
         }
     }
 }
@@ -291,15 +315,9 @@ pub(crate) fn sort_patches(
     let dataset = view.inner.base().dataset();
     let key = match &options.brain_key {
         Some(k) => k.clone(),
-        None => default_patch_key(view, &field, matches!(query, Query::Text(_)))?,
+        None => default_key(&view.ctx, dataset, Wanted::Patches(&field), query.is_text())?,
     };
-    let state = crate::brain::load_state(&view.ctx, dataset, &key, &Map::new())?;
-    let index = SimilarityIndex {
-        ctx: view.ctx.clone(),
-        dataset: dataset.clone(),
-        state,
-        view: None,
-    };
+    let index = load_index(&view.ctx, dataset, &key)?;
     if index.patches_field() != Some(field.as_str()) {
         return Err(Error::PatchesFieldMismatch {
             key,
@@ -335,31 +353,6 @@ pub(crate) fn sort_patches(
         inner: view.inner.with_similarity(ids, distances),
         ctx: view.ctx.clone(),
     })
-}
-
-fn default_patch_key(view: &PatchesView, field: &str, prompts: bool) -> Result<String> {
-    let dataset = view.inner.base().dataset();
-    let filter = simile_runs::RunFilter {
-        run_type: Some("similarity".into()),
-        patches_field: Some(field.to_string()),
-        supports_prompts: if prompts { Some(true) } else { None },
-        ..Default::default()
-    };
-    let keys = view
-        .ctx
-        .store
-        .read(|c| RunRegistry::list(c, dataset.db_id(), &filter))?;
-    match keys.as_slice() {
-        [] => Err(Error::NoSimilarityRun {
-            dataset: dataset.name().to_string(),
-            what: format!("patches in '{field}'"),
-        }),
-        [one] => Ok(one.clone()),
-        [first, ..] => {
-            tracing::warn!("multiple similarity runs found; using '{first}'");
-            Ok(first.clone())
-        }
-    }
 }
 
 #[cfg(test)]

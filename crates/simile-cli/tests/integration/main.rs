@@ -7,6 +7,7 @@ mod dups;
 mod fuzz;
 mod install;
 mod reliability;
+mod resume;
 mod ux;
 mod views;
 
