@@ -52,6 +52,8 @@
 //! Every loader has a variant taking an [`EnvSnapshot`], so tests need not touch the process
 //! environment.
 
+#![warn(missing_docs)]
+
 mod brain;
 mod env;
 mod error;

@@ -23,11 +23,21 @@ pub enum RunsError {
 
     /// A stored record cannot be read back.
     #[error("brain run '{key}' is corrupt: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The run's brain key.
+        key: String,
+        /// What cannot be read.
+        reason: String,
+    },
 
     /// A record cannot be stored (e.g. a timestamp outside RFC 3339's years 0–9999).
     #[error("brain run '{key}' cannot be stored: {reason}")]
-    InvalidRecord { key: String, reason: String },
+    InvalidRecord {
+        /// The run's brain key.
+        key: String,
+        /// Why it cannot be stored.
+        reason: String,
+    },
 }
 
 /// `Result` with [`RunsError`].

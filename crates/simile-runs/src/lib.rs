@@ -21,6 +21,8 @@
 //! assert_eq!(RunRegistry::list(&conn, 1, &RunFilter::similarity()).unwrap(), ["sim"]);
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod record;
 mod registry;

@@ -86,6 +86,7 @@ pub struct RunRecord {
     pub timestamp: OffsetDateTime,
     /// The simile version that registered the run.
     pub version: String,
+    /// Where the run is: `Running` while its index is built, then `Completed` or `Failed`.
     pub state: RunState,
     /// The backend's serialized results, if any.
     pub results: Option<Value>,
@@ -201,24 +202,28 @@ impl RunFilter {
     }
 
     #[must_use]
+    /// Only runs of this type (`"similarity"`, `"uniqueness"`, ...).
     pub fn run_type(mut self, run_type: impl Into<String>) -> Self {
         self.run_type = Some(run_type.into());
         self
     }
 
     #[must_use]
+    /// Only runs of this method (the backend's name for similarity runs).
     pub fn method(mut self, method: impl Into<String>) -> Self {
         self.method = Some(method.into());
         self
     }
 
     #[must_use]
+    /// Only runs over the patches of this label field.
     pub fn patches_field(mut self, field: impl Into<String>) -> Self {
         self.patches_field = Some(field.into());
         self
     }
 
     #[must_use]
+    /// Only runs that do (or do not) support text prompts.
     pub fn supports_prompts(mut self, supports: bool) -> Self {
         self.supports_prompts = Some(supports);
         self

@@ -21,7 +21,9 @@ pub struct RunRegistry;
 /// A run's stored config and results, as text (see [`RunRegistry::all_refs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRefs {
+    /// The dataset's row id in the store.
     pub dataset_id: i64,
+    /// The run's brain key.
     pub key: String,
     /// The config JSON as stored.
     pub config: String,
