@@ -3,8 +3,8 @@
 use rand::{Rng, SeedableRng};
 use simile::ndarray::Array2;
 use simile::{
-    DuplicatesBy, DuplicatesViewOptions, Metric, NewSample, SimilarityOptions, Simile,
-    UniquenessSource,
+    DuplicatesBy, DuplicatesMethod, DuplicatesSearch, DuplicatesViewOptions, Metric, NewSample,
+    SimilarityOptions, Simile, UniquenessSource,
 };
 use simile_e2e::{milvus_session, session};
 
@@ -112,6 +112,41 @@ fn check_against_reference(simile: &Simile, backend: &str, extra: &[(&str, &str)
         for dups in got.neighbors_map.values() {
             assert!(dups.windows(2).all(|w| w[0].1 <= w[1].1));
         }
+        assert_eq!(got.method, DuplicatesMethod::Exact);
+        // By cells: one cell is the exact answer; with several, every reported pair is exact
+        // and within the threshold, and the method says what the cells saw.
+        let by = Some(DuplicatesBy::Thresh(thresh));
+        let one = index
+            .find_duplicates_with(by, DuplicatesSearch::Clustered { cells: Some(1) })
+            .unwrap();
+        assert_eq!(
+            (&one.unique_ids, &one.duplicate_ids, &one.neighbors_map),
+            (&got.unique_ids, &got.duplicate_ids, &got.neighbors_map),
+            "{backend} {metric:?}: one cell"
+        );
+        let cells = index
+            .find_duplicates_with(by, DuplicatesSearch::Clustered { cells: Some(6) })
+            .unwrap();
+        let DuplicatesMethod::Clustered { cells: 6, recall } = cells.method else {
+            panic!("{backend} {metric:?}: {:?}", cells.method);
+        };
+        assert!(recall.near_pairs > 0 && recall.same_cell <= recall.near_pairs);
+        let row = |id: &str| ids.iter().position(|x| x == id).unwrap();
+        for (u, dups) in &cells.neighbors_map {
+            for (d, x) in dups {
+                let want =
+                    metric.reference_distance(&emb.row(row(u)).to_vec(), &emb.row(row(d)).to_vec());
+                assert_eq!(*x, want, "{backend} {metric:?}: exact distance");
+                assert!(*x <= thresh);
+            }
+        }
+        let err = index
+            .find_duplicates_with(
+                Some(DuplicatesBy::Fraction(0.1)),
+                DuplicatesSearch::Clustered { cells: None },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("needs a threshold"), "{err}");
         // fraction: the threshold that marks that share of the points.
         let f = index
             .find_duplicates(Some(DuplicatesBy::Fraction(0.1)))

@@ -2,15 +2,19 @@
 //! RSS is per phase). Data: N random 512-d vectors in [-1, 1) with 1 % planted near-duplicates
 //! (a copy of another row + 0.01 · uniform noise), cosine, on the exact backend.
 //!
-//! `dup_bench dups N THRESH` · `dup_bench unique N COUNT` · `dup_bench uniqueness N` ·
-//! `dup_bench gemm`: prints one JSON line.
+//! `dup_bench dups N THRESH [exact|clustered [CELLS]|auto]` · `dup_bench unique N COUNT` · `dup_bench uniqueness N` ·
+//! `dup_bench gemm`: prints one JSON line. A last argument `milvus` puts the index on the Milvus
+//! server of `SIMILE_TEST_MILVUS_URI` (`_USER`, `_PASSWORD`).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use simile::ndarray::Array2;
-use simile::{DuplicatesBy, NewSample, SimilarityOptions, UniquenessSource};
+use simile::{
+    DuplicatesBy, DuplicatesMethod, DuplicatesSearch, NewSample, SimilarityOptions,
+    UniquenessSource,
+};
 
 const DIM: usize = 512;
 
@@ -25,6 +29,13 @@ fn peak_rss_mb() -> f64 {
             })
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the peak RSS to the current RSS (Linux `clear_refs` 5), so a phase's peak excludes the
+/// set-up before it; returns the RSS at that point in MB.
+fn reset_peak_rss() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak_rss_mb()
 }
 
 fn planted(n: usize) -> (Array2<f32>, usize) {
@@ -42,8 +53,35 @@ fn planted(n: usize) -> (Array2<f32>, usize) {
     (m, planted)
 }
 
+/// Brain config for the Milvus server of the test environment (credentials from the config
+/// layers, never the run record).
+fn milvus_config() -> simile::BrainConfig {
+    let mut env = simile_config::EnvSnapshot::new();
+    for (from, to) in [
+        (
+            "SIMILE_TEST_MILVUS_URI",
+            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_URI",
+        ),
+        (
+            "SIMILE_TEST_MILVUS_USER",
+            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_USER",
+        ),
+        (
+            "SIMILE_TEST_MILVUS_PASSWORD",
+            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_PASSWORD",
+        ),
+    ] {
+        if let Ok(v) = std::env::var(from) {
+            env = env.set(to, v);
+        }
+    }
+    env = env.set("FIFTYONE_BRAIN_DEFAULT_SIMILARITY_BACKEND", "milvus");
+    simile::BrainConfig::load_from(&env).unwrap()
+}
+
 fn index(
     n: usize,
+    milvus: bool,
 ) -> (
     tempfile::TempDir,
     simile::Dataset,
@@ -53,7 +91,11 @@ fn index(
     let home = tempfile::tempdir().unwrap();
     let simile = simile::Simile::builder()
         .settings(simile::Settings::for_home(home.path()))
-        .brain_config(simile::BrainConfig::default())
+        .brain_config(if milvus {
+            milvus_config()
+        } else {
+            simile::BrainConfig::default()
+        })
         .open()
         .unwrap();
     let ds = simile.create_dataset("d").unwrap();
@@ -61,33 +103,68 @@ fn index(
         .unwrap();
     let (emb, planted) = planted(n);
     let index = ds
-        .compute_similarity(SimilarityOptions::new().brain_key("emb").embeddings(emb))
+        .compute_similarity(
+            SimilarityOptions::new()
+                .brain_key("emb")
+                .metric(simile::Metric::Cosine)
+                .embeddings(emb),
+        )
         .unwrap();
     (home, ds, index, planted)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // A last argument `milvus` puts the index on the Milvus server of SIMILE_TEST_MILVUS_URI.
+    let milvus = args.last().is_some_and(|a| a == "milvus");
+    if milvus {
+        args.pop();
+    }
+    let index = |n: usize| index(n, milvus);
     let what = args.first().map_or("gemm", String::as_str);
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let out = match what {
         "dups" => {
             let thresh: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.1);
-            let (_h, _ds, index, planted) = index(n);
+            let search = match args.get(3).map(String::as_str) {
+                Some("exact") => DuplicatesSearch::Exact,
+                Some("clustered") => DuplicatesSearch::Clustered {
+                    cells: args.get(4).and_then(|s| s.parse().ok()),
+                },
+                _ => DuplicatesSearch::Auto,
+            };
+            let (_h, ds, index, planted) = index(n);
+            let ids = ds.view().ids().unwrap();
+            let base = reset_peak_rss();
             let t = Instant::now();
             let d = index
-                .find_duplicates(Some(DuplicatesBy::Thresh(thresh)))
+                .find_duplicates_with(Some(DuplicatesBy::Thresh(thresh)), search)
                 .unwrap();
             let secs = t.elapsed().as_secs_f64();
-            serde_json::json!({"n": n, "thresh": thresh, "seconds": secs, "duplicates": d.duplicate_ids.len(), "planted": planted, "peak_rss_mb": peak_rss_mb()})
+            // The planted copies are the last rows; each should be found as a duplicate.
+            let dups: std::collections::HashSet<&String> = d.duplicate_ids.iter().collect();
+            let found = ids[n - planted..]
+                .iter()
+                .filter(|id| dups.contains(id))
+                .count();
+            let method = match d.method {
+                DuplicatesMethod::Exact => serde_json::json!("exact"),
+                DuplicatesMethod::Clustered { cells, recall } => serde_json::json!({
+                    "cells": cells, "sampled_rows": recall.sampled_rows,
+                    "near_pairs": recall.near_pairs, "same_cell": recall.same_cell,
+                    "recall": recall.ratio(),
+                }),
+            };
+            serde_json::json!({"n": n, "thresh": thresh, "seconds": secs, "duplicates": d.duplicate_ids.len(), "unique": d.unique_ids.len(), "planted": planted, "planted_found": found, "method": method, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base})
         }
         "unique" => {
             let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(n / 2);
             let (_h, _ds, index, _) = index(n);
+            let base = reset_peak_rss();
             let t = Instant::now();
             let d = index.find_unique(count).unwrap();
             let secs = t.elapsed().as_secs_f64();
-            serde_json::json!({"n": n, "count": count, "got": d.unique_ids.len(), "seconds": secs, "peak_rss_mb": peak_rss_mb()})
+            serde_json::json!({"n": n, "count": count, "got": d.unique_ids.len(), "seconds": secs, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base})
         }
         "uniqueness" => {
             let (_h, ds, _index, _) = index(n);

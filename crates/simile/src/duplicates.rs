@@ -7,7 +7,9 @@ use std::sync::Arc;
 use ndarray::Array2;
 use simile_index::Metric;
 
+use crate::clustered::{self, Recall};
 use crate::greedy::{keep, nearest_kept, Rows};
+use crate::thresh_search::search_thresh;
 use crate::{Error, PatchesView, Result, SimilarityIndex, View};
 
 /// Rows read from the backend per request.
@@ -25,6 +27,45 @@ pub struct Duplicates {
     /// Each unique id that has duplicates → its duplicates with their exact distances, nearest
     /// first (ties in walk order). Empty after `find_unique`, as in FiftyOne.
     pub neighbors_map: BTreeMap<String, Vec<(String, f64)>>,
+    /// How the pairs were searched: exactly, or inside clusters (and how much that saw).
+    pub method: DuplicatesMethod,
+}
+
+/// Indexes of at least this many points are searched by cells when no method is asked for.
+pub const CLUSTERED_FROM: usize = 250_000;
+
+/// How `find_duplicates_with` searches for pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DuplicatesSearch {
+    /// Exact below [`CLUSTERED_FROM`] points (and always for a fraction or a dotproduct
+    /// index), clustered from there.
+    #[default]
+    Auto,
+    /// Every pair: the exact greedy answer, at any size (O(n²) work).
+    Exact,
+    /// The greedy rule inside k-means cells (about √n of them unless given): every reported
+    /// pair is exact and within the threshold, but a pair split across two cells is missed;
+    /// [`DuplicatesMethod::Clustered`] reports the share of near pairs the cells saw on a
+    /// sample. Cosine and euclidean indexes, with a threshold.
+    Clustered {
+        /// Number of cells (`None`: about √n).
+        cells: Option<usize>,
+    },
+}
+
+/// How a [`Duplicates`] result was searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicatesMethod {
+    /// Every pair was considered: the exact greedy answer.
+    Exact,
+    /// Inside k-means cells (see [`DuplicatesSearch::Clustered`]).
+    Clustered {
+        /// Cells used.
+        cells: usize,
+        /// On a sample of points compared with every point: the near pairs, and how many of
+        /// them shared a cell.
+        recall: Recall,
+    },
 }
 
 /// How `find_duplicates` picks its threshold.
@@ -83,6 +124,9 @@ impl SimilarityIndex {
         for chunk in keys.chunks(FETCH) {
             let rows = backend.get(chunk)?;
             dim = rows.dim();
+            if data.is_empty() {
+                data.reserve_exact(keys.len().saturating_mul(dim));
+            }
             // Whatever order the backend answers in, keep the walk order.
             let pos: HashMap<&str, usize> = rows
                 .keys()
@@ -104,33 +148,87 @@ impl SimilarityIndex {
 
     /// Finds near-duplicates with FiftyOne's greedy rule: walk the index's ids in order (the
     /// dataset's order), keep a point unless an earlier kept point is within the threshold
-    /// (inclusive), and map each duplicate to its nearest kept point. Deterministic and exact on
-    /// every backend. `None` picks [`DuplicatesBy::default_for`] the index's metric. The result
-    /// is returned and kept on the index for [`SimilarityIndex::duplicates_view`].
+    /// (inclusive), and map each duplicate to its nearest kept point. Deterministic on every
+    /// backend; exact up to [`CLUSTERED_FROM`] points, clustered above (see
+    /// [`DuplicatesSearch`]; the result's `method` says which). `None` picks
+    /// [`DuplicatesBy::default_for`] the index's metric. The result is returned and kept on the
+    /// index for [`SimilarityIndex::duplicates_view`].
     pub fn find_duplicates(&self, by: Option<DuplicatesBy>) -> Result<Arc<Duplicates>> {
+        self.find_duplicates_with(by, DuplicatesSearch::Auto)
+    }
+
+    /// [`SimilarityIndex::find_duplicates`] with the search method chosen by the caller.
+    pub fn find_duplicates_with(
+        &self,
+        by: Option<DuplicatesBy>,
+        search: DuplicatesSearch,
+    ) -> Result<Arc<Duplicates>> {
         let by = by.unwrap_or_else(|| DuplicatesBy::default_for(self.metric()));
-        let walk = self.walk()?;
-        let rows = Rows::new(walk.emb.view(), self.metric());
-        let n = rows.len();
-        let thresh = match by {
-            DuplicatesBy::Thresh(t) if t.is_finite() => t,
-            DuplicatesBy::Thresh(t) => {
+        match by {
+            DuplicatesBy::Thresh(t) if !t.is_finite() => {
                 return Err(Error::NotSupported(format!(
                     "thresh must be a finite distance, got {t}"
                 )))
             }
-            DuplicatesBy::Fraction(f) if f > 0.0 && f < 1.0 => {
-                let target_kept = n - ((f * n as f64).round() as usize).min(n);
-                search_thresh(&rows, target_kept.max(1))
-            }
-            DuplicatesBy::Fraction(f) => {
+            DuplicatesBy::Fraction(f) if !(f > 0.0 && f < 1.0) => {
                 return Err(Error::NotSupported(format!(
                     "fraction must be between 0 and 1 (exclusive), got {f}"
                 )))
             }
+            _ => {}
+        }
+        let walk = self.walk()?;
+        let n = walk.keys.len();
+        let cells = match (search, by) {
+            (DuplicatesSearch::Exact, _) => None,
+            (DuplicatesSearch::Clustered { .. }, DuplicatesBy::Fraction(_)) => {
+                return Err(Error::NotSupported(
+                    "a clustered search needs a threshold, not a fraction".into(),
+                ))
+            }
+            (DuplicatesSearch::Clustered { .. }, _) if self.metric() == Metric::DotProduct => {
+                return Err(Error::NotSupported(
+                    "a clustered search needs a cosine or euclidean index".into(),
+                ))
+            }
+            (DuplicatesSearch::Clustered { cells }, _) => {
+                Some(cells.unwrap_or_else(|| clustered::default_cells(n)))
+            }
+            (DuplicatesSearch::Auto, DuplicatesBy::Thresh(_))
+                if n >= CLUSTERED_FROM && self.metric() != Metric::DotProduct =>
+            {
+                Some(clustered::default_cells(n))
+            }
+            (DuplicatesSearch::Auto, _) => None,
         };
-        let kept = keep(&rows, thresh, None).unwrap_or_default();
-        let result = Arc::new(build(&walk.keys, &kept, thresh, Some(&rows)));
+        let result = match (cells, by) {
+            (Some(cells), DuplicatesBy::Thresh(t)) => {
+                let c = clustered::greedy(walk.emb.view(), self.metric(), t, cells);
+                tracing::info!(
+                    cells = c.cells,
+                    recall = ?c.recall.ratio(),
+                    "near-duplicates by cells: pairs split across cells are missed"
+                );
+                let method = DuplicatesMethod::Clustered {
+                    cells: c.cells,
+                    recall: c.recall,
+                };
+                build(&walk.keys, &c.kept, t, c.pairs, method)
+            }
+            (_, by) => {
+                let rows = Rows::new(walk.emb.view(), self.metric());
+                let (thresh, kept) = match by {
+                    DuplicatesBy::Thresh(t) => (t, keep(&rows, t, None).unwrap_or_default()),
+                    DuplicatesBy::Fraction(f) => {
+                        let target_kept = n - ((f * n as f64).round() as usize).min(n);
+                        search_thresh(&rows, target_kept.max(1))
+                    }
+                };
+                let pairs = nearest_kept(&rows, &kept, thresh);
+                build(&walk.keys, &kept, thresh, pairs, DuplicatesMethod::Exact)
+            }
+        };
+        let result = Arc::new(result);
         *self
             .state
             .duplicates
@@ -151,9 +249,14 @@ impl SimilarityIndex {
             )));
         }
         let rows = Rows::new(walk.emb.view(), self.metric());
-        let thresh = search_thresh(&rows, count);
-        let kept = keep(&rows, thresh, None).unwrap_or_default();
-        let result = Arc::new(build(&walk.keys, &kept, thresh, None));
+        let (thresh, kept) = search_thresh(&rows, count);
+        let result = Arc::new(build(
+            &walk.keys,
+            &kept,
+            thresh,
+            Vec::new(),
+            DuplicatesMethod::Exact,
+        ));
         *self
             .state
             .duplicates
@@ -311,19 +414,22 @@ fn groups<'a>(d: &'a Duplicates, ids: &[String]) -> Vec<(&'a String, &'a Vec<(St
         .collect()
 }
 
-/// Builds the result; with `rows`, maps every duplicate to its nearest kept point.
-fn build(keys: &[String], kept: &[bool], thresh: f64, rows: Option<&Rows<'_>>) -> Duplicates {
+/// Builds the result from the keep flags and `(duplicate, kept, distance)` pairs.
+fn build(
+    keys: &[String],
+    kept: &[bool],
+    thresh: f64,
+    mut pairs: Vec<(usize, usize, f64)>,
+    method: DuplicatesMethod,
+) -> Duplicates {
     let mut neighbors_map: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-    if let Some(rows) = rows {
-        let mut pairs = nearest_kept(rows, kept);
-        // Within a group: nearest first, ties in walk order.
-        pairs.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)));
-        for (dup, unique, dist) in pairs {
-            neighbors_map
-                .entry(keys[unique].clone())
-                .or_default()
-                .push((keys[dup].clone(), dist));
-        }
+    // Within a group: nearest first, ties in walk order.
+    pairs.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)));
+    for (dup, unique, dist) in pairs {
+        neighbors_map
+            .entry(keys[unique].clone())
+            .or_default()
+            .push((keys[dup].clone(), dist));
     }
     let (mut unique_ids, mut duplicate_ids) = (Vec::new(), Vec::new());
     for (k, &is_kept) in keys.iter().zip(kept) {
@@ -338,33 +444,6 @@ fn build(keys: &[String], kept: &[bool], thresh: f64, rows: Option<&Rows<'_>>) -
         unique_ids,
         duplicate_ids,
         neighbors_map,
+        method,
     }
-}
-
-/// The threshold whose greedy pass keeps `target` points (or the nearest count reachable):
-/// bisection between a distance below every pair and one above every pair. A probe stops as
-/// soon as it keeps more than `target`, so probes cost at most `target` kept rows each.
-fn search_thresh(rows: &Rows<'_>, target: usize) -> f64 {
-    let (mut lo, mut hi) = rows.distance_range();
-    let mut best: Option<(usize, f64)> = None;
-    for _ in 0..60 {
-        let mid = 0.5 * (lo + hi);
-        match keep(rows, mid, Some(target)) {
-            None => lo = mid, // kept more than target: the threshold is too small
-            Some(kept) => {
-                let count = kept.iter().filter(|k| **k).count();
-                if best.is_none_or(|(c, _)| target.abs_diff(count) < target.abs_diff(c)) {
-                    best = Some((count, mid));
-                }
-                if count == target {
-                    return mid;
-                }
-                hi = mid;
-            }
-        }
-        if hi - lo <= 1e-9 * hi.abs().max(1.0) {
-            break;
-        }
-    }
-    best.map_or(hi, |(_, t)| t)
 }

@@ -12,6 +12,62 @@ use simile_index::Metric;
 
 /// Rows per chunk.
 const CHUNK: usize = 512;
+/// Kept rows per block of the chunk × kept product (bounds its memory: 512 × 16384 × 4 B).
+const SLAB: usize = 16384;
+/// Below this many dimensions the first pass on a column subset does not pay.
+const SUB_MIN_DIM: usize = 64;
+/// The first pass is given up when more than this share of the pairs it tests pass it.
+const SUB_MAX_PASS: f64 = 0.02;
+
+/// The cheap first pass: a subset `S` of the columns (those with the most energy) and, per row,
+/// the norm of the other columns. By Cauchy–Schwarz `a·b ≤ a_S·b_S + ‖a_R‖‖b_R‖`, so a pair whose
+/// upper bound fails [`Rows::cutoff`] cannot be within the threshold, whatever its other columns.
+pub(crate) struct Sub {
+    /// `n × m`: the subset's columns of the (normalised) rows.
+    rows: Array2<f32>,
+    /// `‖row_R‖`, rounded up.
+    rest: Vec<f32>,
+}
+
+impl Sub {
+    fn new(rows: &Array2<f32>) -> Option<Sub> {
+        let dim = rows.ncols();
+        if dim < SUB_MIN_DIM || rows.nrows() < 2 * CHUNK {
+            return None;
+        }
+        let m = (dim / 4).next_multiple_of(16).min(dim);
+        let mut energy = vec![0f64; dim];
+        for r in rows.rows() {
+            for (e, x) in energy.iter_mut().zip(r.iter()) {
+                *e += f64::from(*x).powi(2);
+            }
+        }
+        let mut order: Vec<usize> = (0..dim).collect();
+        order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+        let mut cols = order[..m].to_vec();
+        cols.sort_unstable();
+        let mut in_sub = vec![false; dim];
+        for &c in &cols {
+            in_sub[c] = true;
+        }
+        let sub = rows.select(Axis(1), &cols);
+        let rest = rows
+            .rows()
+            .into_iter()
+            .map(|r| {
+                let sq: f64 = r
+                    .iter()
+                    .zip(&in_sub)
+                    .filter(|(_, s)| !**s)
+                    .map(|(x, _)| f64::from(*x).powi(2))
+                    .sum();
+                // Rounded up: the bound must never be below the true product.
+                (sq.sqrt() * (1.0 + 1e-6)) as f32
+            })
+            .collect();
+        Some(Sub { rows: sub, rest })
+    }
+}
 
 /// Rows prepared for GEMM: unit rows for cosine, squared norms, bound per unit of ‖a‖‖b‖.
 pub(crate) struct Rows<'a> {
@@ -22,6 +78,7 @@ pub(crate) struct Rows<'a> {
     pub(crate) gamma: f64,
     pub(crate) max_norm: f64,
     metric: Metric,
+    sub: Option<Sub>,
 }
 
 impl<'a> Rows<'a> {
@@ -45,6 +102,7 @@ impl<'a> Rows<'a> {
             .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
             .collect();
         let max_norm = norm.iter().copied().fold(0.0, f64::max);
+        let sub = Sub::new(&rows);
         Rows {
             raw,
             rows,
@@ -53,6 +111,7 @@ impl<'a> Rows<'a> {
             gamma,
             max_norm,
             metric,
+            sub,
         }
     }
 
@@ -106,7 +165,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The column term of row `j` in the fast test `dot - key(j) >= cutoff(i)`.
-    fn key(&self, j: usize) -> f32 {
+    pub(crate) fn key(&self, j: usize) -> f32 {
         match self.metric {
             Metric::Euclidean => self.sq[j] / 2.0,
             _ => 0.0,
@@ -116,7 +175,7 @@ impl<'a> Rows<'a> {
     /// The most permissive cutoff for row `i`: a pair can be within `thresh` only if
     /// `dot - key(j) >= cutoff(i)` (the error bound at its largest, plus the f32 rounding of the
     /// test itself).
-    fn cutoff(&self, i: usize, thresh: f64) -> f32 {
+    pub(crate) fn cutoff(&self, i: usize, thresh: f64) -> f32 {
         let maxn = self.max_norm;
         let bound = self.gamma * self.norm[i] * maxn;
         let c = match self.metric {
@@ -135,7 +194,7 @@ impl<'a> Rows<'a> {
 
     /// Whether rows `i` and `j` are within `thresh` given their dot product `s`: decided by the
     /// approximation when it is clear of the bound, by the exact distance otherwise.
-    fn within(&self, i: usize, j: usize, s: f32, thresh: f64) -> bool {
+    pub(crate) fn within(&self, i: usize, j: usize, s: f32, thresh: f64) -> bool {
         let (d, bound) = self.approx(i, j, s);
         let t = self.unit(thresh);
         if d + bound < t {
@@ -158,12 +217,12 @@ fn any_within(
     mut check: impl FnMut(usize, f32) -> bool,
 ) -> bool {
     for (blk, (s, k)) in dots.chunks(64).zip(keys.chunks(64)).enumerate() {
-        let m = s
-            .iter()
-            .zip(k)
-            .map(|(s, k)| s - k)
-            .fold(f32::NEG_INFINITY, f32::max);
-        if m >= c {
+        // `|=` over the block vectorises; a short-circuiting `any` would not.
+        let mut hit = false;
+        for (s, k) in s.iter().zip(k) {
+            hit |= s - k >= c;
+        }
+        if hit {
             for (o, (&sv, &kv)) in s.iter().zip(k).enumerate() {
                 if sv - kv >= c && check(blk * 64 + o, sv) {
                     return true;
@@ -174,30 +233,164 @@ fn any_within(
     false
 }
 
+/// [`any_within`] on the first pass's upper bounds `dots + ri · rest` (computed in place, the
+/// same expression in both loops), `check` given the position only.
+fn any_within_upper(
+    dots: &[f32],
+    rest: &[f32],
+    keys: &[f32],
+    ri: f32,
+    c: f32,
+    mut check: impl FnMut(usize) -> bool,
+) -> bool {
+    let blocks = dots.chunks(64).zip(rest.chunks(64)).zip(keys.chunks(64));
+    for (blk, ((s, r), k)) in blocks.enumerate() {
+        let mut hit = false;
+        for ((s, r), k) in s.iter().zip(r).zip(k) {
+            hit |= s + ri * r - k >= c;
+        }
+        if hit {
+            for (o, ((s, r), k)) in s.iter().zip(r).zip(k).enumerate() {
+                if s + ri * r - k >= c && check(blk * 64 + o) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The rows kept so far, in the form the first pass multiplies.
+struct Kept {
+    idx: Vec<usize>,
+    /// Their subset columns (first pass on) or full rows (off), row-major.
+    data: Vec<f32>,
+    keys: Vec<f32>,
+    rest: Vec<f32>,
+    /// Whether the first pass is on.
+    sub: bool,
+    /// Pairs the first pass tested and let through, to give it up when it does not prune.
+    tested: u64,
+    passed: u64,
+    /// The chunk × kept block, reused.
+    dots: Vec<f32>,
+}
+
+impl Kept {
+    fn push(&mut self, rows: &Rows<'_>, i: usize) {
+        self.idx.push(i);
+        self.keys.push(rows.key(i));
+        match (&rows.sub, self.sub) {
+            (Some(sub), true) => {
+                self.data.extend(sub.rows.row(i).iter());
+                self.rest.push(sub.rest[i]);
+            }
+            _ => self.data.extend(rows.rows.row(i).iter()),
+        }
+    }
+
+    /// Gives up the first pass: the kept rows in full from now on.
+    fn full(&mut self, rows: &Rows<'_>) {
+        self.sub = false;
+        self.data.clear();
+        self.rest.clear();
+        for &i in &self.idx {
+            self.data.extend(rows.rows.row(i).iter());
+        }
+    }
+
+    /// Whether row `i` (in the chunk starting at `c0`) has a kept row within `thresh`, for
+    /// every row of the chunk.
+    fn any_within(
+        &mut self,
+        rows: &Rows<'_>,
+        c0: usize,
+        c1: usize,
+        thresh: f64,
+    ) -> Option<Vec<bool>> {
+        let mut dup = vec![false; c1 - c0];
+        if self.idx.is_empty() {
+            return Some(dup);
+        }
+        let sub = rows.sub.as_ref().filter(|_| self.sub);
+        let width = sub.map_or(rows.rows.ncols(), |s| s.rows.ncols());
+        let lhs = match sub {
+            Some(s) => s.rows.slice(s![c0..c1, ..]),
+            None => rows.rows.slice(s![c0..c1, ..]),
+        };
+        let mut dots = std::mem::take(&mut self.dots);
+        let mut passed = 0u64;
+        for s0 in (0..self.idx.len()).step_by(SLAB) {
+            let s1 = (s0 + SLAB).min(self.idx.len());
+            let kview =
+                ArrayView2::from_shape((s1 - s0, width), &self.data[s0 * width..s1 * width])
+                    .ok()?;
+            crate::matmul::dot_t_into(lhs, kview, crate::matmul::cores(), &mut dots);
+            let (idx, keys) = (&self.idx[s0..s1], &self.keys[s0..s1]);
+            for (di, srow) in dots.chunks_exact(s1 - s0).enumerate() {
+                if dup[di] {
+                    continue;
+                }
+                let i = c0 + di;
+                let cut = rows.cutoff(i, thresh);
+                dup[di] = match sub {
+                    Some(s) => {
+                        let full = rows.rows.row(i);
+                        let rest = &self.rest[s0..s1];
+                        any_within_upper(srow, rest, keys, s.rest[i], cut, |pos| {
+                            passed += 1;
+                            let j = idx[pos];
+                            rows.within(i, j, full.dot(&rows.rows.row(j)), thresh)
+                        })
+                    }
+                    None => any_within(srow, keys, cut, |pos, s| {
+                        rows.within(i, idx[pos], s, thresh)
+                    }),
+                };
+            }
+        }
+        if sub.is_some() {
+            self.tested += ((c1 - c0) * self.idx.len()) as u64;
+            self.passed += passed;
+            if self.tested > 1 << 16 && self.passed as f64 > SUB_MAX_PASS * self.tested as f64 {
+                self.full(rows);
+            }
+        }
+        self.dots = dots;
+        Some(dup)
+    }
+}
+
 /// The greedy keep flags for `thresh` (rows in order); `None` as soon as more than `max_kept`
 /// rows are kept (when given).
 pub(crate) fn keep(rows: &Rows<'_>, thresh: f64, max_kept: Option<usize>) -> Option<Vec<bool>> {
+    keep_and_pass(rows, thresh, max_kept).0
+}
+
+/// [`keep`], and whether the first pass was still on at the end.
+fn keep_and_pass(
+    rows: &Rows<'_>,
+    thresh: f64,
+    max_kept: Option<usize>,
+) -> (Option<Vec<bool>>, bool) {
     let n = rows.len();
-    let dim = rows.rows.ncols();
     let mut kept = vec![false; n];
-    let mut kept_idx: Vec<usize> = Vec::new();
-    let mut kept_rows: Vec<f32> = Vec::new();
-    let mut kept_keys: Vec<f32> = Vec::new();
+    let mut state = Kept {
+        idx: Vec::new(),
+        data: Vec::new(),
+        keys: Vec::new(),
+        rest: Vec::new(),
+        sub: rows.sub.is_some(),
+        tested: 0,
+        passed: 0,
+        dots: Vec::new(),
+    };
     for c0 in (0..n).step_by(CHUNK) {
         let c1 = (c0 + CHUNK).min(n);
         // Against rows kept before the chunk.
-        let mut dup = vec![false; c1 - c0];
-        if !kept_idx.is_empty() {
-            let kview = ArrayView2::from_shape((kept_idx.len(), dim), &kept_rows[..]).ok()?;
-            let dots = crate::matmul::dot_t(rows.rows.slice(s![c0..c1, ..]), kview);
-            for (di, srow) in dots.axis_iter(Axis(0)).enumerate() {
-                let i = c0 + di;
-                let srow = srow.as_slice()?;
-                dup[di] = any_within(srow, &kept_keys, rows.cutoff(i, thresh), |pos, s| {
-                    rows.within(i, kept_idx[pos], s, thresh)
-                });
-            }
-        }
+        let Some(dup) = state.any_within(rows, c0, c1, thresh) else {
+            return (None, state.sub);
+        };
         // Inside the chunk, in order.
         let own = rows.rows.slice(s![c0..c1, ..]);
         let inner = crate::matmul::dot_t(own, own);
@@ -211,54 +404,99 @@ pub(crate) fn keep(rows: &Rows<'_>, thresh: f64, max_kept: Option<usize>) -> Opt
             if !is_dup {
                 chunk_kept.push(di);
                 kept[i] = true;
-                kept_idx.push(i);
-                kept_rows.extend(rows.rows.row(i).iter());
-                kept_keys.push(rows.key(i));
-                if max_kept.is_some_and(|m| kept_idx.len() > m) {
-                    return None;
+                state.push(rows, i);
+                if max_kept.is_some_and(|m| state.idx.len() > m) {
+                    return (None, state.sub);
                 }
             }
         }
     }
-    Some(kept)
+    (Some(kept), state.sub)
 }
 
 /// For every duplicate (not kept), its nearest kept row and the exact distance (ties: the
 /// earlier row). Returns `(dup, kept, distance)` in row order.
-pub(crate) fn nearest_kept(rows: &Rows<'_>, kept: &[bool]) -> Vec<(usize, usize, f64)> {
-    let dim = rows.rows.ncols();
+///
+/// A duplicate has a kept row within `thresh` (that is why it is one), so only kept rows that
+/// pass [`Rows::cutoff`] at `thresh` — on the first pass's upper bound where there is one — can
+/// be its nearest; among those, the best approximate distance and every row within twice the
+/// error bound of it are re-scored exactly.
+pub(crate) fn nearest_kept(
+    rows: &Rows<'_>,
+    kept: &[bool],
+    thresh: f64,
+) -> Vec<(usize, usize, f64)> {
     let kept_idx: Vec<usize> = (0..kept.len()).filter(|&i| kept[i]).collect();
     let dups: Vec<usize> = (0..kept.len()).filter(|&i| !kept[i]).collect();
     if kept_idx.is_empty() || dups.is_empty() {
         return Vec::new();
     }
-    let mut kmat = Array2::zeros((kept_idx.len(), dim));
-    for (r, &i) in kept_idx.iter().enumerate() {
-        kmat.row_mut(r).assign(&rows.rows.row(i));
-    }
+    let sub = rows.sub.as_ref();
+    let form = |i: usize| match sub {
+        Some(s) => s.rows.row(i),
+        None => rows.rows.row(i),
+    };
+    let width = form(0).len();
+    let gather = |idx: &[usize]| {
+        let mut m = Array2::zeros((idx.len(), width));
+        for (r, &i) in idx.iter().enumerate() {
+            m.row_mut(r).assign(&form(i));
+        }
+        m
+    };
+    let kmat = gather(&kept_idx);
+    let keys: Vec<f32> = kept_idx.iter().map(|&j| rows.key(j)).collect();
+    let rest: Vec<f32> = match sub {
+        Some(s) => kept_idx.iter().map(|&j| s.rest[j]).collect(),
+        None => vec![0.0; kept_idx.len()],
+    };
     let mut out = Vec::with_capacity(dups.len());
+    let mut dots = Vec::new();
     // Duplicates are not contiguous: gather them in chunks.
     for chunk in dups.chunks(CHUNK) {
-        let mut dmat = Array2::zeros((chunk.len(), dim));
-        for (r, &i) in chunk.iter().enumerate() {
-            dmat.row_mut(r).assign(&rows.rows.row(i));
+        let dmat = gather(chunk);
+        // Per duplicate: the kept rows that may be within `thresh`, with their full f32 dot.
+        let mut cands: Vec<Vec<(usize, f32)>> = vec![Vec::new(); chunk.len()];
+        for s0 in (0..kept_idx.len()).step_by(SLAB) {
+            let s1 = (s0 + SLAB).min(kept_idx.len());
+            let kview = kmat.slice(s![s0..s1, ..]);
+            crate::matmul::dot_t_into(dmat.view(), kview, crate::matmul::cores(), &mut dots);
+            for (r, srow) in dots.chunks_exact(s1 - s0).enumerate() {
+                let i = chunk[r];
+                let cut = rows.cutoff(i, thresh);
+                let ri = sub.map_or(0.0, |s| s.rest[i]);
+                let full = rows.rows.row(i);
+                for (o, ((&d, &rj), &k)) in srow
+                    .iter()
+                    .zip(&rest[s0..s1])
+                    .zip(&keys[s0..s1])
+                    .enumerate()
+                {
+                    if d + ri * rj - k >= cut {
+                        let pos = s0 + o;
+                        let s = match sub {
+                            Some(_) => full.dot(&rows.rows.row(kept_idx[pos])),
+                            None => d,
+                        };
+                        cands[r].push((pos, s));
+                    }
+                }
+            }
         }
-        let dots = crate::matmul::dot_t(dmat.view(), kmat.view());
-        for (r, srow) in dots.axis_iter(Axis(0)).enumerate() {
+        for (r, cand) in cands.iter().enumerate() {
             let i = chunk[r];
-            // The best approximate distance, then every kept row within twice the bound of it,
-            // re-scored exactly.
             let mut best = f64::INFINITY;
             let mut best_bound = 0.0;
-            for (&s, &j) in srow.iter().zip(&kept_idx) {
-                let (d, b) = rows.approx(i, j, s);
+            for &(pos, s) in cand {
+                let (d, b) = rows.approx(i, kept_idx[pos], s);
                 if d < best {
                     best = d;
                     best_bound = b;
                 }
             }
             let mut pick: Option<(usize, f64)> = None;
-            for (&s, &j) in srow.iter().zip(&kept_idx) {
+            for &(pos, s) in cand {
+                let j = kept_idx[pos];
                 let (d, b) = rows.approx(i, j, s);
                 if d - b <= best + best_bound {
                     let e = rows.exact(i, j);
@@ -334,7 +572,47 @@ mod tests {
                 kept.iter().filter(|k| !**k).count() > 10,
                 "{metric:?}: some duplicates"
             );
-            assert_eq!(nearest_kept(&rows, &kept), want_map, "{metric:?}");
+            assert_eq!(nearest_kept(&rows, &kept, t), want_map, "{metric:?}");
+        }
+    }
+
+    #[test]
+    fn the_column_subset_pass_changes_nothing() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (n, d) = (2600, 96);
+        // Uneven column energy, as in real embeddings, and planted near-duplicates.
+        let mut emb = Array2::from_shape_fn((n, d), |(_, c)| {
+            rng.random_range(-1.0f32..1.0) * (1.0 + (c % 7) as f32)
+        });
+        for i in (0..n).step_by(9) {
+            let src = emb.row((i * 17 + 5) % n).to_owned();
+            for (x, s) in emb.row_mut(i).iter_mut().zip(src.iter()) {
+                *x = s + rng.random_range(-0.05f32..0.05);
+            }
+        }
+        for (metric, small, large) in [
+            (Metric::Cosine, 0.002, 0.6),
+            (Metric::Euclidean, 0.5, 25.0),
+            (Metric::DotProduct, -400.0, -150.0),
+        ] {
+            let rows = Rows::new(emb.view(), metric);
+            assert!(rows.sub.is_some(), "{metric:?}: the first pass applies");
+            let mut plain = Rows::new(emb.view(), metric);
+            plain.sub = None;
+            for (t, pass_stays_on) in [(small, true), (large, false)] {
+                let (got, on) = keep_and_pass(&rows, t, None);
+                let want = keep(&plain, t, None);
+                assert_eq!(got, want, "{metric:?} t={t}");
+                assert_eq!(on, pass_stays_on, "{metric:?} t={t}: first pass kept on");
+                let dups = got.iter().flatten().filter(|k| !**k).count();
+                assert!(dups > 0 && dups < n, "{metric:?} t={t}: {dups} duplicates");
+                let flags = got.unwrap_or_default();
+                assert_eq!(
+                    nearest_kept(&rows, &flags, t),
+                    nearest_kept(&plain, &flags, t),
+                    "{metric:?} t={t}: nearest kept"
+                );
+            }
         }
     }
 
@@ -345,6 +623,9 @@ mod tests {
         let rows = Rows::new(emb.view(), Metric::Euclidean);
         assert_eq!(keep(&rows, 5.0, None), Some(vec![true, false, true]));
         assert_eq!(keep(&rows, 5.0, Some(1)), None);
-        assert_eq!(nearest_kept(&rows, &[true, false, true]), vec![(1, 2, 0.5)]);
+        assert_eq!(
+            nearest_kept(&rows, &[true, false, true], 5.0),
+            vec![(1, 2, 0.5)]
+        );
     }
 }

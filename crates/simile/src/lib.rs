@@ -30,6 +30,7 @@
 
 mod brain;
 mod cleanup;
+mod clustered;
 mod collection;
 mod compute;
 mod context;
@@ -51,11 +52,13 @@ mod query;
 mod resume;
 mod sort;
 mod storage;
+mod thresh_search;
 mod uniqueness;
 mod vectors;
 
 pub use brain::BrainInfo;
 pub use cleanup::{DatasetDeletion, KeptStorage};
+pub use clustered::Recall;
 pub use collection::{Collection, Dataset, PatchesView, View};
 pub use compute::compute_similarity;
 pub use context::{Simile, SimileBuilder};
@@ -63,7 +66,10 @@ pub use doctor::{
     BrokenRun, DoctorOptions, DoctorReport, MilvusCheck, OrphanCollection, OrphanStorage,
     RunProblem, SizeMismatch, TempFile, UncheckedRun,
 };
-pub use duplicates::{Duplicates, DuplicatesBy, DuplicatesViewOptions};
+pub use duplicates::{
+    Duplicates, DuplicatesBy, DuplicatesMethod, DuplicatesSearch, DuplicatesViewOptions,
+    CLUSTERED_FROM,
+};
 pub use embed::{EmbedOptions, Progress};
 pub use error::{Error, Result};
 pub use index::{IndexEmbeddings, IndexInfo, SimilarityIndex};

@@ -5,8 +5,7 @@ use ndarray::{Array2, ArrayView2};
 
 /// `a · bᵀ` (`a`: m × k, `b`: n × k) → m × n, on every core.
 pub(crate) fn dot_t(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32> {
-    let cores = std::thread::available_parallelism().map_or(1, |t| t.get());
-    dot_t_on(a, b, cores)
+    dot_t_on(a, b, cores())
 }
 
 /// `a · bᵀ` on at most `threads` threads (1: on the caller's thread).
@@ -15,22 +14,37 @@ pub(crate) fn dot_t_on(
     b: ArrayView2<'_, f32>,
     threads: usize,
 ) -> Array2<f32> {
+    let (m, n) = (a.nrows(), b.nrows());
+    let mut out = Vec::new();
+    dot_t_into(a, b, threads, &mut out);
+    Array2::from_shape_vec((m, n), out).unwrap_or_else(|_| Array2::zeros((m, n)))
+}
+
+/// `a · bᵀ` into `out` (row-major m × n), reusing its allocation: callers that multiply block
+/// after block keep one buffer instead of faulting in fresh pages for every block.
+pub(crate) fn dot_t_into(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    threads: usize,
+    out: &mut Vec<f32>,
+) {
     let (m, k) = a.dim();
     let n = b.nrows();
     assert_eq!(b.ncols(), k, "inner dimensions agree");
+    out.clear();
+    out.resize(m * n, 0.0);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();
     let (Some(a), Some(b)) = (a.as_slice(), b.as_slice()) else {
         // as_standard_layout always yields a contiguous array.
-        return a.dot(&b.t());
+        for (o, v) in out.iter_mut().zip(a.dot(&b.t()).iter()) {
+            *o = *v;
+        }
+        return;
     };
-    let mut out = vec![0f32; m * n];
-    if m == 0 || n == 0 {
-        return Array2::from_shape_vec((m, n), out).unwrap_or_else(|_| Array2::zeros((m, n)));
-    }
-    if k == 0 {
-        return Array2::zeros((m, n));
-    }
     let threads = threads.min(m.div_ceil(64)).max(1);
     let rows = m.div_ceil(threads);
     std::thread::scope(|s| {
@@ -70,7 +84,28 @@ pub(crate) fn dot_t_on(
             });
         }
     });
-    Array2::from_shape_vec((m, n), out).unwrap_or_else(|_| Array2::zeros((m, n)))
+}
+
+thread_local! {
+    /// Threads a product may use from this thread (`None`: every core).
+    static THREADS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The threads a product started on this thread may use: every core, unless the caller is
+/// itself one of several workers ([`single_threaded`]).
+pub(crate) fn cores() -> usize {
+    THREADS
+        .with(|t| t.get())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
+}
+
+/// Runs `f` with every product on this thread kept to this thread (for workers that already
+/// split the work across the cores).
+pub(crate) fn single_threaded<T>(f: impl FnOnce() -> T) -> T {
+    let before = THREADS.with(|t| t.replace(Some(1)));
+    let out = f();
+    THREADS.with(|t| t.set(before));
+    out
 }
 
 #[cfg(test)]

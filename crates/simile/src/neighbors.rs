@@ -11,7 +11,7 @@
 //! `|s - ŝ| ≤ γ_d · Σ|aᵢbᵢ| ≤ γ_d · ‖a‖‖b‖` with `γ_d = d·u / (1 - d·u)`, `u = 2⁻²⁴`. Cosine
 //! rows are normalised in f32 first (a relative error of a few `u` per row), euclidean distances
 //! come from `‖a‖² + ‖b‖² − 2s` with f32 squared norms; the slack below covers each.
-use ndarray::{s, ArrayView2, Axis};
+use ndarray::{s, ArrayView2};
 use simile_index::Metric;
 
 use crate::greedy::Rows;
@@ -93,8 +93,9 @@ pub(crate) fn all_neighbors(
                 let pairs = &pairs;
                 scope.spawn(move || {
                     let mut cands = vec![Candidates::default(); n];
+                    let mut buf = Vec::new();
                     for &(i, j) in pairs.iter().skip(t).step_by(threads) {
-                        block_pass(p, metric, want.radius, keep, i, j, &mut cands);
+                        block_pass(p, metric, want.radius, keep, (i, j), &mut cands, &mut buf);
                     }
                     cands
                 })
@@ -210,21 +211,23 @@ fn block_pass(
     metric: Metric,
     radius: Option<f64>,
     keep: usize,
-    i0: usize,
-    j0: usize,
+    (i0, j0): (usize, usize),
     cands: &mut [Candidates],
+    buf: &mut Vec<f32>,
 ) {
     let n = p.rows.nrows();
     let (i1, j1) = ((i0 + BLOCK).min(n), (j0 + BLOCK).min(n));
     let a = p.rows.slice(s![i0..i1, ..]);
     let b = p.rows.slice(s![j0..j1, ..]);
-    let dots = crate::matmul::dot_t_on(a, b, 1);
+    // One buffer per thread: a fresh block each time would fault in new pages every pass.
+    crate::matmul::dot_t_into(a, b, 1, buf);
+    let width = j1 - j0;
     let hj: Vec<f32> = (j0..j1).map(|j| h(p, metric, j)).collect();
     let mut colcut: Vec<f32> = (j0..j1)
         .map(|j| offer_cut(&cands[j], keep, metric, 0.0))
         .collect();
     let mut w = vec![0f32; j1 - j0];
-    for (di, srow) in dots.axis_iter(Axis(0)).enumerate() {
+    for (di, srow) in buf.chunks_exact(width).enumerate() {
         let i = i0 + di;
         let h_i = h(p, metric, i);
         let rcut = radius_cut(p, metric, radius, i, h_i);
@@ -236,13 +239,12 @@ fn block_pass(
         let mut c0 = start;
         while c0 < w.len() {
             let c1 = (c0 + 64).min(w.len());
-            let m_row = w[c0..c1].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let m_col = w[c0..c1]
-                .iter()
-                .zip(&colcut[c0..c1])
-                .map(|(wv, cc)| wv - cc)
-                .fold(f32::NEG_INFINITY, f32::max);
-            if m_row >= row_cut || m_col > h_i {
+            // `|=` over the block vectorises (a maximum with NaN rules does not).
+            let mut hit = false;
+            for (wv, cc) in w[c0..c1].iter().zip(&colcut[c0..c1]) {
+                hit |= (*wv >= row_cut) | (wv - cc > h_i);
+            }
+            if hit {
                 for dj in c0..c1 {
                     if !(w[dj] >= row_cut || w[dj] - colcut[dj] > h_i) {
                         continue;

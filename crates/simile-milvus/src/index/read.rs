@@ -13,6 +13,8 @@ use crate::expr::{in_filter, string_literal};
 
 /// Keep each response under tonic's default 4 MiB decoding limit.
 const RESPONSE_BUDGET_BYTES: usize = 3 << 20;
+/// Requests `get` keeps in flight.
+const FETCH_IN_FLIGHT: usize = 4;
 /// Rows per page of a scan without vectors.
 const SCAN_PAGE_KEYS: usize = 4 * RESTRICT_BATCH;
 
@@ -103,8 +105,35 @@ impl MilvusIndex {
         } else {
             (RESTRICT_BATCH, &[PK, SAMPLE_ID])
         };
-        for chunk in keys.chunks(per) {
-            let rows = self.query_rows("get", in_filter(PK, chunk), fields, None)?;
+        // Several requests in flight: the server answers `pk in [...]` queries one core each.
+        let chunks: Vec<&[String]> = keys.chunks(per).collect();
+        let workers = FETCH_IN_FLIGHT.min(chunks.len()).max(1);
+        let answers: Vec<Vec<(usize, Result<Rows>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let chunks = &chunks;
+                    scope.spawn(move || {
+                        (w..chunks.len())
+                            .step_by(workers)
+                            .map(|c| {
+                                (
+                                    c,
+                                    self.query_rows("get", in_filter(PK, chunks[c]), fields, None),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let mut answers: Vec<(usize, Result<Rows>)> = answers.into_iter().flatten().collect();
+        answers.sort_by_key(|a| a.0);
+        for (_, rows) in answers {
+            let rows = rows?;
             let n = rows.pks.len();
             let mut vectors = rows.vectors.into_iter();
             for (i, (pk, sid)) in rows.pks.into_iter().zip(rows.sample_ids).enumerate() {
