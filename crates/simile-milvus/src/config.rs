@@ -50,6 +50,7 @@ pub enum IndexKind {
 }
 
 impl IndexKind {
+    /// The name Milvus uses for this index type (`"HNSW"`, `"FLAT"`).
     pub fn as_str(self) -> &'static str {
         match self {
             IndexKind::Hnsw => "HNSW",
@@ -61,15 +62,25 @@ impl IndexKind {
 /// Connection settings: never persisted. Secrets are kept in [`Secret`]s.
 #[derive(Clone)]
 pub struct ConnectionSettings {
+    /// The server's address (`uri`), e.g. `http://localhost:19530`.
     pub uri: String,
+    /// The user name (`user`), if the server has authentication on.
     pub user: Option<String>,
+    /// The user's password (`password`).
     pub password: Option<Secret>,
+    /// An API token (`token`), instead of user and password.
     pub token: Option<Secret>,
+    /// The database (`db_name`); the server's default when `None`.
     pub db_name: Option<String>,
+    /// TLS to the server (`secure`).
     pub secure: bool,
+    /// How long to wait for a connection (`connect_timeout_s`, default 5 s).
     pub connect_timeout: Duration,
+    /// How long one request may take (`rpc_timeout_s`, default 60 s).
     pub rpc_timeout: Duration,
+    /// Attempts for a request that fails transiently (`retry_attempts`, default 4).
     pub retry_attempts: u32,
+    /// The SDK's telemetry (`telemetry`, off by default).
     pub telemetry: bool,
 }
 
@@ -93,14 +104,19 @@ impl fmt::Debug for ConnectionSettings {
 /// Everything the backend reads from its parameters.
 #[derive(Debug, Clone)]
 pub struct MilvusConfig {
+    /// Where and how to connect (never persisted).
     pub connection: ConnectionSettings,
     /// `None`: generate a unique name at creation.
     pub collection_name: Option<String>,
     /// `None`: not configured (dotproduct for new collections; an existing collection's own metric).
     pub metric: Option<Metric>,
+    /// The read consistency of searches and queries (`consistency_level`).
     pub consistency_level: ConsistencyLevel,
+    /// The vector index built on new collections (`index_type`: HNSW or FLAT).
     pub index_kind: IndexKind,
+    /// HNSW's `M`, edges per node (`hnsw_m` or `M`, default 16).
     pub hnsw_m: u32,
+    /// HNSW's `efConstruction`, the build-time candidate list (`hnsw_ef_construction` or `efConstruction`, default 128).
     pub hnsw_ef_construction: u32,
     /// HNSW `ef` at search time (raised to `k` when smaller).
     pub search_ef: u32,

@@ -58,6 +58,8 @@
 //!   [`MilvusError::Refused`] source, when the address refuses connections (nothing listens). A collection found not loaded
 //!   (server restart) is loaded again and the read retried once.
 //! - One SDK client per (uri, user, database, credentials) is shared by every index in the process.
+#![warn(missing_docs)]
+
 pub mod config;
 mod conn;
 mod expr;
@@ -88,8 +90,10 @@ pub enum MilvusError {
     /// Nothing accepts connections at the server's address.
     #[error("{location} refused the connection: is Milvus running there, on that port?")]
     Refused {
+        /// The server's address.
         location: String,
         #[source]
+        /// The connection error.
         source: std::io::Error,
     },
     /// The server answered something this backend cannot use.

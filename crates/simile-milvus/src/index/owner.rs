@@ -30,6 +30,7 @@ pub fn owner_of(description: &str) -> Option<PathBuf> {
 /// A collection on the server that simile created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedCollection {
+    /// The collection's name.
     pub name: String,
     /// The storage directory of the compute that created it (absolute).
     pub storage_dir: PathBuf,
