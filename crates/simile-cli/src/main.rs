@@ -5,6 +5,7 @@
 mod app;
 mod commands;
 mod dups;
+mod errors;
 mod models;
 mod quickstart;
 mod synthetic;
@@ -378,9 +379,13 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            // In CLI terms: flags and variables, not the library's Rust names.
+            for (i, m) in errors::messages(&e).iter().enumerate() {
+                if i == 0 {
+                    eprintln!("error: {m}");
+                } else {
+                    eprintln!("  caused by: {m}");
+                }
             }
             ExitCode::FAILURE
         }

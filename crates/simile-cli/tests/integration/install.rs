@@ -36,7 +36,13 @@ fn the_binary_finds_the_fetched_onnx_runtime_without_a_variable() {
     let out = embed(&cli, &bare);
     assert!(!out.status.success(), "no library anywhere");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ONNX Runtime"), "{err}");
+    assert!(
+        err.contains("no ONNX Runtime library found")
+            && err.contains("SIMILE_ORT_DYLIB_PATH")
+            && err.contains("~/.simile/lib")
+            && !err.contains("ort_dylib_path"),
+        "in CLI terms: {err}"
+    );
     // Where fetch-ort installs it: ~/.simile/lib.
     let user = cli.file("user");
     let lib = user.join(".simile/lib");

@@ -301,3 +301,18 @@ fn models_lists_known_models_and_where_they_are_looked_for() {
         "{text}"
     );
 }
+
+/// Errors name flags, not the library's Rust calls.
+#[test]
+fn errors_name_flags_not_rust_calls() {
+    let cli = Cli::new();
+    cli.dataset(2);
+    let err = cli.fails(&["similarity", "compute", "d", "--brain-key", "k"]);
+    assert!(
+        err.contains("--embeddings FILE.npy")
+            && err.contains("--model NAME")
+            && err.contains("--no-embeddings")
+            && !err.contains("()"),
+        "{err}"
+    );
+}
