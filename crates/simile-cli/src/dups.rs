@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
-use simile::{Duplicates, DuplicatesBy, Simile, UniquenessSource};
+use simile::{
+    Duplicates, DuplicatesBy, DuplicatesMethod, DuplicatesSearch, Simile, UniquenessSource,
+};
 
 use crate::commands::plural;
 use crate::KeyArgs;
@@ -25,6 +27,25 @@ pub struct DuplicatesArgs {
     /// Also tag the duplicates with this tag.
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
+    /// How pairs are searched: exact (every pair), clustered (inside k-means cells: every
+    /// reported pair is exact, pairs split across cells can be missed; the recall measured on a
+    /// sample is printed), or auto (clustered from 250,000 points).
+    #[arg(long, value_enum, default_value_t = Search::Auto)]
+    pub search: Search,
+    /// Number of cells for --search clustered (default: about the square root of the size).
+    #[arg(long, value_name = "N")]
+    pub cells: Option<usize>,
+}
+
+/// `--search` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// Exact below 250,000 points, clustered from there.
+    Auto,
+    /// Every pair (O(n²) work).
+    Exact,
+    /// Inside k-means cells.
+    Clustered,
 }
 
 #[derive(Args, Debug)]
@@ -92,7 +113,20 @@ fn duplicates_json(d: &Duplicates) -> Value {
             dups.iter().map(|(id, x)| json!([id, x])).collect(),
         );
     }
-    json!({"thresh": d.thresh, "unique_ids": d.unique_ids, "duplicate_ids": d.duplicate_ids, "neighbors": neighbors})
+    json!({"thresh": d.thresh, "unique_ids": d.unique_ids, "duplicate_ids": d.duplicate_ids, "neighbors": neighbors, "method": method_json(&d.method)})
+}
+
+fn method_json(m: &DuplicatesMethod) -> Value {
+    match m {
+        DuplicatesMethod::Exact => json!("exact"),
+        DuplicatesMethod::Clustered { cells, recall } => json!({"clustered": {
+            "cells": cells,
+            "sampled_points": recall.sampled_rows,
+            "near_pairs": recall.near_pairs,
+            "seen_pairs": recall.same_cell,
+            "recall": recall.ratio(),
+        }}),
+    }
 }
 
 pub fn duplicates(simile: &Simile, a: DuplicatesArgs, json: bool) -> Result<()> {
@@ -101,8 +135,17 @@ pub fn duplicates(simile: &Simile, a: DuplicatesArgs, json: bool) -> Result<()> 
         (None, Some(f)) => Some(DuplicatesBy::Fraction(f)),
         (None, None) => None,
     };
+    let search = match (a.search, a.cells) {
+        (Search::Clustered, cells) => DuplicatesSearch::Clustered { cells },
+        (_, Some(_)) => bail!("--cells goes with --search clustered"),
+        (Search::Exact, None) => DuplicatesSearch::Exact,
+        (Search::Auto, None) => DuplicatesSearch::Auto,
+    };
+    if a.cells == Some(0) {
+        bail!("--cells must be at least 1");
+    }
     let index = index(simile, &a.key)?;
-    let d = index.find_duplicates(by)?;
+    let d = index.find_duplicates_with(by, search)?;
     if let Some(tag) = &a.tag {
         if index.patches_field().is_some() {
             bail!("--tag tags samples; this index holds patches");
@@ -122,6 +165,18 @@ pub fn duplicates(simile: &Simile, a: DuplicatesArgs, json: bool) -> Result<()> 
         d.duplicate_ids.len(),
         plural(d.neighbors_map.len(), "group", "groups"),
     );
+    if let DuplicatesMethod::Clustered { cells, recall } = d.method {
+        let seen = match recall.ratio() {
+            Some(r) => format!(
+                "{:.1} % of the {} near pairs of {} sampled points",
+                100.0 * r,
+                recall.near_pairs,
+                recall.sampled_rows
+            ),
+            None => format!("no near pair among {} sampled points", recall.sampled_rows),
+        };
+        println!("searched inside {cells} cells (pairs split across cells can be missed): the cells saw {seen}");
+    }
     for (u, dups) in &d.neighbors_map {
         println!("{u}");
         for (id, x) in dups {

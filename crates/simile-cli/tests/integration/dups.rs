@@ -86,6 +86,55 @@ fn near_duplicate_commands() {
         "--json",
     ]);
     assert_eq!(again["duplicate_ids"], d["duplicate_ids"]);
+    assert_eq!(again["method"], "exact");
+    // By cells: one cell is the exact answer, and the output says how it was searched.
+    let one = cli.ok(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--thresh",
+        &thresh.to_string(),
+        "--search",
+        "clustered",
+        "--cells",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(one["duplicate_ids"], d["duplicate_ids"]);
+    assert_eq!(one["neighbors"], again["neighbors"]);
+    assert_eq!(one["method"]["clustered"]["cells"], 1);
+    assert_eq!(one["method"]["clustered"]["recall"], 1.0);
+    let out = cli.run(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--thresh",
+        &thresh.to_string(),
+        "--search",
+        "clustered",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("searched inside"),
+        "{text}"
+    );
+    let err = cli.fails(&[
+        "similarity",
+        "duplicates",
+        "d",
+        "--brain-key",
+        "k",
+        "--cells",
+        "4",
+    ]);
+    assert!(
+        err.contains("--cells goes with --search clustered"),
+        "{err}"
+    );
 
     let u = cli.ok(&[
         "similarity",
