@@ -14,8 +14,8 @@ use crate::context::Ctx;
 use crate::index::{IndexInfo, IndexState};
 use crate::model::EmbeddingModel;
 use crate::options::EmbeddingsSource;
-use crate::vectors::{into_row_major, stored_vectors, Rows, VectorRows};
-use crate::{DatasetError, Error, Result, SimilarityIndex, SimilarityOptions};
+use crate::vectors::{check_field_kind, into_row_major, stored_vectors, Rows, VectorRows};
+use crate::{Error, Result, SimilarityIndex, SimilarityOptions};
 
 /// Builds a similarity index of a dataset or view and, with a brain key, registers it as a brain
 /// run on the dataset.
@@ -146,15 +146,9 @@ impl ResolvedBackend {
 
 /// A patches field must be a detections field.
 fn check_patches_field(dataset: &simile_dataset::Dataset, field: Option<&str>) -> Result<()> {
-    let Some(f) = field else { return Ok(()) };
-    match dataset.field_kind(f)? {
-        FieldKind::Detections => Ok(()),
-        other => Err(DatasetError::FieldKind {
-            field: f.to_string(),
-            expected: "detections",
-            found: format!("a {} field", other.as_str()),
-        }
-        .into()),
+    match field {
+        Some(f) => check_field_kind(dataset, f, FieldKind::Detections),
+        None => Ok(()),
     }
 }
 

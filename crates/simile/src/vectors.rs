@@ -97,11 +97,21 @@ pub(crate) fn stored_vectors(
 /// A field that exists and is not a vector field is an error (`DatasetError::FieldKind`); a
 /// missing field is `DatasetError::UnknownField`.
 pub(crate) fn check_vector_field(dataset: &simile_dataset::Dataset, field: &str) -> Result<()> {
+    check_field_kind(dataset, field, FieldKind::Vector)
+}
+
+/// The field exists and holds this kind of values (else `DatasetError::FieldKind`, or
+/// `DatasetError::UnknownField`).
+pub(crate) fn check_field_kind(
+    dataset: &simile_dataset::Dataset,
+    field: &str,
+    kind: FieldKind,
+) -> Result<()> {
     match dataset.field_kind(field)? {
-        FieldKind::Vector => Ok(()),
+        found if found == kind => Ok(()),
         other => Err(DatasetError::FieldKind {
             field: field.to_string(),
-            expected: "vector",
+            expected: kind.as_str(),
             found: format!("a {} field", other.as_str()),
         }
         .into()),
