@@ -166,9 +166,10 @@ pub fn app(args: &[String]) -> Result<()> {
 /// phase), compares with the Python peer's published numbers, and writes docs/benchmarks.md.
 pub fn bench(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    let scale = args.iter().any(|a| a == "--scale");
     if let Some(pos) = args.iter().position(|a| a == "--only") {
         let which = args.get(pos + 1).map(String::as_str).unwrap_or("");
-        return bench_only(which, quick);
+        return bench_only(which, quick, scale);
     }
     let sizes: &[usize] = if quick { &[20_000] } else { &[20_000, 100_000] };
     run(cargo().args(["build", "--release", "-p", "simile", "--example", "bench"]))?;
@@ -219,7 +220,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     report.push_str(&milvus_section(quick));
     report.push_str(&clip_section(quick));
     report.push_str(&app_section(quick));
-    report.push_str(&dups_section(quick));
+    report.push_str(&crate::dups_bench::section(quick, scale));
     let out = root().join("docs/benchmarks.md");
     std::fs::create_dir_all(root().join("docs"))?;
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
@@ -304,11 +305,11 @@ fn tempdir_for(n: usize) -> Result<PathBuf> {
     Ok(d)
 }
 
-fn run_json(bin: &std::path::Path, args: &[&str]) -> Result<serde_json::Value> {
+pub(crate) fn run_json(bin: &std::path::Path, args: &[&str]) -> Result<serde_json::Value> {
     run_json_env(bin, args, &[])
 }
 
-fn run_json_env(
+pub(crate) fn run_json_env(
     bin: &std::path::Path,
     args: &[&str],
     env: &[(String, String)],
@@ -521,99 +522,20 @@ fn app_section(quick: bool) -> String {
     out
 }
 
-/// Near-duplicates and uniqueness (`crates/simile/examples/dup_bench.rs`), each phase in its own
-/// process, beside the peer's numbers from issue 10 and the all-pairs floor of this machine.
-fn dups_section(quick: bool) -> String {
-    let mut out = String::from(
-        "\n## Near-duplicates and uniqueness (exact backend, 512-d, cosine, 1 % planted near-duplicates)\n\n",
-    );
-    let result = (|| -> Result<String> {
-        run(cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "simile",
-            "--example",
-            "dup_bench",
-        ]))?;
-        let bin = root().join("target/release/examples/dup_bench");
-        let gemm = run_json(&bin, &["gemm"])?;
-        let rate = gemm["gflops"].as_f64().unwrap_or(f64::NAN);
-        let mut t = format!(
-            "GEMM rate measured in this run (f32, both cores, `gemm` crate): **{rate:.0} GFLOP/s**. \
-             The floor of an exact all-pairs pass is N²·d flops (N²/2 pairs × 2d) ÷ that rate.\n\n\
-             | N | measure | simile | all-pairs floor | peer (FiftyOne 1.22.1) | peak RSS |\n|---|---|---|---|---|---|\n"
-        );
-        let sizes: &[usize] = if quick { &[20_000] } else { &[20_000, 100_000] };
-        for &n in sizes {
-            let floor = (n as f64).powi(2) * 512.0 / (rate * 1e9);
-            let ns = n.to_string();
-            let phases: Vec<(&str, Vec<String>, &str, &str)> = vec![
-                (
-                    "find_duplicates(thresh=0.1)",
-                    vec!["dups".into(), ns.clone(), "0.1".into()],
-                    if n == 20_000 { "4.6 s, 4.5 GB" } else { "–" },
-                    "seconds",
-                ),
-                (
-                    "find_unique(N/2)",
-                    vec!["unique".into(), ns.clone(), (n / 2).to_string()],
-                    if n == 20_000 { "72 s" } else { "–" },
-                    "seconds",
-                ),
-                (
-                    "compute_uniqueness",
-                    vec!["uniqueness".into(), ns.clone()],
-                    "–",
-                    "seconds",
-                ),
-            ];
-            for (label, args, peer, key) in phases {
-                if n > 20_000 && label.starts_with("find_unique") {
-                    continue;
-                }
-                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-                let v = run_json(&bin, &argv)?;
-                let extra = match v.get("duplicates") {
-                    Some(d) => format!(" ({} found, {} planted)", d, v["planted"]),
-                    None => String::new(),
-                };
-                t.push_str(&format!(
-                    "| {n} | {label}{extra} | {:.2} s | {floor:.2} s | {peer} | {:.0} MB |\n",
-                    v[key].as_f64().unwrap_or(f64::NAN),
-                    v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-                ));
-            }
-        }
-        Ok(t)
-    })();
-    match result {
-        Ok(t) => out.push_str(&t),
-        Err(e) => out.push_str(&format!("Duplicates bench failed: {e:#}\n")),
-    }
-    out.push_str(
-        "\nEvery result is exact: approximate f32 distances from the GEMM decide a pair only when they are clear of a \
-         proven error bound, and pairs inside the bound are decided in f64 (tests compare with brute force on both \
-         backends). `find_unique` bisects the threshold; each probe stops once it keeps more than the count. \
-         Not done yet: candidate generation for 1M points (an all-pairs pass at 1M is 5·10¹⁴ flops), and \
-         reduced-precision (bf16/int8) first passes.\n",
-    );
-    out
-}
-
 /// `cargo xtask bench --only app,dups [--quick]`: re-measures only those sections and replaces
 /// them in docs/benchmarks.md (each section names the command that produced it).
-fn bench_only(which: &str, quick: bool) -> Result<()> {
+fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
     let out = root().join("docs/benchmarks.md");
     let mut doc = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
     let cmd = format!(
-        "cargo xtask bench --only {which}{}",
-        if quick { " --quick" } else { "" }
+        "cargo xtask bench --only {which}{}{}",
+        if quick { " --quick" } else { "" },
+        if scale { " --scale" } else { "" }
     );
     for name in which.split(',').filter(|n| !n.is_empty()) {
         let section = match name {
             "app" => app_section(quick),
-            "dups" => dups_section(quick),
+            "dups" => crate::dups_bench::section(quick, scale),
             "load" => crate::load::section(quick),
             other => bail!("unknown section '{other}' (app, dups, load)"),
         };
