@@ -16,6 +16,7 @@
 //!   committed for tests.
 //! - [`EmbeddingModel`] is the trait the rest of simile uses; users can implement it.
 #![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
 
 pub mod clip;
 pub mod download;
