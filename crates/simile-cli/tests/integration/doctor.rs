@@ -83,7 +83,7 @@ fn hold_lock(dir: &Path) -> Child {
     let mut lock = dir.as_os_str().to_os_string();
     lock.push(".lock");
     // `-o`: `sleep` does not inherit the lock, so killing `flock` releases it.
-    let child = Command::new("flock")
+    let mut child = Command::new("flock")
         .arg("-o")
         .arg(&lock)
         .args(["sleep", "60"])
@@ -102,6 +102,8 @@ fn hold_lock(dir: &Path) -> Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("flock never took the lock");
 }
 
