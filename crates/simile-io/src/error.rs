@@ -13,7 +13,9 @@ pub enum IoError {
     /// A file or directory could not be read or written.
     #[error("cannot access {path}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -23,29 +25,39 @@ pub enum IoError {
     /// A JSON file is not valid JSON.
     #[error("{path} is not valid JSON")]
     Json {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: serde_json::Error,
     },
     /// A file is valid JSON but not in the expected format (e.g. no `images` list in a COCO file).
     #[error("{path} is not a valid {format} file: {message}")]
     Format {
+        /// The file.
         path: PathBuf,
+        /// The format expected (`COCO`, `FiftyOne`, ...).
         format: &'static str,
+        /// What is wrong.
         message: String,
     },
     /// Every item of a non-empty input was skipped: an import of nothing is an error (and
     /// creates nothing). `first` is the first item reported.
     #[error("nothing was imported from {from}: every item was skipped ({skipped} reported), e.g. {first}")]
     NothingImported {
+        /// The input (file or directory).
         from: String,
+        /// How many items were reported skipped.
         skipped: usize,
+        /// The first item reported, and why.
         first: crate::Skipped,
     },
     /// An image could not be encoded (quickstart) or decoded where that is fatal.
     #[error("image error for {path}")]
     Image {
+        /// The image file.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: image::ImageError,
     },

@@ -33,17 +33,21 @@ impl Default for ImageDirOptions {
 }
 
 impl ImageDirOptions {
+    /// The defaults: recursive, no full decode, metadata in `metadata`.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Whether subdirectories are searched too.
     pub fn recursive(mut self, yes: bool) -> Self {
         self.recursive = yes;
         self
     }
+    /// Whether every image is fully decoded at import (see the field of that name).
     pub fn full_decode(mut self, yes: bool) -> Self {
         self.full_decode = yes;
         self
     }
+    /// The JSON field for image metadata; `None` stores none.
     pub fn metadata_field(mut self, field: Option<&str>) -> Self {
         self.metadata_field = field.map(str::to_string);
         self

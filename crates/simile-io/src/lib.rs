@@ -12,6 +12,8 @@
 //! Imports validate everything first and then add all samples in one transaction: problems
 //! with single items are reported in [`ImportReport::skipped`], never half-imported.
 
+#![warn(missing_docs)]
+
 mod coco;
 mod error;
 mod fiftyone;

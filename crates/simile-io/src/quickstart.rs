@@ -34,7 +34,9 @@ pub const DEFAULT_SEED: u64 = 51;
 pub const NUM_IMAGES: usize = 200;
 /// How many of the images are near-duplicates of another.
 pub const NUM_NEAR_DUPLICATES: usize = 10;
+/// Width of every generated image, in pixels.
 pub const WIDTH: u32 = 320;
+/// Height of every generated image, in pixels.
 pub const HEIGHT: u32 = 240;
 /// The object classes (detection labels).
 pub const CLASSES: &[&str] = &["circle", "square", "triangle", "star"];

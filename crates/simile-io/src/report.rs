@@ -11,7 +11,10 @@ pub enum SkipReason {
     /// A referenced media file does not exist.
     MissingFile,
     /// A bounding box that is not finite, has a non-positive size or lies outside the image.
-    BadBox { bbox: [f64; 4] },
+    BadBox {
+        /// The box as given.
+        bbox: [f64; 4],
+    },
     /// An annotation whose category id is not in `categories`.
     UnknownCategory(String),
     /// An annotation whose image id is not in `images` (or whose image was skipped).
@@ -27,7 +30,10 @@ pub enum SkipReason {
     OutsideImagesDir,
     /// A field whose kind (JSON, detections, vector) differs from the dataset's schema or from
     /// earlier samples.
-    FieldKindConflict { field: String },
+    FieldKindConflict {
+        /// The field's name.
+        field: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -64,6 +70,7 @@ impl fmt::Display for SkipReason {
 pub struct Skipped {
     /// The file, or a locator of the item inside a labels file (e.g. `labels.json#annotations[3]`).
     pub path: String,
+    /// Why it was skipped.
     pub reason: SkipReason,
 }
 
