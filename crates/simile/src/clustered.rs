@@ -17,8 +17,9 @@
 use ndarray::{s, Array2, ArrayView2, Axis};
 use simile_index::Metric;
 
-use crate::greedy::{keep, nearest_kept, Rows};
+use crate::greedy::{keep, Rows};
 use crate::matmul::{cores, dot_t_into};
+use crate::nearest_kept::nearest_kept;
 
 /// Training rows per cell for k-means.
 const TRAIN_PER_CELL: usize = 32;

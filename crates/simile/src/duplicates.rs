@@ -8,7 +8,8 @@ use ndarray::Array2;
 use simile_index::Metric;
 
 use crate::clustered::{self, Recall};
-use crate::greedy::{keep, nearest_kept, Rows};
+use crate::greedy::{keep, Rows};
+use crate::nearest_kept::nearest_kept;
 use crate::thresh_search::search_thresh;
 use crate::{Error, PatchesView, Result, SimilarityIndex, View};
 

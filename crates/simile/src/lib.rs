@@ -44,6 +44,7 @@ pub mod io;
 mod matmul;
 pub mod model;
 mod model_loader;
+mod nearest_kept;
 mod neighbors;
 pub mod npy;
 mod options;
