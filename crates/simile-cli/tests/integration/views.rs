@@ -153,6 +153,43 @@ fn a_view_file_equals_the_same_flags() {
         "--json",
     ]);
     assert_eq!(exported["exported"], 6);
+    // Embedding a view embeds only its samples.
+    let embedded = cli.ok(&[
+        "embed",
+        "d",
+        "--model",
+        "clip-tiny-random",
+        "--field",
+        "tiny",
+        "--tag",
+        "pick",
+        "--json",
+    ]);
+    assert_eq!(
+        (embedded["embedded"].as_u64(), embedded["samples"].as_u64()),
+        (Some(6), Some(6)),
+        "{embedded}"
+    );
+    // An index of the field over the whole dataset holds exactly the tagged samples.
+    let built = cli.ok(&[
+        "similarity",
+        "compute",
+        "d",
+        "--brain-key",
+        "t",
+        "--embeddings-field",
+        "tiny",
+        "--json",
+    ]);
+    assert_eq!(built["total_index_size"], 6);
+    let got = cli.ok(&["similarity", "get", "d", "--brain-key", "t", "--json"]);
+    let mut got: Vec<String> = serde_json::from_value(got["ids"].clone()).unwrap();
+    got.sort();
+    let mut want = ids_of(&cli.ok(&[
+        "dataset", "head", "d", "-n", "100", "--tag", "pick", "--json",
+    ]));
+    want.sort();
+    assert_eq!(got, want, "the vectors are on the tagged samples only");
 }
 
 #[test]
