@@ -94,8 +94,20 @@ pub(crate) async fn duplicates(
             })
             .collect();
         groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // How the pairs were searched: exactly, or inside cells with the recall measured.
+        let method = match d.method {
+            simile::DuplicatesMethod::Exact => json!({"exact": true}),
+            simile::DuplicatesMethod::Clustered { cells, recall } => json!({
+                "exact": false,
+                "cells": cells,
+                "sampled": recall.sampled_rows,
+                "near_pairs": recall.near_pairs,
+                "recall": recall.ratio(),
+            }),
+        };
         Ok(Json(json!({
             "thresh": d.thresh,
+            "method": method,
             "unique_count": d.unique_ids.len(),
             "duplicate_ids": d.duplicate_ids,
             "groups": groups.into_iter().map(|g| g.1).collect::<Vec<_>>(),

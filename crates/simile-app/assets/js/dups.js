@@ -316,6 +316,11 @@ function renderResults() {
   $('#dups-summary').replaceChildren(
     h('strong', { title: `thresh ${res.thresh}`, text: `${plural(nd, 'duplicate')} in ${plural(res.groups.length, 'group')} at thresh ${Number(res.thresh.toPrecision(6))}` }),
     h('span', { class: 'muted', text: ` · ${res.unique_count} kept` }),
+    ...(res.method && !res.method.exact ? [h('span', {
+      class: 'muted dups-method',
+      title: 'Large index: pairs were searched inside clusters of similar samples; every distance shown is exact, but a pair split across clusters can be missed.',
+      text: ` · searched in ${res.method.cells} clusters${res.method.recall == null ? '' : ` (they saw ${(100 * res.method.recall).toFixed(1)} % of the close pairs of ${res.method.sampled} sampled samples)`}`,
+    })] : []),
     h('span', { id: 'dups-stale', class: 'dups-stale', text: 'The threshold changed: find duplicates again.', hidden: true }),
   );
   const groups = res.groups.slice(0, dups.shown).map((g, i) => groupEl(g, i + 1));

@@ -357,6 +357,11 @@ async fn duplicates_panel_routes_answer_what_the_facade_answers() {
         .find_duplicates(Some(simile::DuplicatesBy::Fraction(0.2)))
         .unwrap();
     assert_eq!(got["thresh"].as_f64(), Some(want.thresh));
+    assert_eq!(
+        got["method"],
+        json!({"exact": true}),
+        "a small index is searched exactly"
+    );
     let dup_ids: Vec<String> = serde_json::from_value(got["duplicate_ids"].clone()).unwrap();
     assert_eq!(dup_ids, want.duplicate_ids);
     assert_eq!(dup_ids.len(), 8);
