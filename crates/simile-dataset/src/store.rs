@@ -51,6 +51,9 @@ pub struct Store {
 struct Inner {
     home: PathBuf,
     conn: Mutex<Connection>,
+    /// The home cannot be written (a read-only mount or directory): the database is open
+    /// read-only and every write is refused naming the home.
+    read_only: bool,
     /// Page indexes of views, valid for one database version (see [`crate::page`]).
     pub(crate) pages: crate::page::PageCache,
 }
@@ -74,39 +77,45 @@ impl Store {
     }
 
     /// Opens the store and applies extra migrations (idempotent `CREATE ... IF NOT EXISTS`).
+    ///
+    /// A home that cannot be written (a read-only mount or directory) holding a database is
+    /// opened read-only: reads work, writes fail with an error naming the home.
     pub fn open_with(home: impl AsRef<Path>, migrations: &[Migration]) -> Result<Store> {
         let home = home.as_ref().to_path_buf();
-        std::fs::create_dir_all(&home).map_err(|source| DatasetError::Io {
-            path: home.display().to_string(),
-            source,
-        })?;
-        let conn = Connection::open_with_flags(
-            home.join(DB_FILE),
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(60))?;
-        // WAL: readers and one writer at a time across processes, crash-safe.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut conn = conn;
-        {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
-            for m in migrations {
-                m(&tx).map_err(DatasetError::Migration)?;
-            }
-            tx.commit()?;
-        }
+        let (conn, read_only) = match open_read_write(&home, migrations) {
+            Ok(conn) => (conn, false),
+            Err(e) if !writable(&home) => match open_read_only(&home) {
+                Some(conn) => {
+                    tracing::info!(home = %home.display(), "the home is read-only: the database is open read-only");
+                    (conn, true)
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 home,
                 conn: Mutex::new(conn),
+                read_only,
                 pages: crate::page::PageCache::default(),
             }),
         })
+    }
+
+    /// Whether the home is read-only (see [`Store::open_with`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// [`DatasetError::ReadOnlyHome`] when the home is read-only.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Err(DatasetError::ReadOnlyHome {
+                path: self.inner.home.display().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The data directory.
@@ -140,6 +149,9 @@ impl Store {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.inner.read_only {
+            return Err(read_only_error(&self.inner.home).into());
+        }
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -225,6 +237,92 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Opens (creating if needed) the database for reading and writing and applies the schema.
+fn open_read_write(home: &Path, migrations: &[Migration]) -> Result<Connection> {
+    std::fs::create_dir_all(home).map_err(|source| DatasetError::Io {
+        path: home.display().to_string(),
+        source,
+    })?;
+    let mut conn = Connection::open_with_flags(
+        home.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(60))?;
+    // WAL: readers and one writer at a time across processes, crash-safe.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        for m in migrations {
+            m(&tx).map_err(DatasetError::Migration)?;
+        }
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+/// Whether a file can be created in `home` (permission bits alone do not say: root ignores
+/// them, a read-only mount does not).
+fn writable(home: &Path) -> bool {
+    let probe = home.join(format!(".simile-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+    }
+}
+
+/// Opens an existing database read-only: through SQLite's shared memory when it can, else as
+/// immutable (no locks, no WAL index: what a read-only directory allows).
+fn open_read_only(home: &Path) -> Option<Connection> {
+    let path = home.join(DB_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    let uri = path
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    for mode in ["mode=ro", "immutable=1"] {
+        let Ok(conn) = Connection::open_with_flags(format!("file:{uri}?{mode}"), flags) else {
+            continue;
+        };
+        let usable = conn
+            .query_row("SELECT count(*) FROM datasets", [], |r| r.get::<_, i64>(0))
+            .is_ok();
+        if usable && conn.busy_timeout(Duration::from_secs(60)).is_ok() {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+/// The error a write on a read-only home fails with: SQLite's own "read-only" error, so that
+/// every caller's error type carries it, naming the home.
+fn read_only_error(home: &Path) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+        Some(format!(
+            "the home {} is read-only: this command changes data and cannot run there (read commands work)",
+            home.display()
+        )),
+    )
 }
 
 fn check_dataset_name(name: &str) -> Result<()> {

@@ -133,6 +133,7 @@ impl Drop for StorageLock {
 /// to the home (what the run records) and the lock, held until the run is registered. First
 /// removes what crashed computes of the dataset left behind (best effort: a failure is logged).
 pub(crate) fn reserve(ctx: &Ctx, ds: i64) -> Result<(String, StorageLock)> {
+    ctx.store.check_writable()?;
     let home = ctx.store.home();
     if let Err(e) = sweep(ctx, ds) {
         tracing::warn!(error = %e, "could not remove leftovers of earlier computes");

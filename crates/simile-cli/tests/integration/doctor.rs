@@ -195,3 +195,119 @@ fn dataset_delete_removes_its_indexes_storage() {
     let (report, code) = cli.doctor(&[]);
     assert_eq!(code, Some(0), "{report}");
 }
+
+/// Makes a directory read-only for as long as it lives: a read-only bind mount over itself when
+/// running as root (whom permission bits do not stop), the write bits removed otherwise.
+struct ReadOnly {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let sh = |cmd: &str| {
+            let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+            assert!(st.success(), "`{cmd}` failed");
+        };
+        let d = dir.display();
+        if root {
+            sh(&format!(
+                "mount --bind '{d}' '{d}' && mount -o remount,ro,bind '{d}'"
+            ));
+        } else {
+            sh(&format!("chmod -R a-w '{d}'"));
+        }
+        let ro = ReadOnly {
+            dir: dir.to_path_buf(),
+            mounted: root,
+        };
+        assert!(
+            std::fs::write(dir.join("probe"), b"").is_err(),
+            "{d} is read-only now"
+        );
+        ro
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let d = self.dir.display();
+        let cmd = if self.mounted {
+            format!("umount '{d}'")
+        } else {
+            format!("chmod -R u+w '{d}'")
+        };
+        let _ = Command::new("sh").arg("-c").arg(cmd).status();
+    }
+}
+
+#[test]
+fn a_read_only_home_serves_reads_and_names_itself_on_writes() {
+    let cli = Cli::new();
+    let ids = cli.indexed(6);
+    let home = cli.home.path().display().to_string();
+    let ro = ReadOnly::new(cli.home.path());
+
+    assert_eq!(
+        cli.ok(&["dataset", "list", "--json"]),
+        serde_json::json!(["d"])
+    );
+    let head = cli.ok(&["dataset", "head", "d", "-n", "2", "--json"]);
+    assert_eq!(head.as_array().unwrap().len(), 2);
+    assert_eq!(
+        cli.ok(&["brain", "list", "d", "--json"]),
+        serde_json::json!(["sim"])
+    );
+    let sorted = cli.ok(&[
+        "similarity",
+        "sort",
+        "d",
+        "--brain-key",
+        "sim",
+        "--id",
+        &ids[0],
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(sorted[0]["id"], ids[0].as_str());
+    assert_eq!(sorted.as_array().unwrap().len(), 3);
+
+    let imgs = cli.file("imgs");
+    let emb = cli.file("emb.npy");
+    let writes: [&[&str]; 4] = [
+        &[
+            "dataset",
+            "create",
+            "e",
+            "--from-dir",
+            imgs.to_str().unwrap(),
+        ],
+        &[
+            "similarity",
+            "compute",
+            "d",
+            "--brain-key",
+            "again",
+            "--embeddings",
+            emb.to_str().unwrap(),
+        ],
+        &["brain", "rename", "d", "sim", "other"],
+        &["dataset", "delete", "d"],
+    ];
+    for args in writes {
+        let err = cli.fails(args);
+        assert!(
+            err.contains(&format!("the home {home} is read-only")),
+            "simile {args:?}: {err}"
+        );
+    }
+    drop(ro);
+    assert_eq!(
+        cli.ok(&["brain", "list", "d", "--json"]),
+        serde_json::json!(["sim"]),
+        "nothing changed"
+    );
+}
