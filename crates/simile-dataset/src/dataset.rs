@@ -27,6 +27,7 @@ impl Sample {
     pub fn id(&self) -> &str {
         &self.id
     }
+    /// The media file's path.
     pub fn filepath(&self) -> &std::path::Path {
         &self.filepath
     }
@@ -102,6 +103,7 @@ pub struct NewSample {
 }
 
 impl NewSample {
+    /// A sample to add for this media file, without fields (its id is made when added, unless [`NewSample::with_id`]).
     pub fn new(filepath: impl Into<PathBuf>) -> Self {
         NewSample {
             id: None,
@@ -114,6 +116,7 @@ impl NewSample {
         self.id = Some(id.into());
         self
     }
+    /// Sets a field (JSON value, vector or detections).
     pub fn with_field(mut self, name: impl Into<String>, value: impl Into<FieldValue>) -> Self {
         self.fields.push((name.into(), value.into()));
         self
@@ -138,6 +141,7 @@ impl Dataset {
     pub(crate) fn from_parts(store: Store, id: i64, name: String) -> Self {
         Dataset { store, id, name }
     }
+    /// The dataset's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -145,6 +149,7 @@ impl Dataset {
     pub fn db_id(&self) -> i64 {
         self.id
     }
+    /// The store the dataset lives in.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -164,6 +169,7 @@ impl Dataset {
             Ok(n as usize)
         })
     }
+    /// Whether the dataset has no samples.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }

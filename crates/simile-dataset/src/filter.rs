@@ -12,19 +12,31 @@ use crate::Detection;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
+    /// The field equals the value.
     Eq(String, Value),
+    /// The field does not equal the value (an unset field does not).
     Ne(String, Value),
+    /// The field is a number greater than this.
     Gt(String, f64),
+    /// The field is a number at least this.
     Gte(String, f64),
+    /// The field is a number less than this.
     Lt(String, f64),
+    /// The field is a number at most this.
     Lte(String, f64),
+    /// The field equals one of the values.
     In(String, Vec<Value>),
+    /// The field is set.
     Exists(String),
+    /// The field is not set.
     Missing(String),
     /// A list field holds this value (e.g. `tags` holds `"dup"`).
     Contains(String, Value),
+    /// All of these hold.
     And(Vec<Filter>),
+    /// Any of these holds.
     Or(Vec<Filter>),
+    /// This does not hold.
     Not(Box<Filter>),
 }
 
@@ -196,6 +208,7 @@ pub enum LabelFilter {
     ConfidenceAtLeast(f64),
     /// The label id is one of these.
     Ids(Vec<String>),
+    /// All of these hold.
     And(Vec<LabelFilter>),
 }
 

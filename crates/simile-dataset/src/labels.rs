@@ -7,10 +7,12 @@ use crate::{new_object_id, DatasetError, Result};
 pub struct Detection {
     /// The label's own id (24 hex), used as the index key of patch indexes.
     pub id: String,
+    /// The class name.
     pub label: String,
     /// `[x, y, width, height]`, relative to the image size, top-left origin.
     pub bounding_box: [f64; 4],
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The detector's confidence, if any.
     pub confidence: Option<f64>,
     /// Extra per-label values (e.g. a `dist_field` written by a patch query).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -31,6 +33,7 @@ impl Detection {
         Ok(d)
     }
 
+    /// This detection with a confidence.
     pub fn with_confidence(mut self, c: f64) -> Self {
         self.confidence = Some(c);
         self
@@ -61,10 +64,12 @@ impl Detection {
 /// A list of detections: the value of a label field such as `ground_truth`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Detections {
+    /// The detections, in stored order.
     pub detections: Vec<Detection>,
 }
 
 impl Detections {
+    /// A list of these detections.
     pub fn new(detections: Vec<Detection>) -> Self {
         Detections { detections }
     }
@@ -102,12 +107,16 @@ impl From<Detections> for FieldValue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldKind {
+    /// Any JSON value.
     Json,
+    /// A float vector (stored as `f32` bytes).
     Vector,
+    /// A list of detections with label ids.
     Detections,
 }
 
 impl FieldKind {
+    /// The kind's name in the schema (`"json"`, `"vector"`, `"detections"`).
     pub fn as_str(self) -> &'static str {
         match self {
             FieldKind::Json => "json",
@@ -125,6 +134,7 @@ impl FieldKind {
 }
 
 impl FieldValue {
+    /// The kind of this value.
     pub fn kind(&self) -> FieldKind {
         match self {
             FieldValue::Json(_) => FieldKind::Json,

@@ -9,6 +9,8 @@
 //! This crate knows nothing about embeddings models, similarity backends or brain runs; layers
 //! above add their own tables through [`Store::open_with`] migrations.
 
+#![warn(missing_docs)]
+
 mod dataset;
 mod error;
 mod filter;

@@ -8,8 +8,11 @@ use crate::{Detection, Result, View};
 pub struct Patch {
     /// The label id (the patch's id, and its key in patch indexes).
     pub id: String,
+    /// The id of the sample the label belongs to.
     pub sample_id: String,
+    /// The sample's media file.
     pub filepath: PathBuf,
+    /// The detection itself.
     pub detection: Detection,
 }
 
@@ -98,12 +101,15 @@ impl PatchesView {
             .map(|p| (p.sample_id, p.id))
             .collect())
     }
+    /// The number of patches in view.
     pub fn len(&self) -> Result<usize> {
         Ok(self.patches()?.len())
     }
+    /// Whether no patch is in view.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// The first patch in view order.
     pub fn first(&self) -> Result<Option<Patch>> {
         Ok(self.patches()?.into_iter().next())
     }

@@ -22,34 +22,48 @@ use crate::{Dataset, DatasetError, Filter, LabelFilter, Result, Sample};
 pub enum Stage {
     /// Only these ids; `ordered` puts them in the given order.
     Select {
+        /// The sample ids kept.
         ids: Vec<String>,
+        /// Put the samples in the order of `ids` (else view order).
         #[serde(default)]
         ordered: bool,
     },
+    /// All but these ids.
     Exclude {
+        /// The sample ids dropped.
         ids: Vec<String>,
     },
     /// A random subset of `n` (shuffled order), reproducible through its seed.
     Take {
+        /// How many samples.
         n: usize,
+        /// The shuffle's seed.
         #[serde(default)]
         seed: u64,
     },
+    /// At most the first `n` samples.
     Limit(usize),
+    /// All but the first `n` samples.
     Skip(usize),
+    /// Samples whose fields satisfy the filter.
     Match(Filter),
     /// Samples with any of these tags (FiftyOne's `match_tags`).
     MatchTags(Vec<String>),
     /// Orders samples by a field's value (numbers, then strings; samples without it last).
     SortBy {
+        /// The field (or `id`, `filepath`).
         field: String,
+        /// Largest first.
         #[serde(default)]
         reverse: bool,
     },
     /// Keeps only matching labels in `field`; drops samples left with none when `only_matches`.
     FilterLabels {
+        /// The label field.
         field: String,
+        /// Which labels are kept.
         filter: LabelFilter,
+        /// Drop samples left without labels (default `true`).
         #[serde(default = "yes")]
         only_matches: bool,
     },
@@ -58,7 +72,9 @@ pub enum Stage {
     /// came from is the caller's business, not the dataset's.
     #[serde(skip)]
     Ranked {
+        /// The ids, best first.
         ids: Vec<String>,
+        /// Their distances, aligned with `ids`.
         distances: Vec<f32>,
     },
 }
@@ -136,9 +152,11 @@ impl View {
             stages: Vec::new(),
         }
     }
+    /// The dataset this view is of.
     pub fn dataset(&self) -> &Dataset {
         &self.dataset
     }
+    /// The stages, in order.
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
@@ -153,18 +171,21 @@ impl View {
         v.stages.push(stage);
         v
     }
+    /// Only these samples (see [`Stage::Select`]).
     pub fn select(&self, ids: &[String]) -> View {
         self.with_stage(Stage::Select {
             ids: ids.to_vec(),
             ordered: false,
         })
     }
+    /// Only these samples, in this order.
     pub fn select_ordered(&self, ids: &[String]) -> View {
         self.with_stage(Stage::Select {
             ids: ids.to_vec(),
             ordered: true,
         })
     }
+    /// All samples but these.
     pub fn exclude(&self, ids: &[String]) -> View {
         self.with_stage(Stage::Exclude { ids: ids.to_vec() })
     }
@@ -174,12 +195,15 @@ impl View {
         let seed = seed.unwrap_or_else(rand::random);
         self.with_stage(Stage::Take { n, seed })
     }
+    /// At most the first `n` samples.
     pub fn limit(&self, n: usize) -> View {
         self.with_stage(Stage::Limit(n))
     }
+    /// All but the first `n` samples.
     pub fn skip(&self, n: usize) -> View {
         self.with_stage(Stage::Skip(n))
     }
+    /// Samples matching the filter.
     pub fn match_field(&self, filter: Filter) -> View {
         self.with_stage(Stage::Match(filter))
     }
@@ -194,6 +218,7 @@ impl View {
             reverse,
         })
     }
+    /// Only the labels of `field` that match the filter, and only samples left with one.
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.with_stage(Stage::FilterLabels {
             field: field.to_string(),
@@ -297,12 +322,14 @@ impl View {
         Ok(self.evaluate()?.into_iter().map(|r| r.id).collect())
     }
 
+    /// The number of samples in view.
     pub fn len(&self) -> Result<usize> {
         if self.is_full() {
             return self.dataset.len();
         }
         Ok(self.evaluate()?.len())
     }
+    /// Whether no sample is in view.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -350,9 +377,11 @@ impl View {
     pub fn head(&self, n: usize) -> Result<Vec<Sample>> {
         self.limit(n).samples()
     }
+    /// The first sample in view order.
     pub fn first(&self) -> Result<Option<Sample>> {
         Ok(self.head(1)?.into_iter().next())
     }
+    /// The last sample in view order.
     pub fn last(&self) -> Result<Option<Sample>> {
         let ids = self.ids()?;
         match ids.last() {
