@@ -150,6 +150,9 @@ pub fn run(simile: &Simile, json: bool) -> Result<()> {
             "models_dir": s.models_dir.as_ref().map(|d| d.display().to_string()),
             "cache_dir": s.model_cache_dir.display().to_string(),
             "offline": s.offline,
+            "onnx_runtime": s.ort_dylib_path.as_ref().map(|p| json!({
+                "path": p.display().to_string(), "present": p.is_file(),
+            })),
         }))?);
         return Ok(());
     }
@@ -191,6 +194,19 @@ pub fn run(simile: &Simile, json: bool) -> Result<()> {
                 l.what
             );
         }
+    }
+    match &s.ort_dylib_path {
+        Some(p) => outln!(
+            t,
+            "ONNX Runtime: {} ({})",
+            p.display(),
+            if p.is_file() { "present" } else { "missing" }
+        ),
+        None => outln!(
+            t,
+            "ONNX Runtime: none found (set SIMILE_ORT_DYLIB_PATH, or `cargo xtask models fetch-ort` \
+             in a checkout installs it in ~/.simile/lib)"
+        ),
     }
     if s.models_dir.is_none() {
         outln!(t, "(set SIMILE_MODELS_DIR to a directory of <model name>/ folders to use your own copies)");

@@ -263,6 +263,13 @@ fn models_lists_known_models_and_where_they_are_looked_for() {
             .unwrap_or_else(|| panic!("{name} is listed: {j}"))
             .clone()
     };
+    assert_eq!(
+        j["onnx_runtime"]["path"],
+        std::env::var("SIMILE_ORT_DYLIB_PATH")
+            .expect("SIMILE_ORT_DYLIB_PATH is not set: run the suite with `cargo xtask ci`"),
+        "the library the models run on"
+    );
+    assert_eq!(j["onnx_runtime"]["present"], true);
     let tiny = model("clip-tiny-random");
     assert_eq!(tiny["random_weights"], true);
     assert_eq!(tiny["present"], true);
