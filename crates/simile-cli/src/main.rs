@@ -122,11 +122,11 @@ pub enum DatasetCmd {
         /// Label field (COCO).
         #[arg(long, default_value = "ground_truth")]
         label_field: String,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// List datasets.
     List,
-        #[command(flatten)]
-        view: ViewArgs,
     /// Samples, fields and brain runs of a dataset.
     Info { name: String },
     /// The first samples.
@@ -136,11 +136,11 @@ pub enum DatasetCmd {
         /// How many samples to show.
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Delete a dataset, its brain runs and their index data (says what it keeps, and why).
     Delete { name: String },
-        #[command(flatten)]
-        view: ViewArgs,
 }
 
 #[derive(Args, Debug)]
@@ -188,11 +188,11 @@ pub enum SimilarityCmd {
         /// Backend parameter key=value (collection_name, consistency_level, uri, ...), repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Sort a dataset by similarity to ids, a vector, or a text prompt.
     Sort {
-        #[command(flatten)]
-        view: ViewArgs,
         #[command(flatten)]
         key: KeyArgs,
         /// Query sample/patch id (repeat for the mean of several).
@@ -213,11 +213,11 @@ pub enum SimilarityCmd {
         /// Write each result's distance to this field.
         #[arg(long)]
         dist_field: Option<String>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Add (upsert) embeddings to an index.
     Add {
-        #[command(flatten)]
-        view: ViewArgs,
         #[command(flatten)]
         key: KeyArgs,
         /// float32 .npy, one row per id.
@@ -271,9 +271,6 @@ pub enum SimilarityCmd {
     PlotDistances(dups::PlotArgs),
 }
 
-#[derive(Subcommand, Debug)]
-pub enum BrainCmd {
-    /// Brain keys of a dataset.
 /// `dataset export --format`.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum ExportFormat {
@@ -321,6 +318,9 @@ impl MetricArg {
     }
 }
 
+#[derive(Subcommand, Debug)]
+pub enum BrainCmd {
+    /// Brain keys of a dataset.
     List {
         /// Dataset name.
         name: String,
