@@ -18,31 +18,12 @@ use simile::{
     BrainConfig, Filter, NewSample, Query, Settings, SimilarityOptions, Simile, SortOptions,
 };
 
+#[path = "common/milvus.rs"]
+mod milvus;
+
 fn open(home: &str, milvus: bool) -> Simile {
     let brain = if milvus {
-        // Credentials come from the config layers (here: env-style values), never the run record.
-        let process = simile_config::EnvSnapshot::from_process();
-        let mut env = simile_config::EnvSnapshot::new();
-        for (from, to) in [
-            (
-                "SIMILE_TEST_MILVUS_URI",
-                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_URI",
-            ),
-            (
-                "SIMILE_TEST_MILVUS_USER",
-                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_USER",
-            ),
-            (
-                "SIMILE_TEST_MILVUS_PASSWORD",
-                "FIFTYONE_BRAIN_SIMILARITY_MILVUS_PASSWORD",
-            ),
-        ] {
-            if let Some(v) = process.get(from) {
-                env = env.set(to, v);
-            }
-        }
-        env = env.set("FIFTYONE_BRAIN_DEFAULT_SIMILARITY_BACKEND", "milvus");
-        BrainConfig::load_from(&env).unwrap()
+        milvus::milvus_config()
     } else {
         BrainConfig::default()
     };

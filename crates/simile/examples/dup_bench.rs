@@ -53,31 +53,9 @@ fn planted(n: usize) -> (Array2<f32>, usize) {
     (m, planted)
 }
 
-/// Brain config for the Milvus server of the test environment (credentials from the config
-/// layers, never the run record).
-fn milvus_config() -> simile::BrainConfig {
-    let mut env = simile_config::EnvSnapshot::new();
-    for (from, to) in [
-        (
-            "SIMILE_TEST_MILVUS_URI",
-            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_URI",
-        ),
-        (
-            "SIMILE_TEST_MILVUS_USER",
-            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_USER",
-        ),
-        (
-            "SIMILE_TEST_MILVUS_PASSWORD",
-            "FIFTYONE_BRAIN_SIMILARITY_MILVUS_PASSWORD",
-        ),
-    ] {
-        if let Ok(v) = std::env::var(from) {
-            env = env.set(to, v);
-        }
-    }
-    env = env.set("FIFTYONE_BRAIN_DEFAULT_SIMILARITY_BACKEND", "milvus");
-    simile::BrainConfig::load_from(&env).unwrap()
-}
+#[path = "common/milvus.rs"]
+mod milvus;
+use milvus::milvus_config;
 
 fn index(
     n: usize,
