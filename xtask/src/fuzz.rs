@@ -63,9 +63,12 @@ pub fn fuzz(args: &[String]) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
         for l in text.lines() {
-            if l.starts_with("fuzz target") || l.starts_with("minimal input") {
-                eprintln!("  {pkg}: {l}");
-                lines.push(format!("{pkg}: {l}"));
+            let line = format!("{pkg}: {l}");
+            if (l.starts_with("fuzz target") || l.starts_with("minimal input"))
+                && !lines.contains(&line)
+            {
+                eprintln!("  {line}");
+                lines.push(line);
             }
         }
         if !out.status.success() {
