@@ -60,6 +60,22 @@ fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Whether `path` still names the file `file` is open on (a holder deletes its lock file
+/// before releasing it, so a lock taken on a file since deleted guards nothing).
+#[cfg(unix)]
+fn still_linked(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_linked(_file: &File, _path: &Path) -> bool {
+    false
+}
+
 /// Without advisory locks, every directory counts as in use: nothing is ever removed.
 #[cfg(not(unix))]
 fn try_lock(_file: &File) -> io::Result<bool> {
@@ -77,7 +93,9 @@ impl StorageLock {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        if try_lock(&file).map_err(io_err(&path))? {
+        // Taken on a file its holder deleted meanwhile: that holder is done, but whatever
+        // state it left is for the next look (counted as in use now).
+        if try_lock(&file).map_err(io_err(&path))? && still_linked(&file, &path) {
             Ok(Some(StorageLock {
                 file: Some(file),
                 path,
@@ -96,7 +114,9 @@ impl StorageLock {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        if !try_lock(&file).map_err(io_err(&path))? {
+        // A checker may have taken the fresh file for a stale lock and deleted it before this
+        // locked it: then another name.
+        if !try_lock(&file).map_err(io_err(&path))? || !still_linked(&file, &path) {
             return Ok(None);
         }
         Ok(Some(StorageLock {
