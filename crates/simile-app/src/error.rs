@@ -9,12 +9,16 @@ use simile::{DatasetError, Error, IndexError, RunsError};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// A stable snake_case kind the page can match (e.g. `unknown_sample`).
     pub kind: &'static str,
+    /// What went wrong, for a person.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with this status, kind and message.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,

@@ -21,6 +21,8 @@
 //! files that are the filepath of a sample and look like images; request bodies are limited to
 //! 1 MiB; errors carry a typed kind and a message, never a backtrace or a credential.
 
+#![warn(missing_docs)]
+
 mod api;
 mod assets;
 mod dups;
