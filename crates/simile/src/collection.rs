@@ -56,24 +56,31 @@ impl Dataset {
     pub fn view_of(&self, stages: impl IntoIterator<Item = simile_dataset::Stage>) -> View {
         stages.into_iter().fold(self.view(), |v, s| v.with_stage(s))
     }
+    /// `n` random samples (see [`View::take`]).
     pub fn take(&self, n: usize, seed: Option<u64>) -> View {
         self.view().take(n, seed)
     }
+    /// At most the first `n` samples.
     pub fn limit(&self, n: usize) -> View {
         self.view().limit(n)
     }
+    /// All but the first `n` samples.
     pub fn skip(&self, n: usize) -> View {
         self.view().skip(n)
     }
+    /// Only these samples.
     pub fn select(&self, ids: &[String]) -> View {
         self.view().select(ids)
     }
+    /// All samples but these.
     pub fn exclude(&self, ids: &[String]) -> View {
         self.view().exclude(ids)
     }
+    /// Samples matching the filter.
     pub fn match_field(&self, filter: Filter) -> View {
         self.view().match_field(filter)
     }
+    /// Only the labels of `field` that match the filter, and only samples left with one.
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.view().filter_labels(field, filter)
     }
@@ -110,27 +117,35 @@ impl View {
     pub fn dataset(&self) -> Dataset {
         Dataset::new(self.inner.dataset().clone(), self.ctx.clone())
     }
+    /// `n` random samples of this view; `seed` makes it reproducible.
     pub fn take(&self, n: usize, seed: Option<u64>) -> View {
         self.wrap(self.inner.take(n, seed))
     }
+    /// At most the first `n` samples of this view.
     pub fn limit(&self, n: usize) -> View {
         self.wrap(self.inner.limit(n))
     }
+    /// All but the first `n` samples of this view.
     pub fn skip(&self, n: usize) -> View {
         self.wrap(self.inner.skip(n))
     }
+    /// Only these samples, in view order.
     pub fn select(&self, ids: &[String]) -> View {
         self.wrap(self.inner.select(ids))
     }
+    /// Only these samples, in the order given.
     pub fn select_ordered(&self, ids: &[String]) -> View {
         self.wrap(self.inner.select_ordered(ids))
     }
+    /// All samples of this view but these.
     pub fn exclude(&self, ids: &[String]) -> View {
         self.wrap(self.inner.exclude(ids))
     }
+    /// Samples of this view matching the filter.
     pub fn match_field(&self, filter: Filter) -> View {
         self.wrap(self.inner.match_field(filter))
     }
+    /// Only the labels of `field` that match the filter, and only samples left with one.
     pub fn filter_labels(&self, field: &str, filter: LabelFilter) -> View {
         self.wrap(self.inner.filter_labels(field, filter))
     }
@@ -197,6 +212,7 @@ impl PatchesView {
 
 /// Anything `compute_similarity` accepts: a dataset or a view.
 pub trait Collection {
+    /// This dataset or view as a view.
     fn to_view(&self) -> View;
 }
 impl Collection for Dataset {

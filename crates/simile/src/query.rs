@@ -7,12 +7,16 @@ use crate::{Error, Result};
 /// vector (the "mean" aggregation, without normalisation).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
+    /// These samples (or patches) by id; several are averaged into one query.
     Ids(Vec<String>),
     /// `n × dim` vectors, row-major.
     Vectors {
+        /// The vectors' dimension.
         dim: usize,
+        /// `n × dim` values.
         data: Vec<f32>,
     },
+    /// Text prompts, embedded by the index's model (it must support prompts); several averaged.
     Text(Vec<String>),
 }
 
