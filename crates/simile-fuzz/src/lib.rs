@@ -5,7 +5,7 @@
 //! bytes and rewrites numbers in the text (huge, negative, `NaN`, `1e999`); [`json_from`] also
 //! mutates the JSON tree (a value replaced by a number at the edge, a long or hostile string, a
 //! wrong type; a key removed; an element repeated) before the byte mutations. Both are
-//! [proptest] strategies, so a failure is shrunk to a minimal input before it is reported.
+//! [proptest](mod@proptest) strategies, so a failure is shrunk to a minimal input before it is reported.
 //!
 //! [`check`] runs a harness:
 //!
