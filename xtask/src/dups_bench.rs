@@ -106,31 +106,41 @@ pub fn section(quick: bool, scale: bool) -> String {
                 false,
             ));
         }
-        let server = if phases.iter().any(|p| p.milvus) {
-            Some(MilvusServer::start(&StartOptions::default())?)
-        } else {
-            None
-        };
-        for p in &phases {
+        // Non-Milvus phases first, then the Milvus one, with the server stopped right after: a
+        // running server keeps building its index in the background and would slow the others.
+        let (remote, local): (Vec<&Phase>, Vec<&Phase>) = phases.iter().partition(|p| p.milvus);
+        let mut rows: Vec<(usize, String)> = Vec::new();
+        for (k, p) in local.iter().chain(remote.iter()).enumerate() {
             let n: f64 = p.args[1].parse().unwrap_or(f64::NAN);
             let floor = n * n * 512.0 / (rate * 1e9);
             let argv: Vec<&str> = p.args.iter().map(String::as_str).collect();
-            let v = match (&server, p.milvus) {
-                (Some(s), true) => run_json_env(&bin, &argv, &s.test_env())?,
-                _ => run_json(&bin, &argv)?,
+            let v = if p.milvus {
+                let server = MilvusServer::start(&StartOptions::default())?;
+                let v = run_json_env(&bin, &argv, &server.test_env());
+                drop(server);
+                v?
+            } else {
+                run_json(&bin, &argv)?
             };
-            t.push_str(&format!(
-                "| {} | {}{} | {:.2} s | {floor:.2} s | {} | {:.0} MB ({:.0} MB) |\n",
-                p.args[1],
-                p.label,
-                found(&v),
-                v["seconds"].as_f64().unwrap_or(f64::NAN),
-                p.peer,
-                v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-                v["rss_before_mb"].as_f64().unwrap_or(f64::NAN),
+            let order = phases.iter().position(|q| std::ptr::eq(q, *p)).unwrap_or(k);
+            rows.push((
+                order,
+                format!(
+                    "| {} | {}{} | {:.2} s | {floor:.2} s | {} | {:.0} MB ({:.0} MB) |\n",
+                    p.args[1],
+                    p.label,
+                    found(&v),
+                    v["seconds"].as_f64().unwrap_or(f64::NAN),
+                    p.peer,
+                    v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+                    v["rss_before_mb"].as_f64().unwrap_or(f64::NAN),
+                ),
             ));
         }
-        drop(server);
+        rows.sort_by_key(|r| r.0);
+        for (_, row) in rows {
+            t.push_str(&row);
+        }
         Ok(t)
     })();
     match result {

@@ -146,12 +146,13 @@ fn main() {
         }
         "uniqueness" => {
             let (_h, ds, _index, _) = index(n);
+            let base = reset_peak_rss();
             let t = Instant::now();
             ds.view()
                 .compute_uniqueness("uniqueness", UniquenessSource::BrainKey("emb".into()))
                 .unwrap();
             let secs = t.elapsed().as_secs_f64();
-            serde_json::json!({"n": n, "seconds": secs, "peak_rss_mb": peak_rss_mb()})
+            serde_json::json!({"n": n, "seconds": secs, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base})
         }
         _ => {
             // The GEMM rate this build reaches on two threads (the all-pairs floor).
