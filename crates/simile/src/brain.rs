@@ -125,6 +125,7 @@ impl Dataset {
             .read(|c| RunRegistry::list(c, self.db_id(), &f))?)
     }
 
+    /// Whether the dataset has a brain run (of any type) with this key.
     pub fn has_brain_run(&self, key: &str) -> Result<bool> {
         Ok(self
             .ctx

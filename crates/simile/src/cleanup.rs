@@ -19,17 +19,20 @@ use crate::{Dataset, Error, Result};
 pub struct KeptStorage {
     /// A storage directory (relative to the home) or `milvus collection <name>`.
     pub what: String,
+    /// Why it was kept (e.g. "a run of another dataset (a clone) still uses it").
     pub why: String,
 }
 
 /// What `delete_dataset` deleted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetDeletion {
+    /// The deleted dataset's name.
     pub name: String,
     /// Brain runs deleted with it.
     pub runs: usize,
     /// Storage removed: directories (relative to the home) and `milvus collection <name>`.
     pub removed: Vec<String>,
+    /// Storage of its runs that was left in place, each with the reason.
     pub kept: Vec<KeptStorage>,
 }
 

@@ -126,6 +126,8 @@ impl SimileBuilder {
         self
     }
 
+    /// Opens the session: loads settings and brain config unless given, opens (or creates) the
+    /// store under the home and registers the built-in backends plus the added ones.
     pub fn open(self) -> Result<Simile> {
         let mut settings = match self.settings {
             Some(s) => s,
@@ -191,6 +193,7 @@ impl Simile {
     pub fn open_at(home: impl AsRef<Path>) -> Result<Simile> {
         SimileBuilder::default().home(home.as_ref()).open()
     }
+    /// A [`SimileBuilder`] for a custom home, config, settings or extra backends.
     pub fn builder() -> SimileBuilder {
         SimileBuilder::default()
     }
@@ -199,9 +202,11 @@ impl Simile {
     pub fn home(&self) -> &Path {
         self.ctx.store.home()
     }
+    /// The brain config in use (default backend and per-backend parameters).
     pub fn brain_config(&self) -> &BrainConfig {
         &self.ctx.config
     }
+    /// The settings in use (home, model directories, ONNX Runtime path, offline mode).
     pub fn settings(&self) -> &Settings {
         &self.ctx.settings
     }
@@ -220,15 +225,19 @@ impl Simile {
     fn wrap(&self, inner: simile_dataset::Dataset) -> Dataset {
         Dataset::new(inner, self.ctx.clone())
     }
+    /// Creates a new, empty dataset (`DatasetError::AlreadyExists` if the name is taken).
     pub fn create_dataset(&self, name: &str) -> Result<Dataset> {
         Ok(self.wrap(self.ctx.store.create_dataset(name)?))
     }
+    /// Loads an existing dataset by name (`DatasetError::NotFound` if there is none).
     pub fn load_dataset(&self, name: &str) -> Result<Dataset> {
         Ok(self.wrap(self.ctx.store.load_dataset(name)?))
     }
+    /// Whether a dataset of that name exists.
     pub fn dataset_exists(&self, name: &str) -> Result<bool> {
         Ok(self.ctx.store.dataset_exists(name)?)
     }
+    /// Names of all datasets in the store, sorted.
     pub fn list_datasets(&self) -> Result<Vec<String>> {
         Ok(self.ctx.store.list_datasets()?)
     }

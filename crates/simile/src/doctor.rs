@@ -26,9 +26,11 @@ pub struct DoctorOptions {
 }
 
 impl DoctorOptions {
+    /// Look only: no repair, Milvus parameters from the brain config and environment.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Whether to remove what is provably orphaned and mark broken runs failed.
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
         self
@@ -45,17 +47,22 @@ impl DoctorOptions {
 pub struct OrphanStorage {
     /// Relative to the home (`indexes/<dataset id>/<name>`).
     pub path: String,
+    /// Total size of its files, in bytes.
     pub bytes: u64,
     /// A running compute holds its lock: never removed.
     pub in_use: bool,
+    /// Removed by this call (with `repair`).
     pub removed: bool,
 }
 
 /// A leftover temp file (`vectors.simv.tmp`) in the storage of a run: a write that was killed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TempFile {
+    /// Relative to the home (`indexes/<dataset id>/<name>/<file>.tmp`).
     pub path: String,
+    /// Its size, in bytes.
     pub bytes: u64,
+    /// Removed by this call (with `repair`).
     pub removed: bool,
 }
 
@@ -72,6 +79,7 @@ pub enum RunProblem {
 }
 
 impl RunProblem {
+    /// Its snake_case name, as in JSON reports and the `broken` mark a repair writes.
     pub fn as_str(self) -> &'static str {
         match self {
             RunProblem::StorageMissing => "storage_missing",
@@ -84,10 +92,15 @@ impl RunProblem {
 /// A run whose index cannot be used.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BrokenRun {
+    /// The dataset's name.
     pub dataset: String,
+    /// The run's brain key.
     pub key: String,
+    /// The run's backend ("sklearn", "milvus", ...).
     pub method: String,
+    /// What is wrong with its storage.
     pub problem: RunProblem,
+    /// The missing path or collection, or the corrupt file and why.
     pub detail: String,
     /// The run is marked failed (by this repair or an earlier one).
     pub marked: bool,
@@ -96,29 +109,41 @@ pub struct BrokenRun {
 /// A run whose backend holds another number of vectors than the run recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SizeMismatch {
+    /// The dataset's name.
     pub dataset: String,
+    /// The run's brain key.
     pub key: String,
+    /// The run's backend ("sklearn", "milvus", ...).
     pub method: String,
+    /// Vectors the run recorded when it last changed its index.
     pub recorded: u64,
+    /// Vectors the backend holds now.
     pub actual: u64,
 }
 
 /// A Milvus collection simile created for this home that no run references.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrphanCollection {
+    /// The collection's name.
     pub name: String,
     /// The storage directory of the compute that created it (relative to the home).
     pub storage_dir: String,
+    /// A running compute holds the lock on its storage directory: never dropped.
     pub in_use: bool,
+    /// Dropped by this call (with `repair`).
     pub removed: bool,
 }
 
 /// A run that could not be checked (its backend is unknown or unreachable).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UncheckedRun {
+    /// The dataset's name.
     pub dataset: String,
+    /// The run's brain key.
     pub key: String,
+    /// The run's backend ("sklearn", "milvus", ...).
     pub method: String,
+    /// Why it could not be checked (e.g. "Milvus could not be reached").
     pub reason: String,
 }
 
@@ -126,12 +151,16 @@ pub struct UncheckedRun {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum MilvusCheck {
+    /// The server was reached: its runs and simile's collections on it were checked.
     Checked,
     /// No Milvus is configured and no run uses it.
     Skipped {
+        /// Why it was not looked at.
         reason: String,
     },
+    /// Connecting to the server or listing its collections failed: its runs are unchecked.
     Unreachable {
+        /// The error, with its chain of causes joined by ": ".
         error: String,
     },
 }
@@ -139,16 +168,25 @@ pub enum MilvusCheck {
 /// What `doctor` found (and, with `repair`, did).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DoctorReport {
+    /// The data directory checked.
     pub home: PathBuf,
+    /// Whether this call repaired (`DoctorOptions::repair`).
     pub repair: bool,
+    /// Storage directories no run references.
     pub orphan_storage: Vec<OrphanStorage>,
+    /// Temp files of killed writes in the storage of runs.
     pub temp_files: Vec<TempFile>,
     /// Lock files of killed computes whose directory never came to be.
     pub stale_locks: Vec<String>,
+    /// Runs whose storage or collection is missing or corrupt.
     pub broken_runs: Vec<BrokenRun>,
+    /// Runs whose backend holds another number of vectors than they recorded.
     pub size_mismatches: Vec<SizeMismatch>,
+    /// Milvus collections simile created for this home that no run references.
     pub orphan_collections: Vec<OrphanCollection>,
+    /// Runs that could not be checked (unknown backend, unreachable server).
     pub unchecked_runs: Vec<UncheckedRun>,
+    /// Whether Milvus was checked, skipped or unreachable.
     pub milvus: MilvusCheck,
     /// Runs checked.
     pub runs: usize,

@@ -13,6 +13,7 @@ use crate::{Error, IndexEmbeddings, Result, SimilarityIndex};
 pub struct Progress(Arc<dyn Fn(usize, usize) + Send + Sync>);
 
 impl Progress {
+    /// Wraps `f`, called with `(done, total)` as images are embedded.
     pub fn new(f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
         Progress(Arc::new(f))
     }
@@ -92,6 +93,7 @@ pub struct EmbedOptions {
 }
 
 impl EmbedOptions {
+    /// Defaults: embed every sample, store nothing (vectors only returned), skip failures.
     pub fn new() -> Self {
         Self::default()
     }

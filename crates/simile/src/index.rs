@@ -27,10 +27,15 @@ pub(crate) const FACADE_KEYS: &[&str] = &[
 pub struct IndexInfo {
     /// Backend name.
     pub method: String,
+    /// The distance metric the backend ranks by (cosine when the run recorded none).
     pub metric: Metric,
+    /// The vector field the embeddings were read from (or written to), if any.
     pub embeddings_field: Option<String>,
+    /// The name of the model that computed the embeddings, if one was given by name.
     pub model: Option<String>,
+    /// The label field whose detections the index holds (`None`: one vector per sample).
     pub patches_field: Option<String>,
+    /// Whether the stored model can embed text prompts, so `Query::Text` works on this index.
     pub supports_prompts: bool,
 }
 
@@ -104,8 +109,11 @@ impl IndexState {
 /// label ids.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexEmbeddings {
+    /// One row per returned vector (`rows × dim`).
     pub embeddings: Array2<f32>,
+    /// The sample id of each row.
     pub sample_ids: Vec<String>,
+    /// The label id of each row for a patch index; `None` for a sample index.
     pub label_ids: Option<Vec<String>>,
 }
 
@@ -140,9 +148,11 @@ impl SimilarityIndex {
     pub fn key(&self) -> Option<String> {
         self.state.key()
     }
+    /// What the index is: backend, metric, embeddings source, model, patches field.
     pub fn info(&self) -> &IndexInfo {
         &self.state.info
     }
+    /// The distance metric the backend ranks by.
     pub fn metric(&self) -> Metric {
         self.state.info.metric
     }
@@ -150,9 +160,11 @@ impl SimilarityIndex {
     pub fn backend_name(&self) -> &str {
         &self.state.info.method
     }
+    /// Whether text queries (`Query::Text`) work: the stored model has a text tower.
     pub fn supports_prompts(&self) -> bool {
         self.state.info.supports_prompts
     }
+    /// The label field whose patches the index holds (`None` for a sample index).
     pub fn patches_field(&self) -> Option<&str> {
         self.state.info.patches_field.as_deref()
     }

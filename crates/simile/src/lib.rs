@@ -28,6 +28,8 @@
 //! runtime's workers; network backends drive their own runtime and never panic when called from
 //! inside another one.
 
+#![warn(missing_docs)]
+
 mod brain;
 mod cleanup;
 mod clustered;

@@ -38,6 +38,8 @@ pub struct SimilarityOptions {
 }
 
 impl SimilarityOptions {
+    /// Empty options: no brain key (index not persisted), the configured backend; embeddings
+    /// (array, field or `no_embeddings()`) or a model must still be given.
     pub fn new() -> Self {
         Self::default()
     }
@@ -137,6 +139,8 @@ impl SortOptions {
         self.dist_field = Some(field.into());
         self
     }
+    /// The similarity run to sort with (default: the dataset's only compatible one, or the
+    /// first of several with a warning).
     pub fn brain_key(mut self, key: impl Into<String>) -> Self {
         self.brain_key = Some(key.into());
         self
@@ -192,6 +196,7 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
+    /// Matches every run.
     pub fn new() -> Self {
         Self::default()
     }
@@ -199,6 +204,7 @@ impl RunFilter {
     pub fn similarity() -> Self {
         RunFilter::new().run_type("similarity")
     }
+    /// Only runs of this type (`"similarity"`, `"uniqueness"`, ...).
     pub fn run_type(mut self, t: impl Into<String>) -> Self {
         self.run_type = Some(t.into());
         self
@@ -208,10 +214,12 @@ impl RunFilter {
         self.method = Some(m.into());
         self
     }
+    /// Only runs over the patches of this label field.
     pub fn patches_field(mut self, f: impl Into<String>) -> Self {
         self.patches_field = Some(f.into());
         self
     }
+    /// Only runs that do (`true`) or do not (`false`) support text prompts.
     pub fn supports_prompts(mut self, b: bool) -> Self {
         self.supports_prompts = Some(b);
         self

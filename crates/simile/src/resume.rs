@@ -45,6 +45,7 @@ pub(crate) fn migrate(
 /// until an embed of the same samples finishes, the field is incomplete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedProgress {
+    /// The vector field it was writing.
     pub field: String,
     /// The model it ran (a resume must use the same one).
     pub model: String,
