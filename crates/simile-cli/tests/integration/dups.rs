@@ -74,63 +74,38 @@ fn near_duplicate_commands() {
         .collect();
     assert_eq!(tagged, dups);
 
-    // The same thresh given explicitly gives the same answer.
-    let again = cli.ok(&[
-        "similarity",
-        "duplicates",
-        "d",
-        "--brain-key",
-        "k",
-        "--thresh",
-        &thresh.to_string(),
-        "--json",
-    ]);
+    // The same thresh given explicitly gives the same answer, searched every way.
+    let t = thresh.to_string();
+    fn dups_at<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["similarity", "duplicates", "d", "--brain-key", "k"];
+        args.extend_from_slice(extra);
+        args
+    }
+    let again = cli.ok(&dups_at(&["--thresh", &t, "--json"]));
     assert_eq!(again["duplicate_ids"], d["duplicate_ids"]);
     assert_eq!(again["method"], "exact");
     // By cells: one cell is the exact answer, and the output says how it was searched.
-    let one = cli.ok(&[
-        "similarity",
-        "duplicates",
-        "d",
-        "--brain-key",
-        "k",
+    let one_cell = dups_at(&[
         "--thresh",
-        &thresh.to_string(),
+        &t,
         "--search",
         "clustered",
         "--cells",
         "1",
         "--json",
     ]);
+    let one = cli.ok(&one_cell);
     assert_eq!(one["duplicate_ids"], d["duplicate_ids"]);
     assert_eq!(one["neighbors"], again["neighbors"]);
     assert_eq!(one["method"]["clustered"]["cells"], 1);
     assert_eq!(one["method"]["clustered"]["recall"], 1.0);
-    let out = cli.run(&[
-        "similarity",
-        "duplicates",
-        "d",
-        "--brain-key",
-        "k",
-        "--thresh",
-        &thresh.to_string(),
-        "--search",
-        "clustered",
-    ]);
+    let out = cli.run(&dups_at(&["--thresh", &t, "--search", "clustered"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("searched inside"),
         "{text}"
     );
-    let err = cli.fails(&[
-        "similarity",
-        "duplicates",
-        "d",
-        "--brain-key",
-        "k",
-        "--cells",
-        "4",
-    ]);
+    let err = cli.fails(&dups_at(&["--cells", "4"]));
     assert!(
         err.contains("--cells goes with --search clustered"),
         "{err}"
