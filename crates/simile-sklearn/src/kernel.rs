@@ -4,9 +4,10 @@
 //! # Design
 //!
 //! **Passes.** A search (`search.rs`) makes up to three passes over its candidates:
-//! 1. [`scan_bf16`]: the query against the bfloat16 copy of the rows (half the bytes of `f32`);
-//! 2. [`scan_f32`]: when many rows survive pass 1 (near-duplicates), the survivors again, against
-//!    the `f32` rows;
+//! 1. [`scan`] of [`Stored::Bf16`]: the query against the bfloat16 copy of the rows (half the
+//!    bytes of `f32`);
+//! 2. [`scan`] of [`Stored::F32`]: when many rows survive pass 1 (near-duplicates), the survivors
+//!    again, against the `f32` rows;
 //! 3. [`exact_distance8`] / [`exact_distance`]: the last survivors, in `f64`.
 //!
 //! Passes 1 and 2 only prune: a row is dropped when even its most favourable rounding error
@@ -234,10 +235,20 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Raw kernel values of `q` against the visited rows of the row-major `f32` `data` (`dim` wide):
-/// dot products, or squared Euclidean distances when `l2`. `out.len()` rows are visited.
-pub(crate) fn scan_f32(
-    data: &[f32],
+/// The rows a scan reads: the exact `f32` vectors or their bfloat16 copy (row-major, `dim` wide).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stored<'a> {
+    /// The exact vectors.
+    F32(&'a [f32]),
+    /// The bfloat16 copy (half the bytes; the approximate first pass).
+    Bf16(&'a [u16]),
+}
+
+/// Raw kernel values of `q` against the visited rows of `data`: dot products, or squared
+/// Euclidean distances when `l2`. `out.len()` rows are visited. One dispatch for every stored
+/// form: AVX2+FMA where the CPU has it, the portable loops otherwise.
+pub(crate) fn scan(
+    data: Stored<'_>,
     dim: usize,
     rows: Rows<'_>,
     q: &[f32],
@@ -247,57 +258,25 @@ pub(crate) fn scan_f32(
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { avx2::scan_f32(data, dim, rows, q, l2, out) };
+        unsafe { avx2::scan(data, dim, rows, q, l2, out) };
         return;
     }
-    scan_f32_portable(data, dim, rows, q, l2, out);
+    scan_portable(data, dim, rows, q, l2, out);
 }
 
-fn scan_f32_portable(
-    data: &[f32],
+fn scan_portable(
+    data: Stored<'_>,
     dim: usize,
     rows: Rows<'_>,
     q: &[f32],
     l2: bool,
     out: &mut [f32],
 ) {
-    if l2 {
-        scan_rows(data, dim, rows, out, |r| l2sq(q, r), |_| ());
-    } else {
-        scan_rows(data, dim, rows, out, |r| dot(q, r), |_| ());
-    }
-}
-
-/// [`scan_f32`] over the bfloat16 copy of the rows.
-pub(crate) fn scan_bf16(
-    data: &[u16],
-    dim: usize,
-    rows: Rows<'_>,
-    q: &[f32],
-    l2: bool,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { avx2::scan_bf16(data, dim, rows, q, l2, out) };
-        return;
-    }
-    scan_bf16_portable(data, dim, rows, q, l2, out);
-}
-
-fn scan_bf16_portable(
-    data: &[u16],
-    dim: usize,
-    rows: Rows<'_>,
-    q: &[f32],
-    l2: bool,
-    out: &mut [f32],
-) {
-    if l2 {
-        scan_rows(data, dim, rows, out, |r| l2sq_bf16(q, r), |_| ());
-    } else {
-        scan_rows(data, dim, rows, out, |r| dot_bf16(q, r), |_| ());
+    match (data, l2) {
+        (Stored::F32(d), true) => scan_rows(d, dim, rows, out, |r| l2sq(q, r), |_| ()),
+        (Stored::F32(d), false) => scan_rows(d, dim, rows, out, |r| dot(q, r), |_| ()),
+        (Stored::Bf16(d), true) => scan_rows(d, dim, rows, out, |r| l2sq_bf16(q, r), |_| ()),
+        (Stored::Bf16(d), false) => scan_rows(d, dim, rows, out, |r| dot_bf16(q, r), |_| ()),
     }
 }
 
@@ -532,63 +511,58 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scan_f32(
-        data: &[f32],
+    pub(super) fn scan(
+        data: super::Stored<'_>,
         dim: usize,
         rows: Rows<'_>,
         q: &[f32],
         l2: bool,
         out: &mut [f32],
     ) {
-        if l2 {
-            scan_rows(
-                data,
-                dim,
-                rows,
-                out,
-                |r| kernel_f32::<true>(q, r),
-                |r| prefetch(r),
-            );
-        } else {
-            scan_rows(
-                data,
-                dim,
-                rows,
-                out,
-                |r| kernel_f32::<false>(q, r),
-                |r| prefetch(r),
-            );
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scan_bf16(
-        data: &[u16],
-        dim: usize,
-        rows: Rows<'_>,
-        q: &[f32],
-        l2: bool,
-        out: &mut [f32],
-    ) {
-        let qp = permute(q);
-        if l2 {
-            scan_rows(
-                data,
-                dim,
-                rows,
-                out,
-                |r| kernel_bf16::<true>(&qp, q, r),
-                |r| prefetch(r),
-            );
-        } else {
-            scan_rows(
-                data,
-                dim,
-                rows,
-                out,
-                |r| kernel_bf16::<false>(&qp, q, r),
-                |r| prefetch(r),
-            );
+        use super::Stored;
+        match (data, l2) {
+            (Stored::F32(d), true) => {
+                scan_rows(
+                    d,
+                    dim,
+                    rows,
+                    out,
+                    |r| kernel_f32::<true>(q, r),
+                    |r| prefetch(r),
+                );
+            }
+            (Stored::F32(d), false) => {
+                scan_rows(
+                    d,
+                    dim,
+                    rows,
+                    out,
+                    |r| kernel_f32::<false>(q, r),
+                    |r| prefetch(r),
+                );
+            }
+            (Stored::Bf16(d), true) => {
+                let qp = permute(q);
+                scan_rows(
+                    d,
+                    dim,
+                    rows,
+                    out,
+                    |r| kernel_bf16::<true>(&qp, q, r),
+                    |r| prefetch(r),
+                );
+            }
+            (Stored::Bf16(d), false) => {
+                let qp = permute(q);
+                scan_rows(
+                    d,
+                    dim,
+                    rows,
+                    out,
+                    |r| kernel_bf16::<false>(&qp, q, r),
+                    |r| prefetch(r),
+                );
+            }
         }
     }
 }
@@ -778,8 +752,22 @@ mod tests {
             for l2 in [false, true] {
                 let mut fast = [0f32; 2];
                 let mut slow = [0f32; 2];
-                scan_f32(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut fast);
-                scan_f32_portable(&data, dim, Rows::List(&[1, 0]), &a, l2, &mut slow);
+                scan(
+                    Stored::F32(&data),
+                    dim,
+                    Rows::List(&[1, 0]),
+                    &a,
+                    l2,
+                    &mut fast,
+                );
+                scan_portable(
+                    Stored::F32(&data),
+                    dim,
+                    Rows::List(&[1, 0]),
+                    &a,
+                    l2,
+                    &mut slow,
+                );
                 let want = if l2 { exact_l2 } else { exact_dot };
                 let tol = if l2 {
                     f64::from(rel_error(dim)) * exact_l2
@@ -794,8 +782,8 @@ mod tests {
                     (f64::from(fast[1]) - f64::from(slow[1])).abs()
                         <= 1e-4 * f64::from(slow[1].abs().max(1.0))
                 );
-                scan_bf16(&lo, dim, Rows::Range(0), &a, l2, &mut fast);
-                scan_bf16_portable(&lo, dim, Rows::Range(0), &a, l2, &mut slow);
+                scan(Stored::Bf16(&lo), dim, Rows::Range(0), &a, l2, &mut fast);
+                scan_portable(Stored::Bf16(&lo), dim, Rows::Range(0), &a, l2, &mut slow);
                 for i in 0..2 {
                     let tol = 1e-4 * f64::from(slow[i].abs().max(1.0));
                     assert!(
@@ -828,7 +816,7 @@ mod tests {
             .sum();
         assert!((f64::from(dot_bf16(&a, &lo)) - exact_dot).abs() <= bound);
         let mut out = [0f32; 1];
-        scan_bf16_portable(&lo, dim, Rows::Range(0), &a, true, &mut out);
+        scan_portable(Stored::Bf16(&lo), dim, Rows::Range(0), &a, true, &mut out);
         assert_eq!(out[0], l2sq_bf16(&a, &lo));
     }
 

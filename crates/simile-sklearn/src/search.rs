@@ -14,7 +14,7 @@ use std::thread;
 
 use simile_index::{sort_neighbors, Metric, Neighbor};
 
-use crate::kernel::{self, Rows};
+use crate::kernel::{self, Rows, Stored};
 use crate::store::Store;
 
 /// Below this many `f32` multiply-adds a query runs on the calling thread only.
@@ -313,8 +313,8 @@ impl Search<'_> {
         let bests = par_chunks(&mut scores, threads, |start, out| {
             let rows = cands.rows(start, out.len());
             match precision {
-                Precision::Bf16 => kernel::scan_bf16(&store.lo, dim, rows, q, l2, out),
-                Precision::F32 => kernel::scan_f32(&store.data, dim, rows, q, l2, out),
+                Precision::Bf16 => kernel::scan(Stored::Bf16(&store.lo), dim, rows, q, l2, out),
+                Precision::F32 => kernel::scan(Stored::F32(&store.data), dim, rows, q, l2, out),
             }
             for (i, v) in out.iter_mut().enumerate() {
                 let d = match self.metric {
