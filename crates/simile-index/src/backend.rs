@@ -78,6 +78,12 @@ pub trait SimilarityBackend: Send + Sync + fmt::Debug {
     /// Insert-or-replace: a key already present gets the new vector (size unchanged); within one
     /// batch the last row of a key wins. All-or-nothing for exact backends.
     fn upsert(&self, batch: &Embeddings) -> Result<()>;
+    /// A hint before a bulk build: about `additional` more rows are coming in `upsert` batches.
+    /// Backends may preallocate or stream rows straight to storage; the default does nothing.
+    fn reserve(&self, additional: usize) -> Result<()> {
+        let _ = additional;
+        Ok(())
+    }
     /// Deletes the given keys; absent keys are ignored. Returns how many were present.
     fn remove(&self, keys: &[String]) -> Result<usize>;
     /// For each key, whether it is in the index.
