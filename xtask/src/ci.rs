@@ -49,6 +49,8 @@ pub fn ci(_args: &[String]) -> Result<()> {
     ]))?;
 
     let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
+    let clip_env = crate::clip_int8::test_env()
+        .context("setting up the CLIP models, int8 variants and photos of the int8 tests")?;
     let (chromium, chromedriver) =
         crate::browser::ensure_browser().context("setting up the browser for the App's tests")?;
     let server = MilvusServer::start(&StartOptions::default())
@@ -68,6 +70,9 @@ pub fn ci(_args: &[String]) -> Result<()> {
         test.env(k, v);
     }
     test.env("SIMILE_ORT_DYLIB_PATH", &ort);
+    for (k, v) in &clip_env {
+        test.env(k, v);
+    }
     test.env("SIMILE_TEST_CHROMIUM", &chromium);
     test.env("SIMILE_TEST_CHROMEDRIVER", &chromedriver);
     test.env(
@@ -142,29 +147,27 @@ pub fn quickstart(args: &[String]) -> Result<()> {
          2 cores); later runs start at once"
     );
     run(cargo().args(["build", "--release", "-p", "simile-cli"]))?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "simile-cli",
-        "--",
-        "quickstart",
-    ])
-    .args(args)
-    .env("SIMILE_ORT_DYLIB_PATH", &ort);
+    // The binary just built, run directly: `cargo run --quiet` would rebuild silently if a
+    // source changed in between, and the user would see nothing for minutes.
+    let mut cmd = Command::new(simile_bin());
+    cmd.arg("quickstart")
+        .args(args)
+        .env("SIMILE_ORT_DYLIB_PATH", &ort);
     run(&mut cmd)
+}
+
+/// The release `simile` binary that `cargo build --release -p simile-cli` makes.
+fn simile_bin() -> PathBuf {
+    crate::util::target_dir().join("release").join("simile")
 }
 
 /// `cargo xtask app [args]`: builds the CLI and runs `simile app` (the App on 127.0.0.1:5151)
 /// with the ONNX Runtime library set up (text search needs it).
 pub fn app(args: &[String]) -> Result<()> {
     let ort = crate::models::ensure_ort().context("setting up the ONNX Runtime library")?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "simile-cli", "--", "app"])
-        .args(args)
-        .env("SIMILE_ORT_DYLIB_PATH", &ort);
+    run(cargo().args(["build", "--release", "-p", "simile-cli"]))?;
+    let mut cmd = Command::new(simile_bin());
+    cmd.arg("app").args(args).env("SIMILE_ORT_DYLIB_PATH", &ort);
     run(&mut cmd)
 }
 
@@ -439,27 +442,10 @@ fn milvus_section(quick: bool) -> String {
     out
 }
 
-/// CLIP ViT-B/32 (random weights, same compute as the real model): end to end from JPEG files vs
-/// ONNX Runtime alone on pre-made tensors, in the same run.
+/// CLIP ViT-B/32 (random weights, same compute as the real model): open_clip on torch, ONNX
+/// Runtime fp32 and int8, side by side in one run (see [`crate::clip_int8::section`]).
 fn clip_section(quick: bool) -> String {
-    let mut out = String::from(
-        "\n## CLIP ViT-B/32 embeddings (RANDOM weights, same compute as the real model)\n\n",
-    );
-    match crate::models::clip_bench(quick).and_then(|line| {
-        serde_json::from_str::<serde_json::Value>(&line)
-            .with_context(|| format!("clip_bench output is not JSON: {line}"))
-    }) {
-        Ok(serde_json::Value::Object(m)) => {
-            out.push_str("| measure | value |\n|---|---|\n");
-            for (k, v) in m {
-                out.push_str(&format!("| {k} | {v} |\n"));
-            }
-        }
-        Ok(other) => out.push_str(&format!("Unexpected clip_bench output: {other}\n")),
-        Err(e) => out.push_str(&format!("Not measured in this run: {e:#}\n")),
-    }
-    out.push_str("\nCommand: `cargo xtask models bench` (exports the random-weight ViT-B/32 with torch + open_clip on first use).\n");
-    out
+    crate::clip_int8::section(quick)
 }
 
 /// The App server (`crates/simile-app/examples/app_bench.rs`): pages, cold thumbnails, sort
@@ -543,7 +529,8 @@ fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
             "app" => app_section(quick),
             "dups" => crate::dups_bench::section(quick, scale),
             "load" => crate::load::section(quick),
-            other => bail!("unknown section '{other}' (app, dups, load)"),
+            "clip" => clip_section(quick),
+            other => bail!("unknown section '{other}' (app, dups, load, clip)"),
         };
         let section = section.replacen("\n\n", &format!("\n\nProduced by `{cmd}`.\n\n"), 1);
         let heading = section

@@ -18,6 +18,13 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target").join("xtask-cache"))
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// Runs a command in the workspace root, failing on a non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
