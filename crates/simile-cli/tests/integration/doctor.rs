@@ -121,16 +121,7 @@ fn repair_never_removes_storage_another_process_holds() {
     assert!(busy.join("vectors.simv.tmp").exists());
     // A compute on the dataset leaves it alone too.
     let emb = cli.file("emb.npy");
-    cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "again",
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.compute_with("d", "again", &emb);
     assert!(busy.exists());
 
     // The holder dies (kill -9): its leftovers are provably orphaned now.

@@ -11,26 +11,10 @@ fn near_duplicate_commands() {
     images(&imgs, 12);
     // Two files with the same bytes: one exact-duplicate group.
     std::fs::copy(imgs.join("000.jpg"), imgs.join("copy.jpg")).unwrap();
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.create_from_dir("d", &imgs);
     let emb = cli.home.path().join("e.npy");
     npy(&emb, 13, 8, 3);
-    cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "k",
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.compute_with("d", "k", &emb);
 
     let d = cli.ok(&[
         "similarity",

@@ -53,6 +53,25 @@ impl Cli {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
+    /// `dataset create NAME --from-dir DIR --json`, which must succeed.
+    fn create_from_dir(&self, name: &str, dir: &Path) -> Value {
+        let dir = dir.to_str().unwrap();
+        self.ok(&["dataset", "create", name, "--from-dir", dir, "--json"])
+    }
+    /// `similarity compute DATASET --brain-key KEY --embeddings FILE --json`, which must succeed.
+    fn compute_with(&self, dataset: &str, key: &str, embeddings: &Path) -> Value {
+        let emb = embeddings.to_str().unwrap();
+        self.ok(&[
+            "similarity",
+            "compute",
+            dataset,
+            "--brain-key",
+            key,
+            "--embeddings",
+            emb,
+            "--json",
+        ])
+    }
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(!out.status.success(), "simile {args:?} should have failed");
@@ -90,14 +109,7 @@ fn dataset_commands() {
     let cli = Cli::new();
     let imgs = cli.home.path().join("imgs");
     images(&imgs, 6);
-    let created = cli.ok(&[
-        "dataset",
-        "create",
-        "pics",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    let created = cli.create_from_dir("pics", &imgs);
     assert_eq!(created["samples"], 6, "recursive scan, images only");
     assert_eq!(
         created["skipped"].as_array().unwrap().len(),
@@ -124,14 +136,7 @@ fn dataset_commands() {
     assert!(err.contains("already exists"), "{err}");
     // A corrupt image is reported, not fatal.
     std::fs::write(imgs.join("corrupt.jpg"), b"not a jpeg").unwrap();
-    let other = cli.ok(&[
-        "dataset",
-        "create",
-        "pics2",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    let other = cli.create_from_dir("pics2", &imgs);
     assert_eq!(other["samples"], 6);
     assert!(other["skipped"]
         .as_array()
@@ -182,26 +187,10 @@ fn similarity_workflow_across_processes() {
     let cli = Cli::new();
     let imgs = cli.home.path().join("imgs");
     images(&imgs, 20);
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.create_from_dir("d", &imgs);
     let emb = cli.home.path().join("emb.npy");
     npy(&emb, 20, 8, 1);
-    let computed = cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "sim",
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--json",
-    ]);
+    let computed = cli.compute_with("d", "sim", &emb);
     assert_eq!(computed["total_index_size"], 20);
     assert_eq!(computed["backend"], "sklearn");
 
@@ -323,14 +312,7 @@ fn errors_change_nothing() {
     let cli = Cli::new();
     let imgs = cli.home.path().join("imgs");
     images(&imgs, 4);
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.create_from_dir("d", &imgs);
     let bad = cli.home.path().join("bad.npy");
     npy(&bad, 3, 8, 1);
     let err = cli.fails(&[
@@ -457,14 +439,7 @@ fn model_workflow_with_the_tiny_random_clip() {
         });
         img.save(imgs.join(format!("{i}.png"))).unwrap();
     }
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.create_from_dir("d", &imgs);
     let out = cli.ok(&[
         "embed",
         "d",

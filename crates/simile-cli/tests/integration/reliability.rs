@@ -25,14 +25,7 @@ impl Cli {
     pub(crate) fn dataset(&self, n: usize) -> Vec<String> {
         let imgs = self.home.path().join("imgs");
         images(&imgs, n);
-        self.ok(&[
-            "dataset",
-            "create",
-            "d",
-            "--from-dir",
-            imgs.to_str().unwrap(),
-            "--json",
-        ]);
+        self.create_from_dir("d", &imgs);
         let head = self.ok(&["dataset", "head", "d", "-n", "1000", "--json"]);
         head.as_array()
             .unwrap()
@@ -46,16 +39,7 @@ impl Cli {
         let ids = self.dataset(n);
         let emb = self.file("emb.npy");
         npy(&emb, n, 8, 1);
-        self.ok(&[
-            "similarity",
-            "compute",
-            "d",
-            "--brain-key",
-            "sim",
-            "--embeddings",
-            emb.to_str().unwrap(),
-            "--json",
-        ]);
+        self.compute_with("d", "sim", &emb);
         ids
     }
 
@@ -453,14 +437,7 @@ fn a_truncated_jpeg_is_an_error_with_strict_and_a_warning_without() {
     let full = std::fs::read(imgs.join("big.jpg")).unwrap();
     std::fs::remove_file(imgs.join("big.jpg")).unwrap();
     std::fs::write(imgs.join("cut.jpg"), &full[..full.len() * 2 / 3]).unwrap();
-    let created = cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    let created = cli.create_from_dir("d", &imgs);
     assert_eq!(
         created["samples"], 3,
         "the header of the cut file is readable"

@@ -24,14 +24,7 @@ fn an_embed_killed_part_way_resumes_with_skip_existing_and_equals_a_clean_run() 
     let cli = Cli::new();
     let imgs = cli.home.path().join("imgs");
     images(&imgs, IMAGES);
-    cli.ok(&[
-        "dataset",
-        "create",
-        "d",
-        "--from-dir",
-        imgs.to_str().unwrap(),
-        "--json",
-    ]);
+    cli.create_from_dir("d", &imgs);
     let embed = [
         "embed",
         "d",
