@@ -6,15 +6,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use ndarray::Array2;
 use serde_json::{Map, Value};
 use simile_dataset::FieldKind;
-use simile_index::{BackendParams, Embeddings, Metric, SimilarityBackend};
+use simile_index::{BackendParams, Metric, SimilarityBackend};
 use simile_runs::{RunRecord, RunRegistry, RunState};
 
 use crate::collection::{Collection, View};
 use crate::context::Ctx;
+use crate::feed::Feed;
 use crate::index::{IndexInfo, IndexState};
 use crate::model::EmbeddingModel;
+use crate::npy::NpyRows;
 use crate::options::EmbeddingsSource;
-use crate::vectors::{check_field_kind, into_row_major, stored_vectors, Rows, VectorRows};
+use crate::vectors::{check_field_kind, check_vector_field, stored_vectors, Rows, VectorRows};
 use crate::{Error, Result, SimilarityIndex, SimilarityOptions};
 
 /// Builds a similarity index of a dataset or view and, with a brain key, registers it as a brain
@@ -31,14 +33,15 @@ pub fn compute_similarity(
     compute(&collection.to_view(), options)
 }
 
-pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<SimilarityIndex> {
+pub(crate) fn compute(view: &View, mut options: SimilarityOptions) -> Result<SimilarityIndex> {
     let ctx = view.ctx.clone();
     let dataset = view.inner.dataset().clone();
     check_new_key(&ctx, &dataset, options.brain_key.as_deref())?;
     let backend = ResolvedBackend::of(&ctx, &options)?;
     check_patches_field(&dataset, options.patches_field.as_deref())?;
     let model = load_model(&ctx, &options)?;
-    let embeddings = gather_embeddings(view, &options, model.as_deref())?;
+    // Checked against the collection here; read in batches once the backend exists.
+    let feed = plan_feed(view, &mut options, model.as_deref())?;
     let info = IndexInfo {
         method: backend.method.clone(),
         metric: backend.metric,
@@ -62,7 +65,7 @@ pub(crate) fn compute(view: &View, options: SimilarityOptions) -> Result<Similar
         &ctx,
         &dataset,
         created.as_ref(),
-        embeddings.as_ref(),
+        feed,
         &storage_dir,
         &info,
         options.brain_key.as_deref(),
@@ -163,19 +166,39 @@ fn load_model(
     })
 }
 
-/// The vectors to index, from the options' source (None: an empty index).
-fn gather_embeddings(
+/// The vectors to index, from the options' source (None: an empty index), checked against the
+/// collection's rows. An array is taken out of the options (not copied); a `.npy` file is opened
+/// and its header checked, not read.
+fn plan_feed(
     view: &View,
-    options: &SimilarityOptions,
+    options: &mut SimilarityOptions,
     model: Option<&dyn EmbeddingModel>,
-) -> Result<Option<Embeddings>> {
+) -> Result<Option<Feed>> {
     let dataset = view.inner.dataset();
+    let npy = match (options.embeddings_npy.take(), &options.embeddings) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidOption {
+                option: "embeddings",
+                reason: "give one source of embeddings: an array, a .npy file or a field, not two"
+                    .into(),
+            })
+        }
+        (npy, _) => npy,
+    };
     // Which rows the collection has: (key, sample id) per sample or per patch.
     let rows = crate::embed::rows_of(view, options.patches_field.as_deref())?;
-    let source = match options.embeddings.clone() {
-        Some(s) => s,
-        None if model.is_some() => EmbeddingsSource::Field(String::new()),
-        None => return Err(Error::NoEmbeddingsSource),
+    let source = match (options.embeddings.take(), npy) {
+        (Some(s), _) => s,
+        (None, Some(path)) => {
+            if rows.is_empty() {
+                return Err(Error::EmptyCollection(dataset.name().to_string()));
+            }
+            let file = NpyRows::open(&path)?;
+            check_count(rows.len(), file.rows(), options.patches_field.is_some())?;
+            return Ok(Some(Feed::Npy { rows, file }));
+        }
+        (None, None) if model.is_some() => EmbeddingsSource::Field(String::new()),
+        (None, None) => return Err(Error::NoEmbeddingsSource),
     };
     if matches!(source, EmbeddingsSource::None) {
         return Ok(None);
@@ -190,28 +213,41 @@ fn gather_embeddings(
     }
     Ok(Some(match source {
         EmbeddingsSource::None => return Ok(None),
-        EmbeddingsSource::Array(a) => from_array(rows, a, options.patches_field.is_some())?,
+        EmbeddingsSource::Array(array) => {
+            check_count(rows.len(), array.nrows(), options.patches_field.is_some())?;
+            Feed::Array { rows, array }
+        }
         EmbeddingsSource::PerSample(arrays) => {
-            from_per_sample(view, &rows, &arrays)?.into_embeddings()?
+            Feed::Ready(from_per_sample(view, &rows, &arrays)?.into_embeddings()?)
         }
-        EmbeddingsSource::Field(field) => {
-            from_field_or_model(view, &rows, &field, model, options)?.into_embeddings()?
+        // A stored field without a model: read a batch of samples at a time.
+        EmbeddingsSource::Field(field)
+            if model.is_none() && !field.is_empty() && options.patches_field.is_none() =>
+        {
+            check_vector_field(dataset, &field)?;
+            crate::resume::ensure_complete(&view.ctx.store, dataset, &field)?;
+            Feed::Field {
+                rows,
+                dataset: dataset.clone(),
+                field,
+            }
         }
+        EmbeddingsSource::Field(field) => Feed::Ready(
+            from_field_or_model(view, &rows, &field, model, options)?.into_embeddings()?,
+        ),
     }))
 }
 
-/// An array with one row per row of the collection (its buffer is used as it is).
-fn from_array(rows: Vec<(String, String)>, a: Array2<f32>, patches: bool) -> Result<Embeddings> {
-    if a.nrows() != rows.len() {
+/// An array or file must have exactly one row per row of the collection.
+fn check_count(expected: usize, got: usize, patches: bool) -> Result<()> {
+    if got != expected {
         return Err(Error::EmbeddingsCount {
             what: if patches { "patches" } else { "samples" },
-            expected: rows.len(),
-            got: a.nrows(),
+            expected,
+            got,
         });
     }
-    let (keys, sids): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
-    let dim = a.ncols();
-    Ok(Embeddings::new(dim, into_row_major(a), keys, sids)?)
+    Ok(())
 }
 
 /// Patch embeddings as one `labels × dim` array per sample of the view, in its order.
@@ -302,13 +338,13 @@ fn fill_and_register(
     ctx: &Ctx,
     dataset: &simile_dataset::Dataset,
     backend: &dyn SimilarityBackend,
-    embeddings: Option<&Embeddings>,
+    feed: Option<Feed>,
     storage_dir: &str,
     info: &IndexInfo,
     key: Option<&str>,
 ) -> Result<()> {
-    if let Some(e) = embeddings.filter(|e| !e.is_empty()) {
-        backend.upsert(e)?;
+    if let Some(feed) = feed {
+        feed.into_backend(backend)?;
     }
     backend.persist()?;
     if let Some(key) = key {

@@ -188,6 +188,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A `.npy` file whose length is not what its header declares: truncated, claiming more
+    /// rows than it holds, or with bytes after the data. Checked before any data is read.
+    #[error("the .npy file {path} should be {expected} bytes long (its header plus rows × dim × 4) but is {actual} bytes: it is truncated or has trailing bytes")]
+    NpySize {
+        /// The file.
+        path: String,
+        /// The length the header implies.
+        expected: u64,
+        /// The file's real length.
+        actual: u64,
+    },
+
     /// Filesystem error.
     #[error("I/O error on {path}")]
     Io {

@@ -40,6 +40,7 @@ mod doctor;
 mod duplicates;
 mod embed;
 mod error;
+mod feed;
 mod greedy;
 mod index;
 pub mod io;

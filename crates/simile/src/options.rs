@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ndarray::Array2;
@@ -29,6 +30,7 @@ pub struct SimilarityOptions {
     pub(crate) brain_key: Option<String>,
     pub(crate) backend: Option<String>,
     pub(crate) embeddings: Option<EmbeddingsSource>,
+    pub(crate) embeddings_npy: Option<PathBuf>,
     pub(crate) embeddings_field: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) model_instance: Option<Arc<dyn crate::model::EmbeddingModel>>,
@@ -56,6 +58,15 @@ impl SimilarityOptions {
     /// Precomputed embeddings, one row per sample (or patch) of the collection, in its order.
     pub fn embeddings(mut self, array: Array2<f32>) -> Self {
         self.embeddings = Some(EmbeddingsSource::Array(array));
+        self
+    }
+    /// Precomputed embeddings in a float32 `.npy` file, one row per sample (or patch) of the
+    /// collection, in its order: read in row batches straight into the index, so the build never
+    /// holds the whole array. The header is checked against the file's length before anything is
+    /// read ([`Error::NpySize`](crate::Error::NpySize)). Giving another source as well (an array,
+    /// a field, `no_embeddings()`) is an [`Error::InvalidOption`](crate::Error::InvalidOption).
+    pub fn embeddings_npy(mut self, path: impl Into<PathBuf>) -> Self {
+        self.embeddings_npy = Some(path.into());
         self
     }
     /// Patch embeddings as one array per sample (with `patches_field`).

@@ -118,21 +118,6 @@ pub(crate) fn check_field_kind(
     }
 }
 
-/// The array's values row-major, without a copy when it already is (the usual case).
-pub(crate) fn into_row_major(a: Array2<f32>) -> Vec<f32> {
-    if a.is_standard_layout() {
-        let len = a.len();
-        let (mut v, offset) = a.into_raw_vec_and_offset();
-        let off = offset.unwrap_or(0);
-        if off == 0 && v.len() == len {
-            return v;
-        }
-        v.truncate(off + len);
-        return v.split_off(off);
-    }
-    a.iter().copied().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
