@@ -13,6 +13,7 @@
 
 mod browser;
 mod ci;
+mod clip_int8;
 mod dups_bench;
 mod fuzz;
 mod load;

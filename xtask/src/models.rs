@@ -9,8 +9,14 @@
 //! - `export-vitb32`: exports ViT-B/32 (open_clip `ViT-B-32-quickgelu`, RANDOM weights, seed 0)
 //!   into `<cache>/models/clip-vit-b32-random` for benchmarks (~600 MB, not committed).
 //! - `golden`: regenerates the golden tokenizer / preprocessing fixtures with open_clip.
-//! - `bench [--quick]`: the CLIP engine benchmark (`clip_bench` example) on the random ViT-B/32,
-//!   exporting it first if needed; prints one JSON line.
+//! - `quantize [--force]`: the dynamic-int8 variant of each exported CLIP model
+//!   (`<cache>/models/<name>-int8`, ONNX Runtime's `quantize_dynamic`; see [`crate::clip_int8`]).
+//! - `photos`: scikit-image's sample photos from its PyPI wheel (the int8 accuracy test's input).
+//! - `test-assets`: the fp32 export, its int8 variants and the photos; prints the variables the
+//!   simile-embed tests read (`cargo xtask ci` sets them itself).
+//! - `bench [--quick]`: the CLIP benchmark, side by side in one run: open_clip on torch, ONNX
+//!   Runtime fp32 and int8 with the same random ViT-B/32 weights (exported and quantised first
+//!   if needed); prints the markdown section of docs/benchmarks.md.
 //!
 //! Everything is idempotent: a second run finds the files and returns at once.
 use std::path::{Path, PathBuf};
@@ -18,7 +24,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{cache_dir, cargo, root, run};
+use crate::util::{cache_dir, root, run};
 
 /// The ONNX Runtime release `ort` 2.0.0-rc.15 with `api-31` is built against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -60,9 +66,26 @@ pub fn main(args: &[String]) -> Result<()> {
             export(&out, "vitb32", rest)
         }
         "golden" => golden(),
+        "quantize" => {
+            for dir in crate::clip_int8::quantize(rest.iter().any(|a| a == "--force"))? {
+                println!("{}", dir.display());
+            }
+            Ok(())
+        }
+        "photos" => {
+            println!("{}", crate::clip_int8::ensure_photos()?.display());
+            Ok(())
+        }
+        "test-assets" => {
+            println!("export SIMILE_ORT_DYLIB_PATH={}", ensure_ort()?.display());
+            for (k, v) in crate::clip_int8::test_env()? {
+                println!("export {k}={}", v.display());
+            }
+            Ok(())
+        }
         "bench" => {
             let quick = rest.iter().any(|a| a == "--quick");
-            println!("{}", clip_bench(quick)?);
+            println!("{}", crate::clip_int8::section(quick));
             Ok(())
         }
         "-h" | "--help" | "help" => {
@@ -75,7 +98,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel, installed in ~/.simile/lib\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip\n  bench [--quick]  CLIP engine benchmark on the random ViT-B/32 (JSON line)"
+        "cargo xtask models <cmd>\n\n  fetch-ort        ONNX Runtime {ORT_VERSION} from the PyPI wheel, installed in ~/.simile/lib\n  export-tiny      re-export the committed tiny random-weight CLIP (needs torch: ~6 GB venv)\n  export-vitb32    export ViT-B/32 with RANDOM weights for benchmarks (not committed)\n  quantize [--force]  dynamic-int8 variant of each exported CLIP (<cache>/models/<name>-int8)\n  photos           scikit-image's sample photos (PyPI wheel) for the int8 accuracy test\n  test-assets      export + quantize + photos; prints the variables the tests read\n  golden           regenerate golden tokenizer/preprocessing fixtures with open_clip\n  bench [--quick]  CLIP: open_clip/torch vs ORT fp32 vs ORT int8, side by side (markdown)"
     );
 }
 
@@ -195,12 +218,12 @@ fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// The system Python (`$SIMILE_PYTHON`, else `python3`).
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("SIMILE_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
 /// The torch + open_clip venv used by the export scripts (`<cache>/clip-venv`), created on demand.
-fn export_venv() -> Result<PathBuf> {
+pub(crate) fn export_venv() -> Result<PathBuf> {
     let venv = cache_dir().join("clip-venv");
     let py = venv.join("bin").join("python");
     let marker = venv.join(".simile-ready");
@@ -222,7 +245,7 @@ fn export_venv() -> Result<PathBuf> {
     Ok(py)
 }
 
-fn export(out: &Path, arch: &str, rest: &[String]) -> Result<()> {
+pub(crate) fn export(out: &Path, arch: &str, rest: &[String]) -> Result<()> {
     let force = rest.iter().any(|a| a == "--force");
     if !force && out.join("manifest.json").is_file() {
         eprintln!(
@@ -244,52 +267,4 @@ fn golden() -> Result<()> {
         .arg(root().join("tools/make_golden.py"))
         .arg("--out")
         .arg(root().join("crates/simile-embed/tests/assets/golden")))
-}
-
-/// Runs the CLIP engine benchmark (`crates/simile-embed/examples/clip_bench.rs`) on ViT-B/32 with
-/// RANDOM weights (exported first if missing: needs the ~6 GB torch venv once) and returns its
-/// JSON line: `decode_ms_per_image`, `ort_images_per_s`, `e2e_images_per_s`, `e2e_over_ort`,
-/// `prompts_per_s`, ...
-pub fn clip_bench(quick: bool) -> Result<String> {
-    let ort = ensure_ort()?;
-    let model = vitb32_dir();
-    if !model.join("manifest.json").is_file() {
-        export(&model, "vitb32", &[])?;
-    }
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "simile-embed",
-        "--example",
-        "clip_bench",
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let bin = target.join("release/examples/clip_bench");
-    let (images, rounds) = if quick { ("32", "2") } else { ("96", "3") };
-    let out = Command::new(&bin)
-        .args([
-            "--json", "--images", images, "--rounds", rounds, "--batch", "16", "--model",
-        ])
-        .arg(&model)
-        .env("SIMILE_ORT_DYLIB_PATH", &ort)
-        .current_dir(root())
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "clip_bench failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .map(str::to_string)
-        .context("clip_bench printed no JSON line")
 }
