@@ -230,6 +230,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     report.push_str(&clip_section(quick));
     report.push_str(&app_section(quick));
     report.push_str(&crate::dups_bench::section(quick, scale));
+    if scale {
+        report.push_str(&crate::scale::section(quick));
+    }
     let out = root().join("docs/benchmarks.md");
     std::fs::create_dir_all(root().join("docs"))?;
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
@@ -530,7 +533,8 @@ fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
             "dups" => crate::dups_bench::section(quick, scale),
             "load" => crate::load::section(quick),
             "clip" => clip_section(quick),
-            other => bail!("unknown section '{other}' (app, dups, load, clip)"),
+            "scale" => crate::scale::section(quick),
+            other => bail!("unknown section '{other}' (app, dups, load, clip, scale)"),
         };
         let section = section.replacen("\n\n", &format!("\n\nProduced by `{cmd}`.\n\n"), 1);
         let heading = section

@@ -19,6 +19,7 @@ mod fuzz;
 mod load;
 mod milvus;
 mod models;
+mod scale;
 mod util;
 
 use anyhow::{bail, Result};
@@ -48,6 +49,6 @@ fn main() -> Result<()> {
 
 fn print_help() {
     println!(
-        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  app [args]             the App: browse and query datasets in a browser (simile app)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick] [--scale] [--only app,dups,load]\n                         benchmarks -> docs/benchmarks.md (--scale: near-duplicates at 1M too)\n  fuzz [--minutes N]     the parsers' fuzz harnesses, long (default 10 minutes)\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
+        "cargo xtask <task>\n\n  quickstart [args]      the main job: demo dataset -> CLIP -> index -> queries (sets up ONNX Runtime)\n  app [args]             the App: browse and query datasets in a browser (simile app)\n  ci                     fmt, clippy, all tests (starts and stops Milvus itself)\n  bench [--quick] [--scale] [--only app,dups,load,clip,scale]\n                         benchmarks -> docs/benchmarks.md (--scale: near-duplicates and the 1M table too)\n  fuzz [--minutes N]     the parsers' fuzz harnesses, long (default 10 minutes)\n  milvus start|stop|status\n  models <cmd>           ONNX Runtime library and CLIP test models\n  browser                install chromium + chromedriver (the App's browser tests)"
     );
 }

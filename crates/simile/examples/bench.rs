@@ -3,6 +3,7 @@
 //!
 //! `bench build N DIM HOME`  create a dataset of N samples and index N×DIM random vectors
 //! `bench query N DIM HOME`  cold-load the index and time queries
+//! `bench bandwidth 0 0 .`   the machine's read bandwidth (two threads, 1 GiB)
 //!
 //! A fifth argument `milvus` puts the index on the Milvus server of `SIMILE_TEST_MILVUS_URI`
 //! (`_USER`, `_PASSWORD`) instead of the exact backend; the build phase then also flushes and
@@ -153,6 +154,24 @@ fn main() {
                 json!({"cold_load_s": cold_load_s, "query_id_median_ms": m, "query_id_p90_ms": p,
                        "query_vec_median_ms": mv, "query_view_median_ms": mw, "peak_rss_mb": peak_rss_mb()})
             );
+        }
+        "bandwidth" => {
+            // Read bandwidth: two threads summing halves of a 1 GiB array, best of 5 passes.
+            let buf: Vec<u64> = (0..(1u64 << 27)).collect();
+            let mut best = f64::INFINITY;
+            let mut total = 0u64;
+            for _ in 0..5 {
+                let t = Instant::now();
+                let (a, b) = buf.split_at(buf.len() / 2);
+                total ^= std::thread::scope(|s| {
+                    let h = s.spawn(|| a.iter().fold(0u64, |x, y| x.wrapping_add(*y)));
+                    let mine = b.iter().fold(0u64, |x, y| x.wrapping_add(*y));
+                    mine ^ h.join().unwrap()
+                });
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let gb = (buf.len() * 8) as f64 / 1e9;
+            println!("{}", json!({"read_gb_s": gb / best, "checksum": total}));
         }
         other => panic!("unknown phase {other}"),
     }
