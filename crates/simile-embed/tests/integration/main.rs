@@ -5,6 +5,7 @@
 mod download;
 mod engine;
 mod golden;
+mod int8;
 
 use std::path::PathBuf;
 

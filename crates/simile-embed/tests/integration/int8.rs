@@ -1,0 +1,222 @@
+//! The dynamic-int8 CLIP variants (made by `cargo xtask models quantize` with ONNX Runtime's
+//! `quantize_dynamic`, `tools/quantize_clip.py`) against their fp32 models: cosine of the
+//! embeddings on real photos (scikit-image's sample photos) and on text prompts, through the
+//! engine's own decoding, preprocessing and tokenizer.
+//!
+//! THE WEIGHTS ARE RANDOM (seed 0): no pretrained CLIP weights are reachable offline. The
+//! architecture and the compute are the real ViT-B/32's, so quantisation error goes through the
+//! same 12 + 12 layers, but a trained model's activations are distributed differently.
+//!
+//! Inputs: `SIMILE_TEST_CLIP_MODELS` (a directory holding `clip-vit-b32-random`,
+//! `clip-vit-b32-random-int8` and `clip-tiny-random-int8`) and `SIMILE_TEST_PHOTOS` (the photos),
+//! both set by `cargo xtask ci`; `cargo xtask models test-assets` makes them and prints the
+//! exports. Without the variables the default xtask cache (`target/xtask-cache`) is tried; a
+//! missing model or photo fails the test, it never skips.
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use simile_embed::manifest::Precision;
+use simile_embed::{
+    embed_images_strict, load_clip, ClipModel, EmbeddingModel, ImageInput, ModelOptions,
+    TINY_RANDOM,
+};
+
+use crate::{cosine, ort_path};
+
+/// Real photos from scikit-image's `skimage/data` (public domain / CC0), colour and grey, PNG and
+/// JPEG, natural scenes, microscopy, astronomy and textures.
+const PHOTOS: &[&str] = &[
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "camera.png",
+    "coins.png",
+    "horse.png",
+    "motorcycle_left.png",
+    "ihc.png",
+    "moon.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "page.png",
+];
+
+const PROMPTS: &[&str] = &[
+    "a photo of an astronaut",
+    "a cat lying on a rug",
+    "a cup of coffee",
+    "a rocket on the launch pad",
+    "galaxies in the hubble deep field",
+    "a retina scan",
+    "a man with a camera",
+    "coins on a table",
+    "a red motorcycle",
+    "a photo of a dog",
+    "",
+    "Ünïcödé & <b>html</b> entities &amp; “curly” quotes",
+    "a very long prompt that goes on and on about a great many things well past the \
+     seventy-seven token context of the text tower so that it has to be truncated at the end",
+];
+
+/// The minimum cosine asked of every photo and every prompt.
+const MIN_COSINE: f64 = 0.999;
+
+fn default_cache() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/xtask-cache")
+}
+
+fn from_env_or_cache(var: &str, fallback: PathBuf, what: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ if fallback.is_dir() => fallback,
+        _ => panic!(
+            "{var} is not set and {} does not exist: {what}. Run `cargo xtask models test-assets` \
+             and export the variables it prints (or run the suite through `cargo xtask ci`).",
+            fallback.display()
+        ),
+    }
+}
+
+fn models_dir() -> PathBuf {
+    from_env_or_cache(
+        "SIMILE_TEST_CLIP_MODELS",
+        default_cache().join("models"),
+        "the exported random-weight CLIP models and their int8 variants are needed",
+    )
+}
+
+fn photos() -> Vec<PathBuf> {
+    let dir = from_env_or_cache(
+        "SIMILE_TEST_PHOTOS",
+        default_cache().join("photos/skimage-0.26.0"),
+        "scikit-image's sample photos are needed",
+    );
+    PHOTOS
+        .iter()
+        .map(|name| {
+            let p = dir.join(name);
+            assert!(p.is_file(), "photo {} is missing", p.display());
+            p
+        })
+        .collect()
+}
+
+fn load(name: &str) -> ClipModel {
+    let dir = models_dir();
+    assert!(
+        dir.join(name).join("manifest.json").is_file(),
+        "model {name} is missing from {} (cargo xtask models test-assets)",
+        dir.display()
+    );
+    let opts = ModelOptions {
+        ort_dylib_path: Some(ort_path()),
+        models_dir: Some(dir),
+        cache_dir: std::env::temp_dir().join("simile-embed-tests"),
+        batch_size: 16,
+        threads: 2,
+        offline: true,
+    };
+    load_clip(name, &opts, None).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn vit_pair() -> &'static (ClipModel, ClipModel) {
+    static M: OnceLock<(ClipModel, ClipModel)> = OnceLock::new();
+    M.get_or_init(|| {
+        (
+            load("clip-vit-b32-random"),
+            load("clip-vit-b32-random-int8"),
+        )
+    })
+}
+
+/// Per-item cosines of two models' embeddings of the photos, then of the prompts.
+fn cosines(fp32: &ClipModel, int8: &ClipModel) -> (Vec<f64>, Vec<f64>) {
+    let inputs: Vec<ImageInput> = photos().into_iter().map(ImageInput::new).collect();
+    let a = embed_images_strict(fp32, &inputs).unwrap();
+    let b = embed_images_strict(int8, &inputs).unwrap();
+    let images = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
+    let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
+    let a = fp32.embed_prompts(&prompts).unwrap();
+    let b = int8.embed_prompts(&prompts).unwrap();
+    let texts = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
+    (images, texts)
+}
+
+#[allow(clippy::print_stderr)] // the measured figures, for the test log (helper, not a #[test] fn)
+fn check(label: &str, names: &[&str], cos: &[f64]) -> Vec<String> {
+    let min = cos.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+    eprintln!(
+        "{label}: int8 vs fp32 cosine min {min:.6}, mean {mean:.6} over {} (RANDOM weights)",
+        cos.len()
+    );
+    names
+        .iter()
+        .zip(cos)
+        .filter(|(_, c)| **c < MIN_COSINE)
+        .map(|(n, c)| format!("{label} {n:?}: cosine {c:.6} < {MIN_COSINE}"))
+        .collect()
+}
+
+#[test]
+fn int8_variant_is_selected_by_name_and_shares_the_fp32_interface() {
+    let (fp32, int8) = vit_pair();
+    let (f, q) = (fp32.manifest(), int8.manifest());
+    assert_eq!(int8.name(), "clip-vit-b32-random-int8");
+    assert_eq!(q.precision, Precision::Int8);
+    assert_eq!(f.precision, Precision::Fp32);
+    assert_eq!(q.quantized_from.as_deref(), Some(f.name.as_str()));
+    assert!(q.random_weights, "the variant of a random export says so");
+    assert!(q.description.contains("int8"), "{}", q.description);
+    // Same interface: inputs, outputs, tokenizer context, preprocessing, dimension.
+    assert_eq!(q.dim, f.dim);
+    assert_eq!(q.preprocess, f.preprocess);
+    assert_eq!(
+        (&q.image.input, &q.image.output),
+        (&f.image.input, &f.image.output)
+    );
+    let (qt, ft) = (q.text.as_ref().unwrap(), f.text.as_ref().unwrap());
+    assert_eq!(
+        (&qt.input, &qt.output, qt.context_length),
+        (&ft.input, &ft.output, ft.context_length)
+    );
+    // The weights really are 8-bit: the image tower is under a third of its fp32 size; the text
+    // tower keeps its token-embedding table in fp32 (quantising that Gather cost prompt accuracy,
+    // see tools/quantize_sweep.py), so it shrinks less.
+    let size = |m: &ClipModel, file: &str| std::fs::metadata(m.dir().join(file)).unwrap().len();
+    let (qi, fi) = (size(int8, &q.image.file), size(fp32, &f.image.file));
+    assert!(qi * 3 < fi, "image: int8 {qi} B vs fp32 {fi} B");
+    let (qs, fs) = (size(int8, &qt.file), size(fp32, &ft.file));
+    assert!(qs * 10 < fs * 6, "text: int8 {qs} B vs fp32 {fs} B");
+}
+
+#[test]
+fn vit_b32_int8_embeddings_match_fp32_on_photos_and_prompts() {
+    let (fp32, int8) = vit_pair();
+    let (images, texts) = cosines(fp32, int8);
+    let mut failures = check("ViT-B/32 photos", PHOTOS, &images);
+    failures.extend(check("ViT-B/32 prompts", PROMPTS, &texts));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn tiny_int8_embeddings_match_fp32_on_photos_and_prompts() {
+    let opts = ModelOptions {
+        ort_dylib_path: Some(ort_path()),
+        models_dir: None,
+        cache_dir: std::env::temp_dir().join("simile-embed-tests"),
+        batch_size: 16,
+        threads: 2,
+        offline: true,
+    };
+    let fp32 = load_clip(TINY_RANDOM, &opts, None).unwrap();
+    let int8 = load("clip-tiny-random-int8");
+    assert_eq!(int8.manifest().quantized_from.as_deref(), Some(TINY_RANDOM));
+    let (images, texts) = cosines(&fp32, &int8);
+    let mut failures = check("tiny photos", PHOTOS, &images);
+    failures.extend(check("tiny prompts", PROMPTS, &texts));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
