@@ -15,3 +15,4 @@ mod recipes;
 mod reliability;
 mod resume;
 mod runs;
+mod streaming;
