@@ -175,7 +175,7 @@ fn compare(bin: &Path, ort: &Path, fp32: &Path, int8: &Path, photos: &Path) -> R
         .arg(fp32)
         .arg(int8)
         .arg(photos)
-        .env("SIMILE_ORT_DYLIB_PATH", ort)
+        .arg(ort)
         .current_dir(root())
         .output()
         .with_context(|| format!("running {}", bin.display()))?;

@@ -1,5 +1,6 @@
 //! `simile models`: the models simile knows by name, whether their weights are random test
-//! exports, and where each is looked for on disk (in the order `load_model` tries).
+//! exports, their precision (fp32, or an int8 variant and the model it was made from), and where
+//! each is looked for on disk (in the order `load_model` tries).
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -64,7 +65,9 @@ fn known(simile: &Simile) -> Vec<Known> {
         locations.push(Location {
             present: present(&path, Some(&m)),
             path,
-            what: if s.offline {
+            what: if m.quantized_from.is_some() {
+                "cache (made from the fp32 model by tools/quantize_clip.py, never downloaded)"
+            } else if s.offline {
                 "download cache (offline: not downloaded)"
             } else {
                 "download cache (downloaded on first use)"
@@ -138,6 +141,8 @@ pub fn run(simile: &Simile, json: bool) -> Result<()> {
                     "dim": m.dim,
                     "text_prompts": m.text.is_some(),
                     "random_weights": m.random_weights,
+                    "precision": m.precision.as_str(),
+                    "quantized_from": m.quantized_from,
                     "present": k.locations.iter().any(|l| l.present),
                     "locations": k.locations.iter().map(|l| json!({
                         "path": l.path.display().to_string(), "what": l.what, "present": l.present,
@@ -170,6 +175,17 @@ pub fn run(simile: &Simile, json: bool) -> Result<()> {
                 "  RANDOM WEIGHTS: a test export; its embeddings mean nothing"
             );
         }
+        outln!(
+            t,
+            "  precision: {}",
+            match &m.quantized_from {
+                Some(base) => format!(
+                    "{} (quantised variant of {base}: same inputs, tokenizer and preprocessing)",
+                    m.precision
+                ),
+                None => m.precision.to_string(),
+            }
+        );
         outln!(
             t,
             "  {}-d, {}{}",

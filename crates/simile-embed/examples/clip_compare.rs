@@ -3,9 +3,9 @@
 //! Prints one JSON line (`cargo xtask models bench` puts it in docs/benchmarks.md).
 //!
 //! ```text
-//! cargo run --release -p simile-embed --example clip_compare -- FP32_DIR INT8_DIR PHOTOS_DIR
+//! cargo run --release -p simile-embed --example clip_compare -- FP32_DIR INT8_DIR PHOTOS_DIR ORT_LIB
 //! ```
-//! ONNX Runtime from `$SIMILE_ORT_DYLIB_PATH`. The photos are scikit-image's sample photos
+//! `ORT_LIB`: the ONNX Runtime library (`cargo xtask models fetch-ort`). The photos are scikit-image's sample photos
 //! (`cargo xtask models photos`); the same list as the int8 test in tests/integration/int8.rs.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -66,12 +66,12 @@ fn stats(c: &[f64]) -> (f64, f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [a, b, photos] = &args[..] else {
-        eprintln!("usage: clip_compare FP32_DIR INT8_DIR PHOTOS_DIR");
+    let [a, b, photos, ort] = &args[..] else {
+        eprintln!("usage: clip_compare FP32_DIR INT8_DIR PHOTOS_DIR ORT_LIB");
         std::process::exit(2);
     };
     let opts = ModelOptions {
-        ort_dylib_path: std::env::var_os("SIMILE_ORT_DYLIB_PATH").map(PathBuf::from),
+        ort_dylib_path: Some(PathBuf::from(ort)),
         models_dir: None,
         cache_dir: std::env::temp_dir(),
         batch_size: 16,

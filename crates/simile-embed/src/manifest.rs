@@ -225,8 +225,8 @@ pub fn builtin_manifests() -> Vec<ModelManifest> {
     let int8 = ModelManifest {
         name: VIT_B32_INT8.into(),
         aliases: fp32.aliases.iter().map(|a| format!("{a}-int8")).collect(),
-        description: "OpenAI CLIP ViT-B/32, dynamic int8 (made from clip-vit-base32 with \
-                      tools/quantize_clip.py; ~2.5x faster on CPU)"
+        description: "OpenAI CLIP ViT-B/32, dynamic int8 (made locally from clip-vit-base32 \
+                      with tools/quantize_clip.py)"
             .into(),
         image,
         text: Some(text),
