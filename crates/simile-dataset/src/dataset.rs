@@ -158,16 +158,9 @@ impl Dataset {
         View::new(self.clone())
     }
 
-    /// Number of samples.
+    /// Number of samples: one row read (the count kept beside the dataset), whatever its size.
     pub fn len(&self) -> Result<usize> {
-        self.store.read(|c| {
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM samples WHERE dataset_id = ?1",
-                [self.id],
-                |r| r.get(0),
-            )?;
-            Ok(n as usize)
-        })
+        self.store.read(|c| sample_count(c, self.id))
     }
     /// Whether the dataset has no samples.
     pub fn is_empty(&self) -> Result<bool> {
@@ -247,6 +240,10 @@ impl Dataset {
                 }
                 ids.push(id);
             }
+            tx.execute(
+                "UPDATE dataset_stats SET samples = samples + ?2 WHERE dataset_id = ?1",
+                params![self.id, ids.len() as i64],
+            )?;
             Ok(ids)
         })
     }
@@ -260,6 +257,10 @@ impl Dataset {
             for id in ids {
                 n += st.execute(params![self.id, id])?;
             }
+            tx.execute(
+                "UPDATE dataset_stats SET samples = samples - ?2 WHERE dataset_id = ?1",
+                params![self.id, n as i64],
+            )?;
             Ok(n)
         })
     }
@@ -420,6 +421,24 @@ impl Dataset {
             Ok(())
         })
     }
+}
+
+/// The sample count of a dataset: the kept count, or (a read-only database made before counts
+/// were kept) a count of its rows.
+pub(crate) fn sample_count(c: &Connection, dataset_id: i64) -> Result<usize> {
+    let kept: Option<i64> = c
+        .prepare_cached("SELECT samples FROM dataset_stats WHERE dataset_id = ?1")
+        .and_then(|mut st| st.query_row([dataset_id], |r| r.get(0)).optional())
+        .unwrap_or(None);
+    let n = match kept {
+        Some(n) => n,
+        None => c.query_row(
+            "SELECT COUNT(*) FROM samples WHERE dataset_id = ?1",
+            [dataset_id],
+            |r| r.get(0),
+        )?,
+    };
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 pub(crate) fn parse_fields(s: &str) -> Result<Map<String, Value>> {

@@ -21,6 +21,7 @@ pub fn new_object_id() -> String {
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0);
     let c = counter.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(24);
     for b in secs
         .to_be_bytes()
@@ -28,7 +29,8 @@ pub fn new_object_id() -> String {
         .chain(process.iter())
         .chain(&c.to_be_bytes()[1..])
     {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }

@@ -36,6 +36,16 @@ CREATE TABLE IF NOT EXISTS dataset_fields (
     kind        TEXT NOT NULL,
     PRIMARY KEY (dataset_id, name)
 );
+-- Sample counts, kept by the two statements that add and delete samples (`Dataset::add_samples`,
+-- `Dataset::delete_samples`; a dataset's deletion cascades), so a count is one row read.
+CREATE TABLE IF NOT EXISTS dataset_stats (
+    dataset_id  INTEGER PRIMARY KEY REFERENCES datasets(id) ON DELETE CASCADE,
+    samples     INTEGER NOT NULL
+);
+-- Databases made before the counts existed: counted once, on the first open that can write.
+INSERT INTO dataset_stats(dataset_id, samples)
+    SELECT d.id, (SELECT COUNT(*) FROM samples s WHERE s.dataset_id = d.id) FROM datasets d
+    WHERE NOT EXISTS (SELECT 1 FROM dataset_stats t WHERE t.dataset_id = d.id);
 "#;
 
 /// The embedded store: one SQLite file (`simile.db`, WAL mode) in a data directory.
@@ -178,7 +188,12 @@ impl Store {
                 "INSERT INTO datasets(name, created_at) VALUES (?1, ?2)",
                 (name, &created),
             )?;
-            Ok(tx.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT OR REPLACE INTO dataset_stats(dataset_id, samples) VALUES (?1, 0)",
+                [id],
+            )?;
+            Ok(id)
         })?;
         Ok(Dataset::from_parts(self.clone(), id, name.to_string()))
     }

@@ -272,6 +272,14 @@ impl View {
     }
 
     pub(crate) fn evaluate(&self) -> Result<Vec<Row>> {
+        // Windows and bounded id lists read only their rows (see `crate::page`).
+        const NO_FIELDS: &str = "seq, id, filepath, NULL";
+        if let Some(w) = self.window() {
+            return self.window_all(&w, NO_FIELDS);
+        }
+        if let Some(l) = self.id_list().filter(|l| l.is_bounded()) {
+            return self.id_rows(&l, l.skip(), l.limit(), NO_FIELDS);
+        }
         // Leading `match` stages that translate to SQL run inside the base query.
         let (pushed, n_pushed) = self.pushdown();
         let rest = &self.stages[n_pushed..];
@@ -322,12 +330,9 @@ impl View {
         Ok(self.evaluate()?.into_iter().map(|r| r.id).collect())
     }
 
-    /// The number of samples in view.
+    /// The number of samples in view (the same as [`View::count`]).
     pub fn len(&self) -> Result<usize> {
-        if self.is_full() {
-            return self.dataset.len();
-        }
-        Ok(self.evaluate()?.len())
+        self.count()
     }
     /// Whether no sample is in view.
     pub fn is_empty(&self) -> Result<bool> {
@@ -375,6 +380,9 @@ impl View {
 
     /// The first `n` samples.
     pub fn head(&self, n: usize) -> Result<Vec<Sample>> {
+        if let Some(samples) = self.head_of_page_view(n)? {
+            return Ok(samples);
+        }
         self.limit(n).samples()
     }
     /// The first sample in view order.

@@ -2,11 +2,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod guards;
+mod pages;
 
 use serde_json::json;
 use simile_dataset::*;
 
-fn store() -> (tempfile::TempDir, Store) {
+pub(crate) fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
