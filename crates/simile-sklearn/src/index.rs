@@ -11,7 +11,9 @@ use simile_index::{
     Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend,
 };
 
-use crate::store::{FxHasher, Store};
+use crate::build::Builder;
+use crate::ids::FxHasher;
+use crate::store::Store;
 use crate::{search, storage, BACKEND};
 
 /// The exact, in-process similarity index: brute-force k-NN over contiguous `f32` rows, persisted
@@ -120,6 +122,18 @@ impl SklearnIndex {
         })
     }
 
+    /// Checks the persisted index file completely (O(file size)): every section's checksum,
+    /// finite vectors, the derived bfloat16 rows and norms, the ids and the key hash table.
+    /// [`open`](Self::open) checks only the header and section table of files above 8 MiB, so
+    /// damage inside a big file shows here (as [`Error::Corrupt`]), not at open. Checks the file
+    /// on disk, not unpersisted changes; `Ok` for an in-memory index.
+    pub fn verify(&self) -> Result<()> {
+        match &self.dir {
+            Some(dir) => storage::verify_file(dir),
+            None => Ok(()),
+        }
+    }
+
     /// The storage directory (`None` for an in-memory index).
     pub fn storage_dir(&self) -> Option<&Path> {
         self.dir.as_deref()
@@ -214,7 +228,31 @@ impl SimilarityBackend for SklearnIndex {
         if store.dropped {
             return Err(self.missing());
         }
+        if let Some(dir) = &self.dir {
+            if store.reserved > 0 && store.len() == 0 && !batch.is_empty() {
+                let cap = std::mem::take(&mut store.reserved).max(batch.len());
+                // The batch is checked (by `upsert`) only after this; a bad one leaves an
+                // empty build file, which the next persist or cleanup handles.
+                Builder::start(&mut store, dir, cap, batch.dim())?;
+            }
+        }
         store.upsert(batch)
+    }
+
+    /// On an empty file-backed index, the next upserts stream into the index file (see the
+    /// `build` module): a bulk build never holds the rows in memory. Otherwise it makes room in
+    /// memory.
+    fn reserve(&self, additional: usize) -> Result<()> {
+        let mut store = self.write();
+        if store.dropped {
+            return Err(self.missing());
+        }
+        if self.dir.is_some() && store.len() == 0 && store.build.is_none() {
+            store.reserved = additional;
+        } else if store.build.is_none() {
+            store.reserve_memory(additional);
+        }
+        Ok(())
     }
 
     fn remove(&self, keys: &[String]) -> Result<usize> {
@@ -227,15 +265,12 @@ impl SimilarityBackend for SklearnIndex {
 
     fn contains(&self, keys: &[String]) -> Result<Vec<bool>> {
         let store = self.read();
-        Ok(keys.iter().map(|k| store.rows.contains_key(k)).collect())
+        Ok(keys.iter().map(|k| store.ids.row(k).is_some()).collect())
     }
 
     fn get(&self, keys: &[String]) -> Result<Embeddings> {
         let store = self.read();
-        let rows: Vec<usize> = keys
-            .iter()
-            .filter_map(|k| store.rows.get(k).copied())
-            .collect();
+        let rows: Vec<usize> = keys.iter().filter_map(|k| store.ids.row(k)).collect();
         store.select(&rows)
     }
 
@@ -248,8 +283,8 @@ impl SimilarityBackend for SklearnIndex {
             group.entry(s.as_str()).or_insert(next);
         }
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); group.len()];
-        for (r, s) in store.sample_ids.iter().enumerate() {
-            if let Some(&g) = group.get(s.as_str()) {
+        for r in 0..store.len() {
+            if let Some(&g) = group.get(store.ids.sample_id(r)) {
                 groups[g].push(r);
             }
         }
@@ -265,11 +300,13 @@ impl SimilarityBackend for SklearnIndex {
 
     fn keys(&self) -> Result<Vec<(String, String)>> {
         let store = self.read();
-        Ok(store
-            .keys
-            .iter()
-            .cloned()
-            .zip(store.sample_ids.iter().cloned())
+        Ok((0..store.len())
+            .map(|r| {
+                (
+                    store.ids.key(r).to_string(),
+                    store.ids.sample_id(r).to_string(),
+                )
+            })
             .collect())
     }
 
@@ -299,6 +336,19 @@ impl SimilarityBackend for SklearnIndex {
             .persisted
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if self.read().build.is_some() {
+            let mut store = self.write();
+            let started = Instant::now();
+            crate::build::finish(&mut store, self.metric)?;
+            *persisted = store.generation;
+            tracing::debug!(
+                dir = %dir.display(),
+                rows = store.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "finished streaming build"
+            );
+            return Ok(());
+        }
         let store = self.read();
         if store.dropped || store.generation == *persisted {
             return Ok(());

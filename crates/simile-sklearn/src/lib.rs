@@ -17,11 +17,19 @@
 //!   bits), at the speed of the half-precision scan. `reverse`, `k = None` (rank everything) and
 //!   restriction to a view (scanning only the view's rows) are supported; the rows of the last
 //!   big view are cached until the view or the index changes.
-//! * **Persistence**: `vectors.simv` in the storage directory (layout in the `storage` module:
-//!   header, little-endian `f32` rows, ids, CRC-32), written atomically (temporary file, fsync,
-//!   rename) by [`SimilarityBackend::persist`] only when something changed. [`SklearnIndex::open`]
-//!   memory-maps it, checks it, and serves the vectors straight from the page cache until the
-//!   first change; a missing file is [`Error::IndexMissing`], a damaged one [`Error::Corrupt`].
+//! * **Persistence**: `vectors.simv` in the storage directory, format v2 (the `format` module):
+//!   header, section table and one 64-byte-aligned, CRC-32-checked section each for the `f32`
+//!   rows, their bfloat16 copy, the norms, the id strings, an id offsets table and an
+//!   open-addressing key → row hash table. Written atomically (temporary file, fsync, rename) by
+//!   [`SimilarityBackend::persist`] only when something changed. [`SklearnIndex::open`] maps it
+//!   and checks header and section table only (O(1): files up to 8 MiB are verified completely),
+//!   then serves everything from the page cache until the first change copies it out;
+//!   [`SklearnIndex::verify`] is the complete check. Format v1 files (earlier versions) are still
+//!   read; the next persist writes v2. A missing file is [`Error::IndexMissing`], a damaged one
+//!   [`Error::Corrupt`].
+//! * **Streaming builds**: [`SimilarityBackend::reserve`] on an empty file-backed index makes the
+//!   following upserts write their rows and derived forms straight into the file being built
+//!   (only the ids stay in memory); `persist` completes and publishes it (the `build` module).
 //!
 //! ```no_run
 //! use simile_index::{Embeddings, KnnQuery, Metric, SimilarityBackend};
@@ -41,11 +49,16 @@
 
 #![warn(missing_docs)]
 
+mod buf;
+mod build;
+mod format;
+mod ids;
 mod index;
 mod kernel;
 mod search;
 mod storage;
 mod store;
+mod v1;
 
 use simile_index::{BackendFactory, BackendParams, Error, Metric, Result, SimilarityBackend};
 

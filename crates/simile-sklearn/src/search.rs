@@ -129,7 +129,7 @@ fn par_chunks<T: Send, R: Send>(
 pub(crate) fn resolve(store: &Store, keys: &[String]) -> Vec<u32> {
     let mut rows: Vec<u32> = keys
         .iter()
-        .filter_map(|k| store.rows.get(k).map(|&r| r as u32))
+        .filter_map(|k| store.ids.row(k).map(|r| r as u32))
         .collect();
     rows.sort_unstable();
     rows.dedup();
@@ -147,11 +147,11 @@ pub(crate) fn knn(
     restrict: Option<&[u32]>,
 ) -> Vec<Neighbor> {
     let dim = store.dim.unwrap_or(q.len());
-    if k == Some(0) || store.keys.is_empty() || dim == 0 {
+    if k == Some(0) || store.ids.is_empty() || dim == 0 {
         return Vec::new();
     }
     let cands = match restrict {
-        None => Candidates::All(store.keys.len()),
+        None => Candidates::All(store.len()),
         Some(rows) => Candidates::Subset(rows),
     };
     let m = cands.len();
@@ -183,7 +183,7 @@ pub(crate) fn knn(
     scored.sort_unstable_by(|a, b| {
         let o = a.0.total_cmp(&b.0);
         let o = if reverse { o.reverse() } else { o };
-        o.then_with(|| store.keys[a.1 as usize].cmp(&store.keys[b.1 as usize]))
+        o.then_with(|| store.ids.key(a.1 as usize).cmp(store.ids.key(b.1 as usize)))
     });
     if let Some(k) = k {
         scored.truncate(k);
@@ -191,8 +191,8 @@ pub(crate) fn knn(
     let build = |part: &[(f32, u32)]| -> Vec<Neighbor> {
         part.iter()
             .map(|&(distance, r)| Neighbor {
-                key: store.keys[r as usize].clone(),
-                sample_id: store.sample_ids[r as usize].clone(),
+                key: store.ids.key(r as usize).to_string(),
+                sample_id: store.ids.sample_id(r as usize).to_string(),
                 distance,
             })
             .collect()

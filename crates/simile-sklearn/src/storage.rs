@@ -1,93 +1,42 @@
-//! The on-disk form of an index: one file, `vectors.simv`.
+//! The on-disk form of an index: one file, `vectors.simv`, in format v2 (layout and checks in the
+//! `format` module; files of format v1, written by earlier versions, are still read: `v1`).
 //!
-//! ```text
-//! offset  size        field
-//! 0       8           magic "SIMVECS\0"
-//! 8       4           format version (u32 LE) = 1
-//! 12      4           metric (u32 LE): 0 cosine, 1 dotproduct, 2 euclidean
-//! 16      8           dim (u64 LE; 0 while unknown)
-//! 24      8           n, number of rows (u64 LE)
-//! 32      8           byte length of the id section (u64 LE)
-//! 40      8           reserved (0)
-//! 48      4·n·dim     vectors, row-major (f32 LE)
-//! ..      ids         per row: key length (u32 LE), key (UTF-8), then the sample id length
-//!                     (u32 LE; u32::MAX: same as the key) and the sample id
-//! ..      4           CRC-32 of everything before it
-//! ```
+//! Written to a temporary file (`vectors.simv.tmp`), fsynced, then renamed over the old one (and
+//! the directory fsynced), so a crash leaves either the old or the new index, never a torn one.
+//! A streaming build (the `build` module) fills that same temporary file batch by batch.
 //!
-//! Written to a temporary file, fsynced, then renamed over the old one (and the directory fsynced),
-//! so a crash leaves either the old or the new index, never a torn one. Reading memory-maps the
-//! file, checks it on all cores (checksum, finiteness) while deriving the bfloat16 copy and the
-//! norms, and then serves the vectors from the mapping itself (little-endian machines) until the
-//! first change copies them out.
+//! **Checking.** Opening memory-maps the file and checks the header, its checksum and the section
+//! table: O(1), nothing proportional to the rows is read or computed; vectors, bfloat16 rows,
+//! norms and ids are then all served from the mapping (page cache) until the first change copies
+//! them out. Files of at most [`VERIFY_AT_OPEN`] bytes are also verified completely at open
+//! (milliseconds). The complete verification of a file of any size (every section's checksum,
+//! finite vectors, derived forms consistent, ids and hash table intact) is
+//! [`verify_file`], exposed as `SklearnIndex::verify`: a bit flipped inside a big file's
+//! sections goes unnoticed by `open` (answers may then be wrong, never a panic) until verified.
 
-use std::borrow::Cow;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 
 use simile_index::{Error, Metric, Result};
 
-use crate::kernel;
-use crate::store::{max_threads, Data, KeyMap, Store};
-use crate::BACKEND;
+use crate::buf::{le_bytes, Buf};
+use crate::format::{self, Header, Kind, Section};
+use crate::ids::{self, Ids, MappedIds};
+use crate::store::Store;
+use crate::{v1, BACKEND};
 
 /// The index file inside the storage directory.
 pub const FILE_NAME: &str = "vectors.simv";
-const TMP_NAME: &str = "vectors.simv.tmp";
-const MAGIC: &[u8; 8] = b"SIMVECS\0";
-const VERSION: u32 = 1;
-const HEADER: usize = 48;
-const SAME_AS_KEY: u32 = u32::MAX;
+pub(crate) const TMP_NAME: &str = "vectors.simv.tmp";
+/// Files up to this size are verified completely when opened.
+pub(crate) const VERIFY_AT_OPEN: usize = 8 << 20;
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
-    }
-}
-
-fn metric_code(m: Metric) -> u32 {
-    match m {
-        Metric::Cosine => 0,
-        Metric::DotProduct => 1,
-        Metric::Euclidean => 2,
-    }
-}
-
-fn metric_from_code(c: u32) -> Option<Metric> {
-    match c {
-        0 => Some(Metric::Cosine),
-        1 => Some(Metric::DotProduct),
-        2 => Some(Metric::Euclidean),
-        _ => None,
-    }
-}
-
-fn id_section_len(store: &Store) -> usize {
-    store
-        .keys
-        .iter()
-        .zip(&store.sample_ids)
-        .map(|(k, s)| 8 + k.len() + if s == k { 0 } else { s.len() })
-        .sum()
-}
-
-/// The little-endian bytes of `v`, borrowed where the machine is little-endian.
-fn f32_le_bytes(v: &[f32]) -> Cow<'_, [u8]> {
-    #[cfg(target_endian = "little")]
-    {
-        // SAFETY: `f32` has no padding and every byte of it is initialised; `u8` has alignment 1;
-        // the slice covers exactly the memory of `v`, which stays borrowed for the result's life.
-        Cow::Borrowed(unsafe {
-            std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v))
-        })
-    }
-    #[cfg(not(target_endian = "little"))]
-    {
-        Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
 }
 
@@ -95,75 +44,57 @@ fn f32_le_bytes(v: &[f32]) -> Cow<'_, [u8]> {
 pub(crate) fn write(dir: &Path, metric: Metric, store: &Store) -> Result<()> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(TMP_NAME);
-    let path = dir.join(FILE_NAME);
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let result = write_body(file, metric, store).and_then(|file| file.sync_all());
+    let result = write_body(&file, metric, store).and_then(|()| file.sync_all());
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(io_err(&tmp)(e));
     }
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    // Make the rename durable. Opening a directory for fsync is not possible everywhere (Windows).
+    publish(dir)
+}
+
+/// Renames the synced temporary file over the index file and makes that durable.
+pub(crate) fn publish(dir: &Path) -> Result<()> {
+    let path = dir.join(FILE_NAME);
+    fs::rename(dir.join(TMP_NAME), &path).map_err(io_err(&path))?;
+    // Opening a directory for fsync is not possible everywhere (Windows).
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
 }
 
-fn write_body(mut file: File, metric: Metric, store: &Store) -> io::Result<File> {
-    let n = store.len() as u64;
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&metric_code(metric).to_le_bytes());
-    header[16..24].copy_from_slice(&(store.dim.unwrap_or(0) as u64).to_le_bytes());
-    header[24..32].copy_from_slice(&n.to_le_bytes());
-    header[32..40].copy_from_slice(&(id_section_len(store) as u64).to_le_bytes());
-
-    let mut ids = Vec::with_capacity(id_section_len(store));
-    for (k, s) in store.keys.iter().zip(&store.sample_ids) {
-        ids.extend_from_slice(&len_u32(k)?.to_le_bytes());
-        ids.extend_from_slice(k.as_bytes());
-        if s == k {
-            ids.extend_from_slice(&SAME_AS_KEY.to_le_bytes());
-        } else {
-            ids.extend_from_slice(&len_u32(s)?.to_le_bytes());
-            ids.extend_from_slice(s.as_bytes());
-        }
-    }
-    let data = f32_le_bytes(&store.data);
-
-    // The checksum of the big vector section runs on another core while this one writes.
-    let data_crc = thread::scope(|s| {
-        let crc = s.spawn(|| {
-            let mut h = crc32fast::Hasher::new();
-            h.update(&data);
-            h
-        });
-        file.write_all(&header)?;
-        for chunk in data.chunks(8 << 20) {
-            file.write_all(chunk)?;
-        }
-        file.write_all(&ids)?;
-        crc.join()
-            .map_err(|_| io::Error::other("checksum thread panicked"))
-    })?;
+/// Writes `bytes` at `offset` in chunks, returning their section entry.
+fn write_section(file: &File, offset: u64, bytes: &[u8]) -> io::Result<Section> {
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&header);
-    crc.combine(&data_crc);
-    crc.update(&ids);
-    file.write_all(&crc.finalize().to_le_bytes())?;
-    Ok(file)
+    let mut at = offset;
+    for chunk in bytes.chunks(8 << 20) {
+        format::write_at(file, at, chunk)?;
+        crc.update(chunk);
+        at += chunk.len() as u64;
+    }
+    Ok(Section {
+        offset,
+        len: bytes.len() as u64,
+        crc: crc.finalize(),
+    })
 }
 
-fn len_u32(s: &str) -> io::Result<u32> {
-    u32::try_from(s.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "id longer than 4 GiB"))
+fn write_body(file: &File, metric: Metric, store: &Store) -> io::Result<()> {
+    let dim = store.dim.unwrap_or(0);
+    let layout = format::row_layout(store.len(), dim)
+        .ok_or_else(|| io::Error::other("the index is too large for a file"))?;
+    let rows = [
+        write_section(file, layout.vectors, &le_bytes(&store.data))?,
+        write_section(file, layout.bf16, &le_bytes(&store.lo))?,
+        write_section(file, layout.norms, &le_bytes(&store.norms))?,
+    ];
+    format::write_tail(file, metric, dim, rows, &store.ids, layout.end)
 }
 
 /// Deletes the index files in `dir` (missing files are fine) and the directory if it is then empty.
 pub(crate) fn delete(dir: &Path) -> Result<()> {
-    for name in [FILE_NAME, TMP_NAME] {
+    for name in [FILE_NAME, TMP_NAME, crate::build::GROW_NAME] {
         let p = dir.join(name);
         match fs::remove_file(&p) {
             Ok(()) => {}
@@ -176,10 +107,9 @@ pub(crate) fn delete(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads `dir/vectors.simv`.
-pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
-    let path = dir.join(FILE_NAME);
-    let file = match File::open(&path) {
+/// Maps `path` read-only.
+fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
+    let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(Error::IndexMissing {
@@ -187,197 +117,324 @@ pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
                 name: path.display().to_string(),
             })
         }
-        Err(e) => return Err(io_err(&path)(e)),
+        Err(e) => return Err(io_err(path)(e)),
     };
-    let len = file.metadata().map_err(io_err(&path))?.len();
-    let corrupt = |reason: String| Error::Corrupt {
-        path: path.display().to_string(),
-        reason,
-    };
-    if len < (HEADER + 4) as u64 {
-        return Err(corrupt(format!(
-            "truncated: {len} bytes is shorter than the header"
-        )));
-    }
     // SAFETY: the map is read-only. Writers never modify an index file in place (they write a
     // temporary file and rename it over it), and the mapped inode stays alive after an unlink, so
     // the mapped bytes do not change underneath us unless something outside simile rewrites the
     // file in place, which (like for any mmap reader) could only yield wrong values or a SIGBUS.
-    let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?);
-    parse(map, &path).map_err(corrupt)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn parse(map: Arc<memmap2::Mmap>, path: &Path) -> Result<(Metric, Store), String> {
-    let bytes: &[u8] = &map;
-    if &bytes[..8] != MAGIC {
-        return Err("not a simile vector file (bad magic)".into());
-    }
-    let version = u32_at(bytes, 8);
-    if version != VERSION {
-        return Err(format!(
-            "unsupported format version {version} (expected {VERSION})"
-        ));
-    }
-    let metric = metric_from_code(u32_at(bytes, 12))
-        .ok_or_else(|| format!("unknown metric code {}", u32_at(bytes, 12)))?;
-    let dim = usize::try_from(u64_at(bytes, 16)).map_err(|_| "dimension too large".to_string())?;
-    let n = usize::try_from(u64_at(bytes, 24)).map_err(|_| "row count too large".to_string())?;
-    let ids_len =
-        usize::try_from(u64_at(bytes, 32)).map_err(|_| "id section too large".to_string())?;
-    if n > 0 && dim == 0 {
-        return Err(format!("{n} rows of dimension 0"));
-    }
-    let data_len = n
-        .checked_mul(dim)
-        .and_then(|v| v.checked_mul(4))
-        .ok_or("vector section too large")?;
-    let expected = [HEADER, data_len, ids_len, 4]
-        .iter()
-        .try_fold(0usize, |a, b| a.checked_add(*b))
-        .ok_or("sections too large")?;
-    if bytes.len() != expected {
-        let what = if bytes.len() < expected {
-            "truncated"
-        } else {
-            "trailing bytes"
-        };
-        return Err(format!(
-            "{what}: the header announces {n} rows of dimension {dim} ({expected} bytes) but the file has {} bytes",
-            bytes.len()
-        ));
-    }
-    let ids_start = HEADER + data_len;
-    let stored_crc = u32_at(bytes, expected - 4);
-    let ids = &bytes[ids_start..expected - 4];
-
-    // The vectors are used in place from the mapping (page cache, no copy) where the machine
-    // allows it; otherwise converted once.
-    let data = Data::from_map(Arc::clone(&map), HEADER, n * dim);
-
-    // Split by rows across threads: each part checksums its bytes and derives the bfloat16 copy
-    // and the norms. Ids are parsed here meanwhile.
-    let mut lo = vec![0u16; n * dim];
-    let mut norms = vec![0f32; n];
-    let threads = if n * dim < 1 << 20 { 1 } else { max_threads() };
-    let per = n.div_ceil(threads).max(1);
-    let (parts, parsed) = thread::scope(|s| {
-        let handles: Vec<_> = data
-            .chunks(per * dim.max(1))
-            .zip(lo.chunks_mut(per * dim.max(1)))
-            .zip(norms.chunks_mut(per))
-            .enumerate()
-            .map(|(part, ((rows, lo), norms))| {
-                let src = &bytes[HEADER + part * per * dim * 4..][..rows.len() * 4];
-                s.spawn(move || {
-                    let mut crc = crc32fast::Hasher::new();
-                    crc.update(src);
-                    let finite = rows.iter().fold(true, |ok, v| ok & v.is_finite());
-                    kernel::derive_rows(rows, dim, lo, norms);
-                    (crc, finite)
-                })
-            })
-            .collect();
-        let parsed = parse_ids(ids, n);
-        let parts: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        (parts, parsed)
-    });
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&bytes[..HEADER]);
-    let mut finite = true;
-    for part in parts {
-        let (part_crc, part_finite) = part.map_err(|_| "a reader thread panicked".to_string())?;
-        crc.combine(&part_crc);
-        finite &= part_finite;
-    }
-    crc.update(ids);
-    let crc = crc.finalize();
-    if crc != stored_crc {
-        return Err(format!(
-            "checksum mismatch (stored {stored_crc:08x}, computed {crc:08x})"
-        ));
-    }
-    let (keys, sample_ids, rows) = parsed?;
-    if !finite {
-        let pos = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(format!("row {} holds a non-finite value", pos / dim.max(1)));
-    }
-    tracing::debug!(path = %path.display(), n, dim, %metric, mapped = data.is_mapped(), "read sklearn index file");
-    Ok((
-        metric,
-        Store {
-            dim: (dim > 0).then_some(dim),
-            data,
-            lo,
-            norms,
-            keys,
-            sample_ids,
-            rows,
-            generation: 0,
-            dropped: false,
-        },
+    Ok(Arc::new(
+        unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?,
     ))
 }
 
-type Ids = (Vec<String>, Vec<String>, KeyMap);
+fn corrupt(path: &Path) -> impl FnOnce(String) -> Error + '_ {
+    move |reason| Error::Corrupt {
+        path: path.display().to_string(),
+        reason,
+    }
+}
 
-/// The id section: per row the key and the sample id.
-fn parse_ids(ids: &[u8], n: usize) -> Result<Ids, String> {
-    let mut keys = Vec::with_capacity(n);
-    let mut sample_ids = Vec::with_capacity(n);
-    let mut rows = KeyMap::with_capacity_and_hasher(n, Default::default());
-    let mut at = 0usize;
-    let take = |at: &mut usize, len: usize| -> Result<&str, String> {
-        let end = at
-            .checked_add(len)
-            .filter(|e| *e <= ids.len())
-            .ok_or("id section truncated")?;
-        let s =
-            std::str::from_utf8(&ids[*at..end]).map_err(|_| "an id is not UTF-8".to_string())?;
-        *at = end;
-        Ok(s)
-    };
-    let take_len = |at: &mut usize| -> Result<u32, String> {
-        if *at + 4 > ids.len() {
-            return Err("id section truncated".into());
-        }
-        let v = u32_at(ids, *at);
-        *at += 4;
-        Ok(v)
-    };
-    for r in 0..n {
-        let klen = take_len(&mut at)?;
-        let key = take(&mut at, klen as usize)?.to_string();
-        let slen = take_len(&mut at)?;
-        let sample = if slen == SAME_AS_KEY {
-            key.clone()
-        } else {
-            take(&mut at, slen as usize)?.to_string()
-        };
-        if rows.insert(key.clone(), r).is_some() {
-            return Err(format!("key '{key}' appears twice"));
-        }
-        keys.push(key);
-        sample_ids.push(sample);
+/// The format version of a mapped file.
+fn version(bytes: &[u8]) -> Result<u32, String> {
+    if bytes.len() < 12 {
+        return Err(format!(
+            "truncated: {} bytes is shorter than the header",
+            bytes.len()
+        ));
     }
-    if at != ids.len() {
-        return Err("id section has trailing bytes".into());
+    if &bytes[..8] != format::MAGIC {
+        return Err("not a simile vector file (bad magic)".into());
     }
-    Ok((keys, sample_ids, rows))
+    match format::u32_at(bytes, 8) {
+        v @ (v1::VERSION | format::VERSION) => Ok(v),
+        v => Err(format!(
+            "unsupported format version {v} (this version reads 1 and 2)"
+        )),
+    }
+}
+
+/// Reads `dir/vectors.simv`.
+pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
+    let path = dir.join(FILE_NAME);
+    let map = map_file(&path)?;
+    let parsed = match version(&map) {
+        Ok(v1::VERSION) => v1::parse(map, &path),
+        Ok(_) => open_v2(map),
+        Err(e) => Err(e),
+    };
+    parsed.map_err(corrupt(&path))
+}
+
+/// The complete check of `dir/vectors.simv` (see the module docs).
+pub(crate) fn verify_file(dir: &Path) -> Result<()> {
+    let path = dir.join(FILE_NAME);
+    let map = map_file(&path)?;
+    let checked = match version(&map) {
+        // Reading a v1 file checks all of it.
+        Ok(v1::VERSION) => v1::parse(Arc::clone(&map), &path).map(|_| ()),
+        Ok(_) => Header::decode(&map).and_then(|h| format::verify(&map, &h, &mapped_ids(&map, &h))),
+        Err(e) => Err(e),
+    };
+    checked.map_err(corrupt(&path))
+}
+
+/// The id sections of a decoded file, in place.
+fn mapped_ids(map: &Arc<memmap2::Mmap>, h: &Header) -> MappedIds {
+    let table = h.section(Kind::Table);
+    MappedIds {
+        map: Arc::clone(map),
+        n: h.n,
+        strings: h.range(Kind::Strings),
+        offsets: h.range(Kind::Offsets).0,
+        table: table.offset as usize,
+        slots: (table.len / 4) as usize,
+    }
+}
+
+/// A store served from a mapped v2 file.
+pub(crate) fn open_v2(map: Arc<memmap2::Mmap>) -> Result<(Metric, Store), String> {
+    let h = Header::decode(&map)?;
+    let ids = mapped_ids(&map, &h);
+    if map.len() <= VERIFY_AT_OPEN {
+        format::verify(&map, &h, &ids)?;
+    }
+    let ids = if h.hash_version == ids::HASH_VERSION {
+        Ids::Mapped(ids)
+    } else {
+        tracing::debug!(
+            version = h.hash_version,
+            "key hash table of another hash version: key map rebuilt in memory"
+        );
+        Ids::Owned(ids::copy_out(&ids))
+    };
+    let values = h.n * h.dim;
+    let store = Store {
+        dim: (h.dim > 0).then_some(h.dim),
+        data: Buf::from_map(Arc::clone(&map), h.range(Kind::Vectors).0, values),
+        lo: Buf::from_map(Arc::clone(&map), h.range(Kind::Bf16).0, values),
+        norms: Buf::from_map(Arc::clone(&map), h.range(Kind::Norms).0, h.n),
+        ids,
+        ..Store::default()
+    };
+    Ok((h.metric, store))
 }
 
 /// The index file of a storage directory.
 pub(crate) fn file_path(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::HEADER_LEN;
+    use simile_index::Embeddings;
+
+    fn store(n: usize, dim: usize, seed: u32) -> Store {
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect();
+        let keys = (0..n).map(|i| format!("key-{i}")).collect();
+        let mut s = Store::default();
+        s.upsert(&Embeddings::for_samples(dim, data, keys).unwrap())
+            .unwrap();
+        s
+    }
+
+    fn assert_same(a: &Store, b: &Store) {
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.dim, b.dim);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.data), bits(&b.data));
+        assert_eq!(&*a.lo, &*b.lo);
+        assert_eq!(bits(&a.norms), bits(&b.norms));
+        for r in 0..a.len() {
+            assert_eq!(a.ids.key(r), b.ids.key(r));
+            assert_eq!(a.ids.sample_id(r), b.ids.sample_id(r));
+            assert_eq!(b.ids.row(a.ids.key(r)), Some(r));
+        }
+    }
+
+    fn corrupt_reason(dir: &Path) -> String {
+        match read(dir) {
+            Err(Error::Corrupt { reason, .. }) => reason,
+            Err(e) => panic!("expected Error::Corrupt, got {e}"),
+            Ok(_) => panic!("expected Error::Corrupt, the file opened"),
+        }
+    }
+
+    /// Recomputes the header checksum after an edit of the header or section table.
+    fn reseal(b: &mut [u8]) {
+        let crc = crc32fast::hash(&b[..HEADER_LEN]);
+        b[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn put_u64(b: &mut [u8], at: usize, v: u64) {
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Byte position of field `at` (8: offset, 16: length) of section `i`'s table entry.
+    fn entry(i: usize, at: usize) -> usize {
+        64 + 32 * i + at
+    }
+
+    #[test]
+    fn v2_is_served_from_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(300, 17, 1);
+        write(dir.path(), Metric::Euclidean, &s).unwrap();
+        let (metric, back) = read(dir.path()).unwrap();
+        assert_eq!(metric, Metric::Euclidean);
+        assert_same(&s, &back);
+        if cfg!(target_endian = "little") {
+            assert!(back.data.is_mapped() && back.lo.is_mapped() && back.norms.is_mapped());
+        }
+        assert!(back.ids.is_mapped());
+        assert_eq!(back.generation, 0, "nothing to write back");
+        // Empty index.
+        write(dir.path(), Metric::Cosine, &Store::default()).unwrap();
+        let (_, empty) = read(dir.path()).unwrap();
+        assert_eq!((empty.len(), empty.dim), (0, None));
+        verify_file(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn bad_v2_files_are_corrupt_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), Metric::Cosine, &store(40, 8, 2)).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let good = fs::read(&path).unwrap();
+        let try_bad = |what: &str, edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            edit(&mut b);
+            fs::write(&path, &b).unwrap();
+            let reason = corrupt_reason(dir.path());
+            assert!(
+                matches!(verify_file(dir.path()), Err(Error::Corrupt { .. })),
+                "{what}"
+            );
+            reason
+        };
+        for keep in [0, 11, 100, HEADER_LEN + 3, 400, good.len() - 1] {
+            try_bad("truncated", &|b| b.truncate(keep));
+        }
+        try_bad("trailing", &|b| b.push(0));
+        let r = try_bad("header flip", &|b| b[20] ^= 1);
+        assert!(r.contains("header checksum"), "{r}");
+        let r = try_bad("section beyond the file", &|b| {
+            put_u64(b, entry(5, 8), 1 << 40);
+            reseal(b);
+        });
+        assert!(r.contains("outside the file"), "{r}");
+        let r = try_bad("offset + length overflows", &|b| {
+            put_u64(b, entry(3, 8), u64::MAX - 63);
+            reseal(b);
+        });
+        assert!(r.contains("outside the file"), "{r}");
+        let r = try_bad("lying length", &|b| {
+            put_u64(b, entry(0, 16), 40 * 8 * 4 - 4);
+            reseal(b);
+        });
+        assert!(r.contains("not the"), "{r}");
+        let r = try_bad("misaligned", &|b| {
+            let off = u64::from_le_bytes(b[entry(3, 8)..][..8].try_into().unwrap());
+            put_u64(b, entry(3, 8), off + 4);
+            reseal(b);
+        });
+        assert!(r.contains("misaligned"), "{r}");
+        let r = try_bad("overlap", &|b| {
+            let vectors = u64::from_le_bytes(b[entry(0, 8)..][..8].try_into().unwrap());
+            put_u64(b, entry(2, 8), vectors + 64);
+            reseal(b);
+        });
+        assert!(r.contains("overlap"), "{r}");
+        let r = try_bad("n·dim overflow", &|b| {
+            put_u64(b, 16, u64::MAX / 2);
+            reseal(b);
+        });
+        assert!(r.contains("overflow"), "{r}");
+        let r = try_bad("too many rows", &|b| {
+            put_u64(b, 24, u64::from(u32::MAX) + 1);
+            reseal(b);
+        });
+        assert!(r.contains("at most"), "{r}");
+        let r = try_bad("table not a power of two", &|b| {
+            put_u64(b, entry(5, 16), 4 * 100);
+            reseal(b);
+        });
+        assert!(r.contains("power of two") || r.contains("outside"), "{r}");
+        let r = try_bad("unknown version", &|b| b[8] = 9);
+        assert!(r.contains("unsupported format version 9"), "{r}");
+        // A flipped bit inside any section: caught by the section checksums (this small file
+        // is verified completely at open).
+        let vectors = u64::from_le_bytes(good[entry(0, 8)..][..8].try_into().unwrap()) as usize;
+        for at in [vectors + 5, good.len() / 2, good.len() - 3] {
+            let r = try_bad("section flip", &|b| b[at] ^= 0x40);
+            assert!(r.contains("checksum mismatch in the"), "{r}");
+        }
+        fs::write(&path, &good).unwrap();
+        assert_eq!(read(dir.path()).unwrap().1.len(), 40);
+    }
+
+    #[test]
+    fn big_files_open_without_reading_and_verify_finds_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        // 7000 × 200 × 6 bytes: above the size verified at open.
+        write(dir.path(), Metric::Cosine, &store(7000, 200, 3)).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut b = fs::read(&path).unwrap();
+        assert!(b.len() > VERIFY_AT_OPEN);
+        verify_file(dir.path()).unwrap();
+        let vectors = u64::from_le_bytes(b[entry(0, 8)..][..8].try_into().unwrap()) as usize;
+        b[vectors + 4 * 1234] ^= 0x01;
+        fs::write(&path, &b).unwrap();
+        let (_, s) = read(dir.path()).unwrap();
+        assert_eq!(s.len(), 7000, "structurally sound: opens");
+        match verify_file(dir.path()) {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("vectors"), "{reason}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v1_files_are_read_and_the_next_write_is_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(50, 6, 4);
+        let ids: Vec<(String, String)> = (0..50)
+            .map(|r| {
+                let k = s.ids.key(r).to_string();
+                let sample = if r % 2 == 0 {
+                    k.clone()
+                } else {
+                    format!("s{r}")
+                };
+                (k, sample)
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = ids.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
+        let path = dir.path().join(FILE_NAME);
+        v1::write_for_test(&path, Metric::DotProduct, 6, &s.data, &pairs);
+        let (metric, back) = read(dir.path()).unwrap();
+        assert_eq!(metric, Metric::DotProduct);
+        assert_eq!(back.generation, 1, "marked for rewriting");
+        assert_eq!(back.ids.sample_id(3), "s3");
+        assert_eq!(back.ids.sample_id(4), back.ids.key(4));
+        verify_file(dir.path()).unwrap();
+        write(dir.path(), metric, &back).unwrap();
+        assert_eq!(&fs::read(&path).unwrap()[8..12], &2u32.to_le_bytes());
+        let (_, again) = read(dir.path()).unwrap();
+        assert_same(&back, &again);
+        // A damaged v1 file is still corrupt.
+        let mut b = fs::read(&path).unwrap();
+        v1::write_for_test(&path, Metric::DotProduct, 6, &s.data, &pairs);
+        b = fs::read(&path)
+            .map(|mut v| {
+                v[60] ^= 1;
+                v
+            })
+            .unwrap_or(b);
+        fs::write(&path, &b).unwrap();
+        assert!(corrupt_reason(dir.path()).contains("checksum"));
+    }
 }

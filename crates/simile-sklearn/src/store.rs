@@ -1,96 +1,132 @@
-//! The in-memory index: contiguous row-major vectors plus ids, norms and a key → row map.
+//! The index's content: contiguous row-major vectors plus their bfloat16 copy, norms, ids and a
+//! key → row map; each owned, or served from a mapped index file until the first change copies
+//! it out (or, while a streaming build runs, from the file being built: the `build` module).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::hash::BuildHasherDefault;
 use std::thread;
 
 use simile_index::{Embeddings, Error, Result};
 
+use crate::buf::Buf;
+use crate::build::Builder;
+use crate::ids::{FxHasher, Ids, OwnedIds};
 use crate::kernel;
 
 /// Values per batch below which an upsert copies on the calling thread only.
-const PARALLEL_MIN_VALUES: usize = 1 << 20;
-
-/// The key → row map. Keys are ids from the user's own dataset, so a fast non-keyed hash (FxHash's
-/// multiply-rotate, 8 bytes per step, plus a final avalanche) is fine and several times faster than
-/// SipHash here.
-pub(crate) type KeyMap = HashMap<String, usize, BuildHasherDefault<FxHasher>>;
-
-/// The FxHash function (as used by rustc), with a murmur3 finaliser.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-            ]));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Plain FxHash leaves the low bits (hashbrown's bucket index) depending on few input
-        // bits; finish with murmur3's avalanche so ids that differ in one character spread out.
-        let mut h = self.hash;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
+pub(crate) const PARALLEL_MIN_VALUES: usize = 1 << 20;
 
 #[derive(Default)]
 pub(crate) struct Store {
     /// Fixed by the first non-empty upsert (or the file).
     pub(crate) dim: Option<usize>,
     /// `n × dim`, row-major.
-    pub(crate) data: Data,
+    pub(crate) data: Buf<f32>,
     /// `data` rounded to bfloat16: what the first, approximate scan reads (half the bytes).
-    pub(crate) lo: Vec<u16>,
+    pub(crate) lo: Buf<u16>,
     /// `‖row‖₂` in `f32`: for scaling and error bounds of the approximate passes only.
-    pub(crate) norms: Vec<f32>,
-    pub(crate) keys: Vec<String>,
-    pub(crate) sample_ids: Vec<String>,
-    pub(crate) rows: KeyMap,
+    pub(crate) norms: Buf<f32>,
+    /// Keys and sample ids of the rows, and the key → row map.
+    pub(crate) ids: Ids,
     /// Bumped by every change (compared with the generation last persisted).
     pub(crate) generation: u64,
     /// `cleanup()` was called.
     pub(crate) dropped: bool,
+    /// A streaming build in progress: rows go to its file, not to memory.
+    pub(crate) build: Option<Builder>,
+    /// Rows announced by `reserve` on an empty file-backed index: the first upsert starts a
+    /// streaming build with room for them.
+    pub(crate) reserved: usize,
+}
+
+/// Where each row of a batch goes: existing rows keep theirs, new keys get new rows in order.
+pub(crate) struct Plan {
+    /// Per batch row, its target row.
+    pub(crate) targets: Vec<usize>,
+    /// The batch row of each new key's first occurrence, in the order of their new rows.
+    fresh: Vec<usize>,
+    /// The number of rows before the batch.
+    pub(crate) old_n: usize,
+}
+
+impl Plan {
+    /// The number of rows after the batch.
+    pub(crate) fn n(&self) -> usize {
+        self.old_n + self.fresh.len()
+    }
+
+    /// The lowest row the batch writes.
+    pub(crate) fn first_touched(&self) -> usize {
+        self.targets.iter().copied().min().unwrap_or(self.n())
+    }
+
+    /// For rows `first_touched()..n()`, the batch row that writes each (the last one naming it),
+    /// `usize::MAX` for rows it leaves alone.
+    pub(crate) fn writers(&self) -> Vec<usize> {
+        let first = self.first_touched();
+        let mut writer = vec![usize::MAX; self.n() - first];
+        for (i, &t) in self.targets.iter().enumerate() {
+            writer[t - first] = i;
+        }
+        writer
+    }
+}
+
+/// Validates a non-empty batch against the store and resolves its rows, changing nothing.
+pub(crate) fn plan(store: &Store, batch: &Embeddings) -> Result<Plan> {
+    store.check_dim(batch.dim())?;
+    // Rows are addressed with u32 in the search paths.
+    if store.len().saturating_add(batch.len()) > u32::MAX as usize {
+        return Err(Error::Backend {
+            backend: crate::BACKEND,
+            op: "upsert",
+            source: format!("an index holds at most {} rows", u32::MAX).into(),
+        });
+    }
+    let old_n = store.len();
+    let mut fresh_rows: HashMap<&str, usize, BuildHasherDefault<FxHasher>> = HashMap::default();
+    let mut fresh = Vec::new();
+    let targets = batch
+        .keys()
+        .iter()
+        .enumerate()
+        .map(|(i, key)| match store.ids.row(key) {
+            Some(r) => r,
+            None => *fresh_rows.entry(key.as_str()).or_insert_with(|| {
+                fresh.push(i);
+                old_n + fresh.len() - 1
+            }),
+        })
+        .collect();
+    Ok(Plan {
+        targets,
+        fresh,
+        old_n,
+    })
+}
+
+/// Registers the batch's new keys and sample ids (a key repeated in the batch keeps its last
+/// sample id: the semantics of `Embeddings::dedup_last_wins`).
+pub(crate) fn commit_ids(ids: &mut OwnedIds, batch: &Embeddings, plan: &Plan) {
+    let (keys, samples) = (batch.keys(), batch.sample_ids());
+    ids.keys.reserve(plan.fresh.len());
+    ids.sample_ids.reserve(plan.fresh.len());
+    ids.rows.reserve(plan.fresh.len());
+    for &i in &plan.fresh {
+        ids.rows.insert(keys[i].clone(), ids.keys.len());
+        ids.keys.push(keys[i].clone());
+        ids.sample_ids.push(samples[i].clone());
+    }
+    for (i, &r) in plan.targets.iter().enumerate() {
+        if ids.sample_ids[r] != samples[i] {
+            ids.sample_ids[r].clone_from(&samples[i]);
+        }
+    }
 }
 
 impl Store {
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.ids.len()
     }
 
     pub(crate) fn row(&self, r: usize) -> &[f32] {
@@ -106,60 +142,25 @@ impl Store {
         }
     }
 
-    /// Insert-or-replace; the last row of a key wins. Validates before mutating.
+    /// Insert-or-replace; the last row of a key wins. Validates before mutating; all or nothing.
     pub(crate) fn upsert(&mut self, batch: &Embeddings) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let dim = batch.dim();
-        self.check_dim(dim)?;
-        // Rows are addressed with u32 in the search paths.
-        if self.len().saturating_add(batch.len()) > u32::MAX as usize {
-            return Err(Error::Backend {
-                backend: crate::BACKEND,
-                op: "upsert",
-                source: format!("an index holds at most {} rows", u32::MAX).into(),
-            });
+        let plan = plan(self, batch)?;
+        if self.build.is_some() {
+            return crate::build::upsert(self, batch, &plan);
         }
         // Everything below is infallible: the batch is finite and correctly shaped by construction.
+        let dim = batch.dim();
         self.dim = Some(dim);
-
-        // Resolve every batch row to its target row, registering new keys. Rows are resolved in
-        // order, so a key repeated in the batch keeps its last sample id, and `writer` (below)
-        // makes its last vector win: the semantics of `Embeddings::dedup_last_wins`, without
-        // copying the batch.
-        self.keys.reserve(batch.len());
-        self.sample_ids.reserve(batch.len());
-        self.rows.reserve(batch.len());
-        let mut targets = Vec::with_capacity(batch.len());
-        for (key, sample_id) in batch.keys().iter().zip(batch.sample_ids()) {
-            let r = match self.rows.get(key) {
-                Some(&r) => {
-                    if self.sample_ids[r] != *sample_id {
-                        self.sample_ids[r].clone_from(sample_id);
-                    }
-                    r
-                }
-                None => {
-                    let r = self.keys.len();
-                    self.keys.push(key.clone());
-                    self.sample_ids.push(sample_id.clone());
-                    self.rows.insert(key.clone(), r);
-                    r
-                }
-            };
-            targets.push(r);
-        }
-        let n = self.keys.len();
-        // The batch row that writes each touched row (the last one naming it).
-        let first_touched = targets.iter().copied().min().unwrap_or(n);
-        let mut writer = vec![usize::MAX; n - first_touched];
-        for (i, &t) in targets.iter().enumerate() {
-            writer[t - first_touched] = i;
-        }
+        commit_ids(self.ids.to_mut(), batch, &plan);
+        let n = plan.n();
+        let first_touched = plan.first_touched();
+        let writer = plan.writers();
         grow(self.data.to_mut(), n * dim);
-        grow(&mut self.lo, n * dim);
-        grow(&mut self.norms, n);
+        grow(self.lo.to_mut(), n * dim);
+        grow(self.norms.to_mut(), n);
 
         // Copy the vectors and derive their bfloat16 rows and norms, split by target row range.
         let touched = n - first_touched;
@@ -191,8 +192,8 @@ impl Store {
             }
         };
         let data = self.data.to_mut()[first_touched * dim..].chunks_mut(per * dim);
-        let lo = self.lo[first_touched * dim..].chunks_mut(per * dim);
-        let norms = self.norms[first_touched..].chunks_mut(per);
+        let lo = self.lo.to_mut()[first_touched * dim..].chunks_mut(per * dim);
+        let norms = self.norms.to_mut()[first_touched..].chunks_mut(per);
         let parts = data.zip(lo).zip(norms).enumerate();
         if threads <= 1 {
             for (part, ((data, lo), norms)) in parts {
@@ -210,35 +211,68 @@ impl Store {
         Ok(())
     }
 
-    /// Swap-removes the present keys; returns how many were present.
+    /// Swap-removes the present keys; returns how many were present. (Ends a streaming build
+    /// first: its rows are copied into memory.)
     pub(crate) fn remove(&mut self, keys: &[String]) -> usize {
+        if !keys.iter().any(|k| self.ids.row(k).is_some()) {
+            return 0;
+        }
+        self.leave_build();
         let dim = self.dim.unwrap_or(0);
+        let data = self.data.to_mut();
+        let lo = self.lo.to_mut();
+        let norms = self.norms.to_mut();
+        let ids = self.ids.to_mut();
         let mut removed = 0;
         for key in keys {
-            let Some(r) = self.rows.remove(key) else {
+            let Some(r) = ids.rows.remove(key) else {
                 continue;
             };
             removed += 1;
-            let last = self.keys.len() - 1;
+            let last = ids.keys.len() - 1;
             if r != last {
-                self.data
-                    .to_mut()
-                    .copy_within(last * dim..(last + 1) * dim, r * dim);
-                self.lo.copy_within(last * dim..(last + 1) * dim, r * dim);
-                if let Some(slot) = self.rows.get_mut(&self.keys[last]) {
+                data.copy_within(last * dim..(last + 1) * dim, r * dim);
+                lo.copy_within(last * dim..(last + 1) * dim, r * dim);
+                if let Some(slot) = ids.rows.get_mut(&ids.keys[last]) {
                     *slot = r;
                 }
             }
-            self.data.to_mut().truncate(last * dim);
-            self.lo.truncate(last * dim);
-            self.norms.swap_remove(r);
-            self.keys.swap_remove(r);
-            self.sample_ids.swap_remove(r);
+            data.truncate(last * dim);
+            lo.truncate(last * dim);
+            norms.swap_remove(r);
+            ids.keys.swap_remove(r);
+            ids.sample_ids.swap_remove(r);
         }
-        if removed > 0 {
-            self.generation += 1;
-        }
+        self.generation += 1;
         removed
+    }
+
+    /// Ends a streaming build by copying its rows into memory (its file is deleted).
+    pub(crate) fn leave_build(&mut self) {
+        if self.build.take().is_some() {
+            self.data.to_mut();
+            self.lo.to_mut();
+            self.norms.to_mut();
+        }
+    }
+
+    /// Room for `additional` more rows in memory (owned stores only).
+    pub(crate) fn reserve_memory(&mut self, additional: usize) {
+        let dim = self.dim.unwrap_or(0);
+        if !self.data.is_mapped() {
+            self.data
+                .to_mut()
+                .reserve_exact(additional.saturating_mul(dim));
+            self.lo
+                .to_mut()
+                .reserve_exact(additional.saturating_mul(dim));
+            self.norms.to_mut().reserve_exact(additional);
+        }
+        if let Ids::Owned(o) = &mut self.ids {
+            o.keys.reserve_exact(additional);
+            o.sample_ids.reserve_exact(additional);
+            o.rows.reserve(additional);
+        }
     }
 
     /// Rows `rows` as a batch.
@@ -249,8 +283,8 @@ impl Store {
         let mut sample_ids = Vec::with_capacity(rows.len());
         for &r in rows {
             data.extend_from_slice(self.row(r));
-            keys.push(self.keys[r].clone());
-            sample_ids.push(self.sample_ids[r].clone());
+            keys.push(self.ids.key(r).to_string());
+            sample_ids.push(self.ids.sample_id(r).to_string());
         }
         Embeddings::new(dim, data, keys, sample_ids)
     }
@@ -263,82 +297,6 @@ impl Store {
             generation: self.generation + 1,
             ..Store::default()
         };
-    }
-}
-
-/// The rows' `f32` values: owned, or read in place from a memory-mapped index file until the
-/// first change.
-#[derive(Default)]
-pub(crate) struct Data {
-    /// The values, unless `mapped`.
-    owned: Vec<f32>,
-    mapped: Option<Mapped>,
-}
-
-/// `len` little-endian `f32`s at byte `offset` of `map`, 4-byte aligned (checked when made by
-/// [`Data::from_map`]).
-struct Mapped {
-    map: Arc<memmap2::Mmap>,
-    offset: usize,
-    len: usize,
-}
-
-impl Mapped {
-    fn values(&self) -> &[f32] {
-        let bytes = &self.map[self.offset..self.offset + self.len * 4];
-        // SAFETY: `from_map` made a `Mapped` only on a little-endian machine, for a 4-byte-aligned
-        // range of exactly `len · 4` bytes inside the map; every bit pattern is a valid `f32`; the
-        // map is immutable and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.len) }
-    }
-}
-
-impl Data {
-    /// `len` little-endian `f32`s at byte `offset` of `map`: used in place when this machine is
-    /// little-endian and the address is aligned, converted into an owned vector otherwise.
-    /// `offset + 4·len` must not exceed the map (callers check; a short map yields what fits).
-    pub(crate) fn from_map(map: Arc<memmap2::Mmap>, offset: usize, len: usize) -> Data {
-        let bytes = map
-            .get(offset..offset.saturating_add(len.saturating_mul(4)))
-            .unwrap_or_default();
-        let aligned = (bytes.as_ptr() as usize) % std::mem::align_of::<f32>() == 0;
-        if cfg!(target_endian = "little") && aligned && bytes.len() == len * 4 {
-            return Data {
-                owned: Vec::new(),
-                mapped: Some(Mapped { map, offset, len }),
-            };
-        }
-        let owned = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Data {
-            owned,
-            mapped: None,
-        }
-    }
-
-    pub(crate) fn is_mapped(&self) -> bool {
-        self.mapped.is_some()
-    }
-
-    /// The owned vector, copying the mapped values out first if needed.
-    pub(crate) fn to_mut(&mut self) -> &mut Vec<f32> {
-        if let Some(m) = self.mapped.take() {
-            self.owned = m.values().to_vec();
-        }
-        &mut self.owned
-    }
-}
-
-impl std::ops::Deref for Data {
-    type Target = [f32];
-
-    fn deref(&self) -> &[f32] {
-        match &self.mapped {
-            Some(m) => m.values(),
-            None => &self.owned,
-        }
     }
 }
 
@@ -382,19 +340,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(s.len(), 3);
-        assert_eq!(s.row(s.rows["a"]), &[4., 4.]);
+        let row = |s: &Store, k: &str| s.ids.row(k).unwrap();
+        assert_eq!(s.row(row(&s, "a")), &[4., 4.]);
         assert_eq!(s.remove(&["a".into(), "zz".into()]), 1);
         assert_eq!(s.len(), 2);
-        for (i, k) in s.keys.iter().enumerate() {
-            assert_eq!(s.rows[k], i);
+        for i in 0..s.len() {
+            assert_eq!(row(&s, s.ids.key(i)), i);
         }
-        assert_eq!(s.row(s.rows["c"]), &[3., 3.]);
-        assert!((f64::from(s.norms[s.rows["c"]]) - kernel::norm64(&[3., 3.])).abs() < 1e-6);
+        assert_eq!(s.row(row(&s, "c")), &[3., 3.]);
+        assert!((f64::from(s.norms[row(&s, "c")]) - kernel::norm64(&[3., 3.])).abs() < 1e-6);
         assert_eq!(s.lo.len(), s.data.len());
         assert!(s
             .data
             .iter()
-            .zip(&s.lo)
+            .zip(s.lo.iter())
             .all(|(v, h)| kernel::to_bf16(*v) == *h));
         assert!(matches!(
             s.upsert(&Embeddings::for_samples(3, vec![0.; 3], vec!["x".into()]).unwrap()),
@@ -404,21 +363,6 @@ mod tests {
             })
         ));
         assert_eq!(s.len(), 2);
-    }
-
-    #[test]
-    fn key_hash_spreads_similar_ids() {
-        use std::hash::BuildHasher;
-        let build = BuildHasherDefault::<FxHasher>::default();
-        // Sequential hex ids (the common case) must land in distinct low-bit buckets.
-        let buckets: std::collections::HashSet<u64> = (0..4096u64)
-            .map(|i| build.hash_one(format!("{:024x}", 0x6543_0000_0000u64 + i)) & 0xFFF)
-            .collect();
-        assert!(
-            buckets.len() > 2400,
-            "only {} of 4096 buckets used",
-            buckets.len()
-        );
     }
 
     #[test]
@@ -437,7 +381,7 @@ mod tests {
         assert_eq!(s.len(), 4000);
         let last = batch.clone().dedup_last_wins();
         for (key, _, v) in last.iter() {
-            let r = s.rows[key];
+            let r = s.ids.row(key).unwrap();
             assert_eq!(s.row(r), v, "{key}");
             assert!((f64::from(s.norms[r]) - kernel::norm64(v)).abs() < 1e-4);
             assert!(s.lo[r * dim..(r + 1) * dim]

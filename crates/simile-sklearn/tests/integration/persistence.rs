@@ -252,3 +252,128 @@ fn cleanup_deletes_files_and_empties_memory() {
     // Twice is fine.
     index.cleanup().unwrap();
 }
+
+/// `batch` split into batches of `size` rows.
+fn batches(batch: &Embeddings, size: usize) -> Vec<Embeddings> {
+    (0..batch.len())
+        .step_by(size)
+        .map(|s| batch.select_rows(&(s..(s + size).min(batch.len())).collect::<Vec<_>>()))
+        .collect()
+}
+
+fn tmp_file(dir: &Path) -> std::path::PathBuf {
+    dir.join(format!("{FILE_NAME}.tmp"))
+}
+
+#[test]
+fn streaming_build_matches_an_in_memory_build() {
+    for (reserve, metric) in [(700, Metric::Cosine), (100, Metric::Euclidean)] {
+        let dir = tempfile::tempdir().unwrap();
+        let built = SklearnIndex::create(dir.path(), metric).unwrap();
+        let memory = SklearnIndex::in_memory(metric);
+        built.reserve(reserve).unwrap();
+        // Keys seen again across batches and inside one, new samples for old keys.
+        let mut all = patch_batch(600, 24, 7, 11);
+        let again = patch_batch(80, 24, 7, 12);
+        all = Embeddings::new(
+            24,
+            [all.data(), again.data()].concat(),
+            [all.keys(), again.keys()].concat(),
+            [all.sample_ids(), &vec!["moved".to_string(); 80]].concat(),
+        )
+        .unwrap();
+        let q = random_vectors(1, 24, 13);
+        for b in batches(&all, 128) {
+            built.upsert(&b).unwrap();
+            memory.upsert(&b).unwrap();
+            assert!(tmp_file(dir.path()).is_file(), "rows go to the file");
+            // Queries during the build see every batch.
+            assert_eq!(
+                built.knn(&KnnQuery::nearest(&q, 7)).unwrap(),
+                memory.knn(&KnnQuery::nearest(&q, 7)).unwrap()
+            );
+        }
+        assert!(matches!(
+            built.upsert(&Embeddings::for_samples(3, vec![1.0; 3], vec!["x".into()]).unwrap()),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        assert_eq!(built.size().unwrap(), 600);
+        built.persist().unwrap();
+        assert!(!tmp_file(dir.path()).exists());
+        assert!(!dir.path().join(format!("{FILE_NAME}.tmp.grow")).exists());
+        built.verify().unwrap();
+        let reopened = SklearnIndex::open(dir.path()).unwrap();
+        for index in [&built, &reopened] {
+            assert_same_content(index, &SklearnIndex::open(dir.path()).unwrap());
+            assert_eq!(
+                bits(&index.get_all().unwrap()),
+                bits(&memory.get_all().unwrap())
+            );
+            assert_eq!(index.keys().unwrap(), memory.keys().unwrap());
+            for reverse in [false, true] {
+                let mut query = KnnQuery::nearest(&q, 25);
+                query.reverse = reverse;
+                assert_eq!(index.knn(&query).unwrap(), memory.knn(&query).unwrap());
+            }
+        }
+        // Later changes work as usual.
+        reopened.upsert(&patch_batch(5, 24, 8, 14)).unwrap();
+        reopened.persist().unwrap();
+        assert_eq!(SklearnIndex::open(dir.path()).unwrap().size().unwrap(), 605);
+    }
+}
+
+#[test]
+fn streaming_build_interrupted_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = patch_batch(300, 8, 9, 15);
+    // Dropped before persist.
+    {
+        let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
+        index.reserve(300).unwrap();
+        index.upsert(&all).unwrap();
+        assert!(tmp_file(dir.path()).is_file());
+    }
+    assert!(!tmp_file(dir.path()).exists());
+    // Cleaned up.
+    let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
+    index.reserve(300).unwrap();
+    index.upsert(&all).unwrap();
+    index.cleanup().unwrap();
+    assert!(!tmp_file(dir.path()).exists());
+    // A removal ends the streaming build; the index goes on in memory.
+    let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
+    index.reserve(300).unwrap();
+    index.upsert(&all).unwrap();
+    assert_eq!(index.remove(&all.keys()[..10]).unwrap(), 10);
+    assert!(!tmp_file(dir.path()).exists());
+    index.persist().unwrap();
+    let again = SklearnIndex::open(dir.path()).unwrap();
+    assert_eq!(again.size().unwrap(), 290);
+    assert_eq!(
+        bits(&again.get(&all.keys()[10..]).unwrap()),
+        bits(&all.select_rows(&(10..300).collect::<Vec<_>>()))
+    );
+}
+
+#[test]
+fn verify_finds_damage_that_open_skips_in_big_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
+    index.reserve(6000).unwrap();
+    for b in batches(&patch_batch(6000, 256, 10, 16), 1000) {
+        index.upsert(&b).unwrap();
+    }
+    index.persist().unwrap();
+    index.verify().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let mut bytes = fs::read(&path).unwrap();
+    // A byte of an id near the end of the file.
+    let at = bytes.len() - 6000 * 2 * 4 * 2 - 30;
+    bytes[at] ^= 0x20;
+    fs::write(&path, &bytes).unwrap();
+    let opened = SklearnIndex::open(dir.path()).unwrap();
+    assert_eq!(opened.size().unwrap(), 6000);
+    assert!(matches!(opened.verify(), Err(Error::Corrupt { .. })));
+    assert!(SklearnIndex::in_memory(Metric::Cosine).verify().is_ok());
+}
