@@ -173,9 +173,11 @@ fn npy_files_that_do_not_fit_the_dataset_are_typed_errors() {
         match err {
             Error::NpySize {
                 path: p,
+                header,
                 expected: e,
                 actual,
             } => {
+                assert_eq!(header, data_start);
                 assert!(p.ends_with(name), "{p}");
                 assert_eq!((e, actual), (expected, bytes.len() as u64), "{name}");
             }

@@ -190,11 +190,13 @@ pub enum Error {
 
     /// A `.npy` file whose length is not what its header declares: truncated, claiming more
     /// rows than it holds, or with bytes after the data. Checked before any data is read.
-    #[error("the .npy file {path} should be {expected} bytes long (its header plus rows × dim × 4) but is {actual} bytes: it is truncated or has trailing bytes")]
+    #[error("the .npy file {path} should be {expected} bytes long ({header} bytes of header and {} bytes of data, as its shape says) but is {actual} bytes: it is truncated or has trailing bytes", .expected - .header)]
     NpySize {
         /// The file.
         path: String,
-        /// The length the header implies.
+        /// The length of the header (where the data starts).
+        header: u64,
+        /// The length the header implies: header plus rows × dim × 4.
         expected: u64,
         /// The file's real length.
         actual: u64,

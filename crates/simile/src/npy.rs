@@ -155,6 +155,7 @@ impl NpyRows {
         if expected != actual {
             return Err(Error::NpySize {
                 path: path.display().to_string(),
+                header: layout.data_start,
                 expected,
                 actual,
             });
@@ -461,9 +462,11 @@ mod tests {
             match NpyRows::open(&path).unwrap_err() {
                 Error::NpySize {
                     path: p,
+                    header,
                     expected: e,
                     actual,
                 } => {
+                    assert_eq!(header, data_start);
                     assert!(p.ends_with(name), "{p}");
                     assert_eq!((e, actual), (expected, bytes.len() as u64), "{name}");
                 }

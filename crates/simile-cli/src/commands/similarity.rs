@@ -52,7 +52,8 @@ pub(super) fn similarity(simile: &Simile, cmd: SimilarityCmd, json: bool) -> Res
                 opts = opts.model(m).progress(bar_progress(&bar));
             }
             if let Some(path) = embeddings {
-                opts = opts.embeddings(simile::npy::read_npy(&path)?);
+                // Streamed: read in row batches straight into the index, never whole.
+                opts = opts.embeddings_npy(path);
             } else if let Some(f) = embeddings_field {
                 opts = opts.embeddings_field(f);
             } else if no_embeddings {

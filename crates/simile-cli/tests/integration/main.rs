@@ -8,6 +8,8 @@ mod fuzz;
 mod install;
 mod reliability;
 mod resume;
+mod store_pages;
+mod streaming;
 mod ux;
 mod views;
 
