@@ -224,6 +224,33 @@ fn runs_whose_storage_is_corrupt_or_missing_are_broken_and_marked_by_repair() {
     assert!(again.broken_runs.iter().all(|b| b.marked));
 }
 
+/// Opening an exact index over 8 MiB reads only its header (issue 11: no work proportional to
+/// N at load), so damage inside a section is doctor's to find: it verifies every section.
+#[test]
+fn damage_inside_a_big_index_file_is_found_by_doctor() {
+    let (home, simile) = session();
+    let (dataset, _, emb) = dataset_with(&simile, "d", 6000, 256);
+    compute(&dataset, "big", &emb);
+    let file = home
+        .path()
+        .join(storage_of(&dataset, "big"))
+        .join("vectors.simv");
+    assert!(fs::metadata(&file).unwrap().len() > 8 << 20, "a big file");
+    assert!(simile.doctor(DoctorOptions::new()).unwrap().is_healthy());
+    corrupt(&file);
+    let report = simile.doctor(DoctorOptions::new()).unwrap();
+    let problems: Vec<_> = report
+        .broken_runs
+        .iter()
+        .map(|b| (b.key.as_str(), b.problem))
+        .collect();
+    assert_eq!(
+        problems,
+        [("big", RunProblem::StorageCorrupt)],
+        "{report:?}"
+    );
+}
+
 #[test]
 fn a_broken_run_is_deleted_with_whatever_exists_of_its_storage() {
     let (home, simile) = session();

@@ -415,6 +415,15 @@ fn check_run(
         Ok(b) => b,
         Err(e) => return classify(e),
     };
+    // Opening a big exact index reads only its header: check every section here.
+    if let Some(s) = backend
+        .as_any()
+        .downcast_ref::<simile_sklearn::SklearnIndex>()
+    {
+        if let Err(e) = s.verify() {
+            return classify(e);
+        }
+    }
     if let Some(m) = backend.as_any().downcast_ref::<MilvusIndex>() {
         match m.collection_exists() {
             // An index computed with no embeddings has no collection until its first add.
