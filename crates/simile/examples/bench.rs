@@ -4,6 +4,7 @@
 //! `bench build N DIM HOME`  create a dataset of N samples and index N×DIM random vectors
 //! `bench query N DIM HOME`  cold-load the index and time queries
 //! `bench bandwidth 0 0 .`   the machine's read bandwidth (two threads, 1 GiB)
+//! `bench disk 0 0 DIR`      durable write bandwidth in DIR (1 GiB, then fsync)
 //!
 //! A fifth argument `milvus` puts the index on the Milvus server of `SIMILE_TEST_MILVUS_URI`
 //! (`_USER`, `_PASSWORD`) instead of the exact backend; the build phase then also flushes and
@@ -172,6 +173,25 @@ fn main() {
             }
             let gb = (buf.len() * 8) as f64 / 1e9;
             println!("{}", json!({"read_gb_s": gb / best, "checksum": total}));
+        }
+        "disk" => {
+            // Durable write bandwidth where the home lives: 1 GiB in 4 MiB writes, then fsync.
+            use std::io::Write;
+            let path = std::path::Path::new(home).join("disk-bench.tmp");
+            let chunk = vec![0x5au8; 4 << 20];
+            let t = Instant::now();
+            let mut f = std::fs::File::create(&path).unwrap();
+            for _ in 0..256 {
+                f.write_all(&chunk).unwrap();
+            }
+            f.sync_all().unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            drop(f);
+            std::fs::remove_file(&path).unwrap();
+            println!(
+                "{}",
+                json!({"write_gb_s": (256.0 * 4.0 * 1048576.0) / 1e9 / secs})
+            );
         }
         other => panic!("unknown phase {other}"),
     }
