@@ -231,7 +231,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     report.push_str(&app_section(quick));
     report.push_str(&crate::dups_bench::section(quick, scale));
     if scale {
-        report.push_str(&crate::scale::section(quick));
+        report.push_str(&crate::scale::section(quick, true));
     }
     let out = root().join("docs/benchmarks.md");
     std::fs::create_dir_all(root().join("docs"))?;
@@ -533,7 +533,7 @@ fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
             "dups" => crate::dups_bench::section(quick, scale),
             "load" => crate::load::section(quick),
             "clip" => clip_section(quick),
-            "scale" => crate::scale::section(quick),
+            "scale" => crate::scale::section(quick, scale),
             other => bail!("unknown section '{other}' (app, dups, load, clip, scale)"),
         };
         let section = section.replacen("\n\n", &format!("\n\nProduced by `{cmd}`.\n\n"), 1);

@@ -107,9 +107,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The section for docs/benchmarks.md; a failure is reported inside it.
-pub fn section(quick: bool) -> String {
+/// With `beyond`, also the 5M row (CLI only).
+pub fn section(quick: bool, beyond: bool) -> String {
     let n = if quick { 100_000 } else { 1_000_000 };
     match measure_all(n) {
+        Ok(s) if beyond => s + &beyond_ram(5_000_000),
         Ok(s) => s,
         Err(e) => format!(
             "## A million images: streaming builds and cold starts ({n} × {DIM})\n\n\
@@ -139,7 +141,18 @@ fn measure_all(n: usize) -> Result<String> {
     result
 }
 
-fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<String> {
+/// The CLI's steps on `n` samples: create from a path list, two pages, compute from a `.npy`,
+/// five sorts (median time, largest RSS). The files and the home are removed afterwards.
+struct CliSteps {
+    create: Measured,
+    head: Measured,
+    deep: Measured,
+    compute: Measured,
+    sort_s: f64,
+    sort_mb: f64,
+}
+
+fn cli_steps(work: &Path, n: usize, simile: &Path) -> Result<CliSteps> {
     let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_string();
     let home = work.join("home");
     let npy = work.join("vectors.npy");
@@ -185,6 +198,7 @@ fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<Stri
         &s(&npy),
         "--json",
     ])?;
+    let _ = std::fs::remove_file(&npy);
     let mut sorts = Vec::new();
     for _ in 0..5 {
         sorts.push(cli(&[
@@ -200,9 +214,54 @@ fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<Stri
             "--json",
         ])?);
     }
-    let sort_s = median(sorts.iter().map(|m| m.secs).collect());
-    let sort_mb = sorts.iter().map(|m| m.peak_mb).fold(0.0, f64::max);
     let _ = std::fs::remove_dir_all(&home);
+    Ok(CliSteps {
+        create,
+        head,
+        deep,
+        compute,
+        sort_s: median(sorts.iter().map(|m| m.secs).collect()),
+        sort_mb: sorts.iter().map(|m| m.peak_mb).fold(0.0, f64::max),
+    })
+}
+
+/// Beyond RAM: `n` (5M) × 512 through the CLI only — the f32 rows alone are 10 GB.
+pub fn beyond_ram(n: usize) -> String {
+    let run = || -> Result<String> {
+        let simile = target_dir().join("release/simile");
+        let work = root().join("target").join(format!("scale-{n}"));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let steps = cli_steps(&work, n, &simile);
+        let _ = std::fs::remove_dir_all(&work);
+        let c = steps?;
+        Ok(format!(
+            "\n**Beyond RAM** ({n} × {DIM}: {:.1} GB of f32 rows, {:.1} GB index file, 24 GiB machine), CLI only: \
+             `dataset create --from-paths` {:.1} s / {:.0} MB; `similarity compute --embeddings F.npy` {:.1} s / {:.0} MB; \
+             `similarity sort -k 10` process {:.2} s (median of 5) / {:.0} MB (issue-11 goal: build streaming, query ≤ 0.2 s).\n",
+            (n * DIM * 4) as f64 / 1e9,
+            (n * DIM * 6) as f64 / 1e9,
+            c.create.secs,
+            c.create.peak_mb,
+            c.compute.secs,
+            c.compute.peak_mb,
+            c.sort_s,
+            c.sort_mb,
+        ))
+    };
+    run().unwrap_or_else(|e| format!("\n**Beyond RAM** ({n} × {DIM}): the run failed: {e:#}\n"))
+}
+
+fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<String> {
+    let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_string();
+    let CliSteps {
+        create,
+        head,
+        deep,
+        compute,
+        sort_s,
+        sort_mb,
+    } = cli_steps(work, n, simile)?;
 
     // The facade: an in-memory array handed over, then a cold process that loads and queries.
     let fhome = s(&work.join("facade"));
