@@ -45,6 +45,12 @@ pub struct KnnQuery<'a> {
     /// Only these keys are candidates (a view). Keys absent from the index are ignored.
     /// `None`: the whole index.
     pub restrict: Option<&'a [String]>,
+    /// A name the caller gives the `restrict` key set: a promise that every query carrying this
+    /// token carries the same keys, in the same order. A backend may keep what it derived from
+    /// the keys under the token (the exact backend: their rows) and reuse it while its own
+    /// content is unchanged; any upsert or remove must invalidate that. Backends may ignore it;
+    /// results never depend on it. `None`: no promise.
+    pub restrict_token: Option<u64>,
 }
 
 impl<'a> KnnQuery<'a> {
@@ -55,6 +61,7 @@ impl<'a> KnnQuery<'a> {
             k: Some(k),
             reverse: false,
             restrict: None,
+            restrict_token: None,
         }
     }
 }

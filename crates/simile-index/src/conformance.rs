@@ -304,6 +304,7 @@ pub fn k_edge_cases(make: Make<'_>) {
         k: None,
         reverse: false,
         restrict: None,
+        restrict_token: None,
     };
     let caps = b.capabilities();
     if caps.unbounded_k {
@@ -338,6 +339,7 @@ pub fn reverse_order(make: Make<'_>) {
         k: Some(5),
         reverse: true,
         restrict: None,
+        restrict_token: None,
     };
     if b.capabilities().reverse {
         let hits = b.knn(&query).unwrap();
@@ -366,6 +368,7 @@ pub fn restricted_candidates(make: Make<'_>) {
         k: Some(5),
         reverse: false,
         restrict: Some(&allowed),
+        restrict_token: None,
     };
     let hits = b.knn(&query).unwrap();
     assert_eq!(hits.len(), 5);
@@ -386,10 +389,100 @@ pub fn restricted_candidates(make: Make<'_>) {
         k: Some(5),
         reverse: false,
         restrict: Some(&[]),
+        restrict_token: None,
     };
     assert!(
         b.knn(&none).unwrap().is_empty(),
         "an empty view has no results"
+    );
+    b.cleanup().unwrap();
+}
+
+/// A restriction named by a token (`restrict_token`): the same keys under the same token, asked
+/// again after the index changed (a key of the view added, one replaced, some removed), give
+/// the answer for the index as it is now, the same as without a token.
+pub fn restricted_by_token(make: Make<'_>) {
+    let b = make(Metric::Cosine);
+    let batch = sample_batch(40, 13, 21);
+    b.upsert(&batch).unwrap();
+    let q = batch.row(1).to_vec(); // outside the view (odd row)
+    let late = oid(13, 100); // in the view, added to the index later
+    let mut allowed: Vec<String> = batch.keys().iter().step_by(2).cloned().collect();
+    allowed.push(late.clone());
+    let token = 0x5eed_0001;
+    let ask = |token: Option<u64>| {
+        b.knn(&KnnQuery {
+            vector: &q,
+            k: Some(5),
+            reverse: false,
+            restrict: Some(&allowed),
+            restrict_token: token,
+        })
+        .unwrap()
+    };
+    // The view's rows as the index holds them now, for the reference.
+    let view_rows = |b: &dyn SimilarityBackend| b.get(&allowed).unwrap();
+    let check = |b: &dyn SimilarityBackend, step: &str| {
+        let hits = ask(Some(token));
+        assert!(
+            hits.iter().all(|h| allowed.contains(&h.key)),
+            "{step}: only restricted keys returned"
+        );
+        assert_matches_reference(
+            b,
+            &hits,
+            &reference_knn(&view_rows(b), Metric::Cosine, &q, false),
+            5,
+        );
+        if b.capabilities().exact {
+            assert_eq!(keys_of(&hits), keys_of(&ask(None)), "{step}: token or not");
+        }
+        hits
+    };
+    check(b.as_ref(), "first");
+    check(b.as_ref(), "again");
+    // A view key added with the query's own vector: now the nearest.
+    b.upsert(&Embeddings::for_samples(DIM, q.clone(), vec![late.clone()]).unwrap())
+        .unwrap();
+    let hits = check(b.as_ref(), "after an add");
+    assert_eq!(hits[0].key, late, "the added key is found");
+    // The nearest view key replaced by a far vector: it drops out.
+    let far: Vec<f32> = q.iter().map(|x| -x).collect();
+    b.upsert(&Embeddings::for_samples(DIM, far, vec![late.clone()]).unwrap())
+        .unwrap();
+    let hits = check(b.as_ref(), "after a replace");
+    assert!(
+        hits.iter().all(|h| h.key != late),
+        "the replaced key moved away"
+    );
+    // The current best view keys removed: none of them comes back.
+    let gone: Vec<String> = hits.iter().take(2).map(|h| h.key.clone()).collect();
+    assert_eq!(b.remove(&gone).unwrap(), 2);
+    let hits = check(b.as_ref(), "after a remove");
+    assert!(
+        hits.iter().all(|h| !gone.contains(&h.key)),
+        "removed keys are gone"
+    );
+    // Another key set under another token.
+    let other: Vec<String> = batch.keys()[20..30].to_vec();
+    let hits = b
+        .knn(&KnnQuery {
+            vector: &q,
+            k: Some(3),
+            reverse: false,
+            restrict: Some(&other),
+            restrict_token: Some(token + 1),
+        })
+        .unwrap();
+    assert!(
+        hits.iter().all(|h| other.contains(&h.key)),
+        "the other view"
+    );
+    assert_matches_reference(
+        b.as_ref(),
+        &hits,
+        &reference_knn(&b.get(&other).unwrap(), Metric::Cosine, &q, false),
+        3,
     );
     b.cleanup().unwrap();
 }
@@ -453,7 +546,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make;
             empty_index, upsert_replaces, duplicate_keys_in_one_batch, remove_ignores_missing,
             get_in_order, knn_matches_reference, patch_rows, k_edge_cases, reverse_order,
-            restricted_candidates, dimension_errors, cleanup_removes_data,
+            restricted_candidates, restricted_by_token, dimension_errors, cleanup_removes_data,
             persisted_config_has_no_secrets);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

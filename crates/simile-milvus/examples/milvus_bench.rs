@@ -175,6 +175,7 @@ fn main() {
                 k: Some(10),
                 reverse: false,
                 restrict: Some(view),
+                restrict_token: None,
             };
             let t = Instant::now();
             let hits = b.knn(&query).unwrap();

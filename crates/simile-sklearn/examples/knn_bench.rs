@@ -61,6 +61,7 @@ fn time_queries(
         k: shape.k,
         reverse: shape.reverse,
         restrict: shape.restrict,
+        restrict_token: None,
     };
     let dim = batch.dim();
     let fresh = random_vectors(queries, dim, 999);

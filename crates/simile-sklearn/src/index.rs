@@ -27,21 +27,34 @@ pub struct SklearnIndex {
     store: RwLock<Store>,
     /// The store generation last written to disk; also serialises concurrent `persist` calls.
     persisted: Mutex<u64>,
-    /// The last big restriction (a view) resolved to rows: repeated queries on the same view
-    /// skip the key lookups.
-    view_cache: Mutex<Option<ViewCache>>,
+    /// Restrictions (views) resolved to rows, most recently used last: repeated queries on the
+    /// same view skip the key lookups.
+    view_cache: Mutex<Vec<ViewCache>>,
 }
 
 /// A resolved restriction, valid for one store generation.
 struct ViewCache {
     generation: u64,
-    len: usize,
-    fingerprint: (u64, u64),
+    key: ViewKey,
+    /// The rows of the keys present in the index, ascending: the scan visits them in memory
+    /// order.
     rows: Arc<Vec<u32>>,
 }
 
-/// Restrictions with fewer keys are resolved directly (it is cheaper than fingerprinting).
+/// What names a cached restriction.
+#[derive(PartialEq, Eq)]
+enum ViewKey {
+    /// The caller's token ([`KnnQuery::restrict_token`]): the keys are not even read.
+    Token(u64),
+    /// No token: the keys' count and fingerprint.
+    Keys { len: usize, fingerprint: (u64, u64) },
+}
+
+/// Restrictions without a token and with fewer keys are resolved directly (it is cheaper than
+/// fingerprinting).
 const VIEW_CACHE_MIN: usize = 2048;
+/// Resolved restrictions kept at once.
+const VIEW_CACHE_ENTRIES: usize = 4;
 
 /// A 128-bit fingerprint of a key list (two independent hashes of the keys and their lengths).
 fn fingerprint(keys: &[String]) -> (u64, u64) {
@@ -75,7 +88,7 @@ impl SklearnIndex {
             dir: None,
             store: RwLock::new(Store::default()),
             persisted: Mutex::new(0),
-            view_cache: Mutex::new(None),
+            view_cache: Mutex::new(Vec::new()),
         }
     }
 
@@ -97,7 +110,7 @@ impl SklearnIndex {
             dir: Some(dir.to_path_buf()),
             store: RwLock::new(store),
             persisted: Mutex::new(0),
-            view_cache: Mutex::new(None),
+            view_cache: Mutex::new(Vec::new()),
         })
     }
 
@@ -118,7 +131,7 @@ impl SklearnIndex {
             dir: Some(dir.to_path_buf()),
             store: RwLock::new(store),
             persisted: Mutex::new(0),
-            view_cache: Mutex::new(None),
+            view_cache: Mutex::new(Vec::new()),
         })
     }
 
@@ -162,29 +175,47 @@ impl SklearnIndex {
         }
     }
 
-    /// The rows of a restriction, from the view cache when it is the same as last time.
-    fn resolve(&self, store: &Store, keys: &[String]) -> Arc<Vec<u32>> {
-        if keys.len() < VIEW_CACHE_MIN {
-            return Arc::new(search::resolve(store, keys));
-        }
-        let fp = fingerprint(keys);
-        let mut cache = self
-            .view_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = cache.as_ref() {
-            if c.generation == store.generation && c.len == keys.len() && c.fingerprint == fp {
-                return Arc::clone(&c.rows);
+    /// The rows of a restriction, from the view cache when the same restriction (by token, or
+    /// by fingerprint) was resolved against the store as it is now.
+    fn resolve(&self, store: &Store, keys: &[String], token: Option<u64>) -> Arc<Vec<u32>> {
+        let key = match token {
+            Some(t) => ViewKey::Token(t),
+            None if keys.len() < VIEW_CACHE_MIN => return Arc::new(search::resolve(store, keys)),
+            None => ViewKey::Keys {
+                len: keys.len(),
+                fingerprint: fingerprint(keys),
+            },
+        };
+        {
+            let mut cache = self.cache();
+            if let Some(pos) = cache.iter().position(|c| c.key == key) {
+                let entry = cache.remove(pos);
+                if entry.generation == store.generation {
+                    let rows = Arc::clone(&entry.rows);
+                    cache.push(entry);
+                    return rows;
+                }
             }
         }
+        // Resolved outside the lock: other views' queries need not wait for it.
         let rows = Arc::new(search::resolve(store, keys));
-        *cache = Some(ViewCache {
+        let mut cache = self.cache();
+        cache.retain(|c| c.key != key && c.generation == store.generation);
+        if cache.len() >= VIEW_CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push(ViewCache {
             generation: store.generation,
-            len: keys.len(),
-            fingerprint: fp,
+            key,
             rows: Arc::clone(&rows),
         });
         rows
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Vec<ViewCache>> {
+        self.view_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn check_query(&self, store: &Store, q: &[f32]) -> Result<()> {
@@ -317,7 +348,9 @@ impl SimilarityBackend for SklearnIndex {
     fn knn(&self, query: &KnnQuery<'_>) -> Result<Vec<Neighbor>> {
         let store = self.read();
         self.check_query(&store, query.vector)?;
-        let rows = query.restrict.map(|keys| self.resolve(&store, keys));
+        let rows = query
+            .restrict
+            .map(|keys| self.resolve(&store, keys, query.restrict_token));
         Ok(search::knn(
             &store,
             self.metric,
@@ -372,10 +405,7 @@ impl SimilarityBackend for SklearnIndex {
             .unwrap_or_else(PoisonError::into_inner);
         let mut store = self.write();
         store.clear();
-        *self
-            .view_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.cache().clear();
         if let Some(dir) = &self.dir {
             storage::delete(dir)?;
         }
@@ -390,5 +420,63 @@ impl SimilarityBackend for SklearnIndex {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use simile_index::conformance::sample_batch;
+
+    use super::*;
+
+    fn cached(index: &SklearnIndex) -> Vec<(u64, bool)> {
+        let generation = index.read().generation;
+        index
+            .cache()
+            .iter()
+            .filter_map(|c| match c.key {
+                ViewKey::Token(t) => Some((t, c.generation == generation)),
+                ViewKey::Keys { .. } => None,
+            })
+            .collect()
+    }
+
+    /// A token's rows are resolved once per store generation and reused until a change; at most
+    /// `VIEW_CACHE_ENTRIES` restrictions are kept, the least recently used dropped first.
+    #[test]
+    fn token_rows_are_reused_until_the_index_changes() {
+        let index = SklearnIndex::in_memory(Metric::Cosine);
+        let batch = sample_batch(50, 3, 5);
+        index.upsert(&batch).unwrap();
+        let view: Vec<String> = batch.keys().iter().step_by(2).cloned().collect();
+        let q = batch.row(1).to_vec();
+        let ask = |token: u64| {
+            index
+                .knn(&KnnQuery {
+                    vector: &q,
+                    k: Some(3),
+                    reverse: false,
+                    restrict: Some(&view),
+                    restrict_token: Some(token),
+                })
+                .unwrap()
+        };
+        let first = ask(1);
+        let rows = Arc::clone(&index.cache()[0].rows);
+        assert_eq!(ask(1), first);
+        assert!(Arc::ptr_eq(&rows, &index.cache()[0].rows), "reused");
+        assert_eq!(cached(&index), [(1, true)]);
+        index.remove(&[first[0].key.clone()]).unwrap();
+        assert_eq!(cached(&index), [(1, false)], "stale after a change");
+        let after = ask(1);
+        assert!(after.iter().all(|h| h.key != first[0].key));
+        assert_eq!(cached(&index), [(1, true)]);
+        assert_eq!(index.cache()[0].rows.len(), view.len() - 1);
+        for t in 2..=5 {
+            ask(t);
+        }
+        assert_eq!(cached(&index), [(2, true), (3, true), (4, true), (5, true)]);
+        ask(3);
+        assert_eq!(cached(&index), [(2, true), (4, true), (5, true), (3, true)]);
     }
 }

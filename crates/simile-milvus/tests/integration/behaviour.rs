@@ -149,6 +149,7 @@ fn check_view(b: &dyn SimilarityBackend, batch: &Embeddings, view: &[String], k:
         k: Some(k),
         reverse: false,
         restrict: Some(view),
+        restrict_token: None,
     };
     let hits = b.knn(&query).unwrap();
     let rows: Vec<usize> = view
@@ -210,6 +211,7 @@ fn reverse_and_unbounded_queries_are_exact() {
             k: Some(7),
             reverse: true,
             restrict: None,
+            restrict_token: None,
         })
         .unwrap();
     let reference = reference_knn(&batch, Metric::Cosine, &q, true);
@@ -225,6 +227,7 @@ fn reverse_and_unbounded_queries_are_exact() {
             k: None,
             reverse: false,
             restrict: None,
+            restrict_token: None,
         })
         .unwrap();
     assert_eq!(all.len(), 300);

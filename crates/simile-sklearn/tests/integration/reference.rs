@@ -69,6 +69,7 @@ fn check(index: &SklearnIndex, full: &Embeddings, metric: Metric) {
                         k,
                         reverse,
                         restrict: None,
+                        restrict_token: None,
                     })
                     .unwrap();
                 let got: Vec<(String, f32)> =
@@ -85,6 +86,7 @@ fn check(index: &SklearnIndex, full: &Embeddings, metric: Metric) {
                         k,
                         reverse,
                         restrict: Some(&view),
+                        restrict_token: None,
                     })
                     .unwrap();
                 let got: Vec<(String, f32)> =
@@ -169,6 +171,7 @@ fn view_hits(index: &SklearnIndex, q: &[f32], view: &[String]) -> Vec<(String, f
             k: Some(25),
             reverse: false,
             restrict: Some(view),
+            restrict_token: None,
         })
         .unwrap()
         .into_iter()
@@ -248,6 +251,7 @@ fn clustered_rows_stay_exact() {
                         k: Some(k),
                         reverse,
                         restrict: None,
+                        restrict_token: None,
                     })
                     .unwrap()
                     .into_iter()
@@ -301,6 +305,7 @@ fn extreme_magnitudes_stay_exact() {
                         k: Some(20),
                         reverse,
                         restrict: None,
+                        restrict_token: None,
                     })
                     .unwrap()
                     .into_iter()
@@ -364,6 +369,7 @@ fn random_small_cases_stay_exact() {
                 k,
                 reverse,
                 restrict: restricted.then_some(sub.keys()),
+                restrict_token: None,
             })
             .unwrap()
             .into_iter()
@@ -395,6 +401,7 @@ fn rank_everything_in_a_big_index() {
                     k: None,
                     reverse,
                     restrict: None,
+                    restrict_token: None,
                 })
                 .unwrap()
                 .into_iter()
