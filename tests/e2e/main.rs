@@ -16,3 +16,4 @@ mod reliability;
 mod resume;
 mod runs;
 mod streaming;
+mod views;

@@ -28,6 +28,8 @@ pub(crate) struct Ctx {
     /// Locks on the storage of indexes computed without a brain key: in use while the session
     /// lives, so no doctor removes them.
     pub(crate) held_storage: Mutex<Vec<crate::storage::StorageLock>>,
+    /// View restrictions of k-NN queries, cached per database version (`restrict.rs`).
+    pub(crate) restrictions: crate::restrict::RestrictionCache,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -165,6 +167,7 @@ impl SimileBuilder {
                 cache: Mutex::new(HashMap::new()),
                 models: Mutex::new(HashMap::new()),
                 held_storage: Mutex::new(Vec::new()),
+                restrictions: crate::restrict::RestrictionCache::default(),
             }),
         })
     }

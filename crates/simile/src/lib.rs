@@ -53,6 +53,7 @@ pub mod npy;
 mod options;
 mod plot;
 mod query;
+mod restrict;
 mod resume;
 mod sort;
 mod storage;

@@ -9,6 +9,7 @@ use simile_runs::RunRegistry;
 
 use crate::collection::{PatchesView, View};
 use crate::context::Ctx;
+use crate::restrict::Restriction;
 use crate::{Error, Query, Result, SimilarityIndex, SortOptions};
 
 pub(crate) fn sort_by_similarity(view: &View, query: Query, options: SortOptions) -> Result<View> {
@@ -151,7 +152,7 @@ fn search(
     index: &SimilarityIndex,
     vector: &[f32],
     self_row: Option<&(String, String)>,
-    restrict: Option<&[String]>,
+    restrict: Option<&Restriction>,
     options: &SortOptions,
 ) -> Result<Vec<simile_index::Neighbor>> {
     let backend = index.backend();
@@ -159,7 +160,8 @@ fn search(
         vector,
         k: options.k,
         reverse: options.reverse,
-        restrict,
+        restrict: restrict.map(Restriction::keys),
+        restrict_token: restrict.and_then(Restriction::token),
     })?;
     if let Some(row) = self_row {
         let distance = self_distance(backend.metric(), vector);
@@ -198,7 +200,7 @@ fn place_self(
     (key, sample_id): &(String, String),
     distance: f32,
     metric: Metric,
-    restrict: Option<&[String]>,
+    restrict: Option<&Restriction>,
     options: &SortOptions,
 ) {
     let mut h = match hits.iter().position(|h| &h.key == key) {
@@ -246,7 +248,7 @@ pub(crate) fn sort_with_index(
     let restrict = if view.inner.is_full() {
         None
     } else {
-        Some(index.view_keys(&view.inner)?)
+        Some(view_restriction(view, index)?)
     };
     let hits = search(
         index,
@@ -304,6 +306,19 @@ pub(crate) fn sort_with_index(
     Ok(out)
 }
 
+/// The index keys of a (restricted) view, read from SQL once per database version (see
+/// [`crate::restrict`]).
+fn view_restriction(view: &View, index: &SimilarityIndex) -> Result<Arc<Restriction>> {
+    let dataset = view.inner.dataset();
+    view.ctx.restrictions.get_or_load(
+        dataset.store(),
+        dataset.db_id(),
+        index.patches_field(),
+        view.inner.stages(),
+        || index.view_keys(&view.inner),
+    )
+}
+
 /// Sorts a patches view: patch results, `dist_field` written on the labels.
 pub(crate) fn sort_patches(
     view: &PatchesView,
@@ -332,13 +347,13 @@ pub(crate) fn sort_patches(
     let restrict = if view.inner.is_full() {
         None
     } else {
-        Some(view.inner.ids()?)
+        Some(Restriction::once(view.inner.ids()?))
     };
     let hits = search(
         &index,
         &vector,
         self_key.as_ref(),
-        restrict.as_deref(),
+        restrict.as_ref(),
         &options,
     )?;
     if let Some(df) = &options.dist_field {
@@ -380,7 +395,7 @@ mod tests {
     fn place(
         hits: &mut Vec<Neighbor>,
         metric: Metric,
-        restrict: Option<&[String]>,
+        restrict: Option<&Restriction>,
         o: SortOptions,
     ) {
         // The query vector [1, 0]: −a·a = −1 under dotproduct.
@@ -447,8 +462,8 @@ mod tests {
     #[test]
     fn a_missed_self_is_not_added_when_it_is_not_a_candidate_or_does_not_rank() {
         let three = || vec![hit("a", -3.0), hit("b", -2.0), hit("c", -1.5)];
-        let view = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let cases: [(Metric, Option<&[String]>, SortOptions); 3] = [
+        let view = Restriction::once(vec!["a".to_string(), "b".to_string(), "c".to_string()]);
+        let cases: [(Metric, Option<&Restriction>, SortOptions); 3] = [
             (Metric::Cosine, Some(&view), SortOptions::new().k(3)),
             // −a·a = −1 ranks after the k = 3 hits.
             (Metric::DotProduct, None, SortOptions::new().k(3)),
