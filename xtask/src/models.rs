@@ -12,7 +12,7 @@
 //! - `quantize [--force]`: the dynamic-int8 variant of each exported CLIP model
 //!   (`<cache>/models/<name>-int8`, ONNX Runtime's `quantize_dynamic`; see [`crate::clip_int8`]).
 //! - `photos`: scikit-image's sample photos from its PyPI wheel (the int8 accuracy test's input).
-//! - `test-assets`: the fp32 export, its int8 variants and the photos; prints the variables the
+//! - `test-assets`: the tiny model's int8 variant and the photos; prints the variables the
 //!   simile-embed tests read (`cargo xtask ci` sets them itself).
 //! - `bench [--quick]`: the CLIP benchmark, side by side in one run: open_clip on torch, ONNX
 //!   Runtime fp32 and int8 with the same random ViT-B/32 weights (exported and quantised first
@@ -67,7 +67,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         "golden" => golden(),
         "quantize" => {
-            for dir in crate::clip_int8::quantize(rest.iter().any(|a| a == "--force"))? {
+            for dir in crate::clip_int8::quantize(rest.iter().any(|a| a == "--force"), true)? {
                 println!("{}", dir.display());
             }
             Ok(())
@@ -224,7 +224,25 @@ pub(crate) fn python() -> String {
 
 /// The torch + open_clip venv used by the export scripts (`<cache>/clip-venv`), created on demand.
 pub(crate) fn export_venv() -> Result<PathBuf> {
-    let venv = cache_dir().join("clip-venv");
+    venv(
+        "clip-venv",
+        EXPORT_PACKAGES,
+        "torch + open_clip (~6 GB, a few minutes)",
+    )
+}
+
+/// Python packages of the quantisation venv: ONNX Runtime's own tooling, no torch (~0.2 GB).
+const QUANT_PACKAGES: &[&str] = &["onnx", "onnxruntime==1.31.1", "numpy"];
+
+/// The venv `tools/quantize_clip.py` runs in: onnx + onnxruntime only, so the int8 tests of
+/// `cargo xtask ci` never need the 6 GB torch venv.
+pub(crate) fn quant_venv() -> Result<PathBuf> {
+    venv("quant-venv", QUANT_PACKAGES, "onnx + onnxruntime (~0.2 GB)")
+}
+
+/// A venv in the cache with `packages`, made once (a marker file records what it holds).
+fn venv(name: &str, packages: &[&str], what: &str) -> Result<PathBuf> {
+    let venv = cache_dir().join(name);
     let py = venv.join("bin").join("python");
     let marker = venv.join(".simile-ready");
     if marker.is_file() {
@@ -234,14 +252,11 @@ pub(crate) fn export_venv() -> Result<PathBuf> {
         std::fs::create_dir_all(cache_dir())?;
         run(Command::new(python()).args(["-m", "venv"]).arg(&venv))?;
     }
-    eprintln!(
-        "installing torch + open_clip into {} (~6 GB, a few minutes)",
-        venv.display()
-    );
+    eprintln!("installing {what} into {}", venv.display());
     run(Command::new(&py)
         .args(["-m", "pip", "install", "-q"])
-        .args(EXPORT_PACKAGES))?;
-    std::fs::write(&marker, EXPORT_PACKAGES.join("\n"))?;
+        .args(packages))?;
+    std::fs::write(&marker, packages.join("\n"))?;
     Ok(py)
 }
 
