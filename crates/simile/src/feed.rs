@@ -73,21 +73,24 @@ impl Feed {
             }
             Feed::Array { rows, array } => {
                 let dim = array.ncols();
+                let mut data = Vec::new();
                 for (start, batch) in (0..n).step_by(BATCH_ROWS).zip(rows.chunks(BATCH_ROWS)) {
                     let part = array.slice(s![start..start + batch.len(), ..]);
-                    let data = match part.as_slice() {
-                        Some(values) => values.to_vec(),
-                        None => part.iter().copied().collect(),
-                    };
-                    backend.upsert(&batch_of(dim, data, batch)?)?;
+                    data.clear();
+                    match part.as_slice() {
+                        Some(values) => data.extend_from_slice(values),
+                        None => data.extend(part.iter()),
+                    }
+                    data = upsert_batch(backend, dim, data, batch)?;
                 }
             }
             Feed::Npy { rows, mut file } => {
                 let dim = file.dim();
+                let mut data = Vec::new();
                 for batch in rows.chunks(BATCH_ROWS) {
                     // The row count was checked against `rows`: every batch is there.
-                    let data = file.next_batch(batch.len())?.unwrap_or_default();
-                    backend.upsert(&batch_of(dim, data, batch)?)?;
+                    file.read_batch_into(batch.len(), &mut data)?;
+                    data = upsert_batch(backend, dim, data, batch)?;
                 }
             }
             Feed::Field {
@@ -119,8 +122,16 @@ impl Feed {
     }
 }
 
-/// One batch: `data` holds `rows.len()` rows of `dim` values.
-fn batch_of(dim: usize, data: Vec<f32>, rows: &Rows) -> Result<Embeddings> {
+/// Upserts one batch (`data` holds `rows.len()` rows of `dim` values) and hands its buffer
+/// back for the next one: a fresh 32 MiB buffer per batch costs page faults on every batch.
+fn upsert_batch(
+    backend: &dyn SimilarityBackend,
+    dim: usize,
+    data: Vec<f32>,
+    rows: &Rows,
+) -> Result<Vec<f32>> {
     let (keys, sample_ids) = rows.iter().cloned().unzip();
-    Ok(Embeddings::new(dim, data, keys, sample_ids)?)
+    let batch = Embeddings::new(dim, data, keys, sample_ids)?;
+    backend.upsert(&batch)?;
+    Ok(batch.into_parts().1)
 }

@@ -198,17 +198,21 @@ impl NpyRows {
 
     /// The next (at most) `max_rows` rows, row-major; `None` when every row has been read.
     pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<Vec<f32>>> {
+        let mut out = Vec::new();
+        Ok((self.read_batch_into(max_rows, &mut out)? > 0).then_some(out))
+    }
+
+    /// Replaces `out`'s contents with the next (at most) `max_rows` rows, row-major, reusing its
+    /// allocation; returns how many rows were read (0 when every row has been read).
+    pub fn read_batch_into(&mut self, max_rows: usize, out: &mut Vec<f32>) -> Result<usize> {
         let take = max_rows.max(1).min(self.rows - self.next);
+        out.clear();
         if take == 0 {
-            return Ok(None);
+            return Ok(0);
         }
         let (start, dim) = (self.next, self.dim);
-        let values = match &mut self.source {
-            RowSource::Array(a) => a
-                .slice(ndarray::s![start..start + take, ..])
-                .iter()
-                .copied()
-                .collect(),
+        match &mut self.source {
+            RowSource::Array(a) => out.extend(a.slice(ndarray::s![start..start + take, ..]).iter()),
             RowSource::File {
                 file,
                 big_endian,
@@ -219,18 +223,19 @@ impl NpyRows {
                     path: self.path.display().to_string(),
                     source,
                 })?;
+                out.resize(take * dim, 0.0);
                 let decode = if *big_endian {
                     f32::from_be_bytes
                 } else {
                     f32::from_le_bytes
                 };
-                buf.chunks_exact(4)
-                    .map(|b| decode([b[0], b[1], b[2], b[3]]))
-                    .collect()
+                for (v, b) in out.iter_mut().zip(buf.chunks_exact(4)) {
+                    *v = decode([b[0], b[1], b[2], b[3]]);
+                }
             }
-        };
+        }
         self.next += take;
-        Ok(Some(values))
+        Ok(take)
     }
 }
 
