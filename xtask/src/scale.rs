@@ -92,10 +92,18 @@ fn write_npy(path: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_paths(path: &Path, n: usize) -> Result<()> {
+/// Writes the path list and creates its files (empty, 1000 per folder): `--from-paths` imports
+/// only files that exist, as a real list of images would be.
+fn write_paths(path: &Path, files: &Path, n: usize) -> Result<()> {
     let mut w = BufWriter::new(std::fs::File::create(path)?);
     for i in 0..n {
-        writeln!(w, "/data/scale/{i:07}.jpg")?;
+        let dir = files.join(format!("{:04}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        let file = dir.join(format!("{i:07}.jpg"));
+        std::fs::File::create(&file)?;
+        writeln!(w, "{}", file.display())?;
     }
     w.flush()?;
     Ok(())
@@ -158,7 +166,7 @@ fn cli_steps(work: &Path, n: usize, simile: &Path) -> Result<CliSteps> {
     let npy = work.join("vectors.npy");
     let paths = work.join("paths.txt");
     write_npy(&npy, n)?;
-    write_paths(&paths, n)?;
+    write_paths(&paths, &work.join("files"), n)?;
     let h = s(&home);
     let cli = |args: &[&str]| -> Result<Measured> {
         let mut all = vec!["--home", h.as_str()];
