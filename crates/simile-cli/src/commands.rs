@@ -43,8 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .skip_failures(!strict)
                 .progress(simile::Progress::new(move |done, total| {
                     seen.fetch_max(total, std::sync::atomic::Ordering::Relaxed);
-                    b.set_length(total as u64);
-                    b.set_position(done as u64);
+                    set_progress(&b, done, total);
                 }));
             if let Some(b) = batch_size {
                 opts = opts.batch_size(b);
@@ -364,22 +363,33 @@ pub fn progress_bar(json: bool, msg: &'static str) -> indicatif::ProgressBar {
     if json {
         return indicatif::ProgressBar::hidden();
     }
+    // No bar until the total is known: indicatif draws a 0-length bar as full ("0/0").
     let pb = indicatif::ProgressBar::new(0);
     pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{msg} …")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     pb.set_message(msg);
     pb
 }
 
+/// The bar's look once its total is known.
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
 /// Feeds a progress bar from simile's `(done, total)` callbacks.
 pub fn bar_progress(bar: &indicatif::ProgressBar) -> simile::Progress {
     let bar = bar.clone();
-    simile::Progress::new(move |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
+    simile::Progress::new(move |done, total| set_progress(&bar, done, total))
+}
+
+/// Moves a bar of [`progress_bar`] to `done` of `total` (drawn as a bar from the first total on).
+pub fn set_progress(bar: &indicatif::ProgressBar, done: usize, total: usize) {
+    if bar.length() != Some(total as u64) {
+        bar.set_style(bar_style());
+    }
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
 }
