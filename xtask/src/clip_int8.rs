@@ -100,19 +100,8 @@ pub fn ensure_photos() -> Result<PathBuf> {
         return Ok(dir);
     }
     let wheels = cache_dir().join("photos").join("wheel");
-    run(Command::new(python())
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "-q",
-            "-d",
-        ])
-        .arg(&wheels)
-        .arg(format!("scikit-image=={SKIMAGE_VERSION}")))
-    .context("downloading the scikit-image wheel from PyPI with pip")?;
+    crate::models::pip_download(&wheels, &format!("scikit-image=={SKIMAGE_VERSION}"))
+        .context("downloading the scikit-image wheel from PyPI with pip")?;
     let script = "import glob, os, sys, zipfile\n\
         w = [p for p in glob.glob(os.path.join(sys.argv[1], 'scikit_image-*.whl'))]\n\
         z = zipfile.ZipFile(w[0])\n\

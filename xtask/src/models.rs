@@ -107,6 +107,22 @@ pub fn vitb32_dir() -> PathBuf {
     cache_dir().join("models").join("clip-vit-b32-random")
 }
 
+/// `pip download --no-deps --only-binary=:all:` of one requirement into `dir` (a wheel only).
+pub(crate) fn pip_download(dir: &Path, requirement: &str) -> Result<()> {
+    run(Command::new(python())
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(requirement))
+}
+
 /// Makes sure `libonnxruntime.so.1.31.1` is in the xtask cache and returns its absolute path.
 ///
 /// Downloads the PyPI wheel with `pip download --no-deps` (no ort CDN, works with only PyPI
@@ -123,19 +139,8 @@ pub fn ensure_ort() -> Result<PathBuf> {
     let wheel = match find_wheel(&wheel_dir)? {
         Some(w) => w,
         None => {
-            run(Command::new(python())
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "-q",
-                    "-d",
-                ])
-                .arg(&wheel_dir)
-                .arg(format!("onnxruntime=={ORT_VERSION}")))
-            .context("downloading the onnxruntime wheel from PyPI with pip")?;
+            pip_download(&wheel_dir, &format!("onnxruntime=={ORT_VERSION}"))
+                .context("downloading the onnxruntime wheel from PyPI with pip")?;
             find_wheel(&wheel_dir)?.with_context(|| {
                 format!("pip left no onnxruntime wheel in {}", wheel_dir.display())
             })?

@@ -13,41 +13,9 @@ use std::path::PathBuf;
 
 use simile_embed::{embed_images_strict, load_clip, EmbeddingModel, ImageInput, ModelOptions};
 
-const PHOTOS: &[&str] = &[
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "hubble_deep_field.jpg",
-    "retina.jpg",
-    "camera.png",
-    "coins.png",
-    "horse.png",
-    "motorcycle_left.png",
-    "ihc.png",
-    "moon.png",
-    "brick.png",
-    "grass.png",
-    "gravel.png",
-    "page.png",
-];
-
-const PROMPTS: &[&str] = &[
-    "a photo of an astronaut",
-    "a cat lying on a rug",
-    "a cup of coffee",
-    "a rocket on the launch pad",
-    "galaxies in the hubble deep field",
-    "a retina scan",
-    "a man with a camera",
-    "coins on a table",
-    "a red motorcycle",
-    "a photo of a dog",
-    "",
-    "Ünïcödé & <b>html</b> entities &amp; “curly” quotes",
-    "a very long prompt that goes on and on about a great many things well past the \
-     seventy-seven token context of the text tower so that it has to be truncated at the end",
-];
+#[path = "common/int8_inputs.rs"]
+mod int8_inputs;
+use int8_inputs::{PHOTOS, PROMPTS};
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a

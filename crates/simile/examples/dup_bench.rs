@@ -18,18 +18,9 @@ use simile::{
 
 const DIM: usize = 512;
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+#[path = "common/rss.rs"]
+mod rss;
+use rss::peak_rss_mb;
 
 /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5), so a phase's peak excludes the
 /// set-up before it; returns the RSS at that point in MB.
