@@ -62,16 +62,7 @@ fn compute_streams_an_npy_and_refuses_one_that_lies_about_its_size() {
         "no run after a refused compute"
     );
 
-    let built = cli.ok(&[
-        "similarity",
-        "compute",
-        "d",
-        "--brain-key",
-        "sim",
-        "--embeddings",
-        good.to_str().unwrap(),
-        "--json",
-    ]);
+    let built = cli.compute_with("d", "sim", &good);
     assert_eq!(built["total_index_size"], 5);
     let got = cli.file("got.npy");
     cli.ok(&[
