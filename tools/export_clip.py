@@ -14,13 +14,14 @@ THESE WEIGHTS ARE RANDOM. The embeddings mean nothing semantically; they exist s
 plumbing, shapes, speed and parity with open_clip can be tested without pretrained weights.
 """
 import argparse
-import hashlib
 import json
 import os
 
 import numpy as np
 import torch
 import open_clip
+
+from model_files import sha256
 
 MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
@@ -71,14 +72,6 @@ class TextTower(torch.nn.Module):
 
     def forward(self, input_ids):
         return self.m.encode_text(input_ids)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export(module, example, in_name, out_name, path):

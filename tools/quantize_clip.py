@@ -19,23 +19,16 @@ The default configuration is the one measured best in docs/benchmarks.md ("CLIP 
 """
 import argparse
 import copy
-import hashlib
 import json
 import os
 import tempfile
+
+from model_files import sha256
 
 # The configuration simile ships (chosen by measurement, see the module docstring).
 DEFAULT_OPS = "MatMul"
 DEFAULT_WEIGHT_TYPE = "qint8"
 DEFAULT_PER_CHANNEL = True
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def quantize_file(src, dst, ops, weight_type, per_channel, preprocess=True):

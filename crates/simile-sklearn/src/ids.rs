@@ -501,17 +501,19 @@ mod tests {
                 Box::new(move |b| b[off + 8 * 100..][..8].copy_from_slice(&1u64.to_le_bytes())),
             ),
         ];
+        // `good`'s layout over other bytes.
+        let with_bytes = |b: &[u8]| MappedIds {
+            map: map_of(b),
+            n: good.n,
+            strings: good.strings,
+            offsets: good.offsets,
+            table: good.table,
+            slots: good.slots,
+        };
         for (what, damage) in damages {
             let mut bad = bytes.clone();
             damage(&mut bad);
-            let m = MappedIds {
-                map: map_of(&bad),
-                n: good.n,
-                strings: good.strings,
-                offsets: good.offsets,
-                table: good.table,
-                slots: good.slots,
-            };
+            let m = with_bytes(&bad);
             // Reading never panics; the check notices.
             for r in 0..60 {
                 let _ = (m.key(r), m.sample_id(r), m.row(&format!("k{r}")));
@@ -522,14 +524,7 @@ mod tests {
         for at in (0..bytes.len()).step_by(5) {
             let mut bad = bytes.clone();
             bad[at] ^= 0xA5;
-            let m = MappedIds {
-                map: map_of(&bad),
-                n: good.n,
-                strings: good.strings,
-                offsets: good.offsets,
-                table: good.table,
-                slots: good.slots,
-            };
+            let m = with_bytes(&bad);
             for r in 0..55 {
                 let _ = (m.key(r), m.sample_id(r), m.row(&format!("k{r}")));
             }
