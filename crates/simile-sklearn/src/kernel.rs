@@ -507,7 +507,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn derive_rows(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
-        super::derive_body(data, dim, lo, norms, |r| kernel_f32::<false>(r, r));
+        super::derive_body(data, dim, lo, norms);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -586,13 +586,7 @@ pub(crate) fn derive_rows(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut 
 }
 
 #[inline(always)]
-fn derive_body(
-    data: &[f32],
-    dim: usize,
-    lo: &mut [u16],
-    norms: &mut [f32],
-    dot: impl Fn(&[f32]) -> f32,
-) {
+fn derive_body(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
     if dim == 0 {
         return;
     }
@@ -604,12 +598,34 @@ fn derive_body(
         for (h, v) in lo.iter_mut().zip(row) {
             *h = to_bf16(*v);
         }
-        *norm = dot(row).sqrt();
+        *norm = row_norm(row);
     }
 }
 
+/// `‖row‖₂` rounded to `f32`, the same bits on every CPU and every kernel path (the norms are
+/// persisted and re-derived by `verify`, maybe on another machine): eight `f64` lanes of exact
+/// squares (an `f32` squared is exact in `f64`), summed in one fixed order with separate
+/// multiplies and adds (Rust never fuses them on its own), so vectorising cannot change a bit.
+#[inline(always)]
+pub(crate) fn row_norm(row: &[f32]) -> f32 {
+    let mut acc = [0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            let x = f64::from(*x);
+            *a += x * x;
+        }
+    }
+    for (a, x) in acc.iter_mut().zip(chunks.remainder()) {
+        let x = f64::from(*x);
+        *a += x * x;
+    }
+    let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    s.sqrt() as f32
+}
+
 fn derive_rows_portable(data: &[f32], dim: usize, lo: &mut [u16], norms: &mut [f32]) {
-    derive_body(data, dim, lo, norms, |r| dot(r, r));
+    derive_body(data, dim, lo, norms);
 }
 
 /// The exact distance of `q` to `row`, bit-identical to [`Metric::reference_distance`]`(q, row)`
@@ -818,6 +834,34 @@ mod tests {
         let mut out = [0f32; 1];
         scan_portable(Stored::Bf16(&lo), dim, Rows::Range(0), &a, true, &mut out);
         assert_eq!(out[0], l2sq_bf16(&a, &lo));
+    }
+
+    #[test]
+    fn derived_rows_are_the_same_bits_on_every_path() {
+        for dim in [1usize, 7, 8, 37, 512] {
+            let n = 6;
+            let mut data = vecs(dim * n, 40 + dim as u64);
+            data[..dim].fill(0.0);
+            let mut lo = vec![0u16; dim * n];
+            let mut norms = vec![0f32; n];
+            derive_rows_portable(&data, dim, &mut lo, &mut norms);
+            for (row, norm) in data.chunks_exact(dim).zip(&norms) {
+                let truth = norm64(row);
+                assert!((f64::from(*norm) - truth).abs() <= f64::from(f32::EPSILON) * truth);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                let mut lo2 = vec![0u16; dim * n];
+                let mut norms2 = vec![0f32; n];
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2::derive_rows(&data, dim, &mut lo2, &mut norms2) };
+                assert_eq!(lo, lo2);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&norms), bits(&norms2), "dim {dim}");
+            }
+        }
     }
 
     #[test]
