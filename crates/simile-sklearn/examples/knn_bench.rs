@@ -206,9 +206,9 @@ fn main() {
 
     if let Some(rss) = peak_rss_mib() {
         println!(
-            "peak RSS {rss:.1} MiB (one index holds about {:.1} MiB: f32 rows + bfloat16 copy; \
+            "peak RSS {rss:.1} MiB (one index holds about {:.1} MiB: f32 rows + int8 codes; \
              the bench also holds the input batch)",
-            (n * dim * 6 + n * 4) as f64 / (1 << 20) as f64
+            (n * dim * 5 + n * 8) as f64 / (1 << 20) as f64
         );
     }
 }

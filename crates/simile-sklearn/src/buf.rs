@@ -1,4 +1,4 @@
-//! A column of fixed-size values (the `f32` rows, their bfloat16 copy, the norms): owned, or read
+//! A column of fixed-size values (the `f32` rows, their int8 codes, the norms): owned, or read
 //! in place from a memory-mapped file until the first change copies it out.
 
 use std::sync::Arc;
@@ -20,6 +20,15 @@ impl Le for f32 {
     }
 }
 
+impl Le for u8 {
+    fn from_le(b: &[u8]) -> Self {
+        b[0]
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.push(self);
+    }
+}
+
 impl Le for u16 {
     fn from_le(b: &[u8]) -> Self {
         u16::from_le_bytes([b[0], b[1]])
@@ -32,7 +41,7 @@ impl Le for u16 {
 /// The little-endian bytes of `v`, borrowed where the machine is little-endian.
 pub(crate) fn le_bytes<T: Le>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
     if cfg!(target_endian = "little") {
-        // SAFETY: the `Le` types (f32, u16) have no padding and every byte of them is
+        // SAFETY: the `Le` types (f32, u16, u8) have no padding and every byte of them is
         // initialised; `u8` has alignment 1; the slice covers exactly the memory of `v`, which
         // stays borrowed for the result's life.
         std::borrow::Cow::Borrowed(unsafe {
@@ -131,7 +140,7 @@ fn values<T: Le>(m: &Mapped) -> &[T] {
     let bytes = &m.map[m.offset..m.offset + m.len * std::mem::size_of::<T>()];
     // SAFETY: `from_map`/`set_mapped_len` made or kept a `Mapped` only on a little-endian machine,
     // for a range aligned for `T` of exactly `len · size_of::<T>()` bytes inside the map; every bit
-    // pattern is a valid `T` (the `Le` types: f32, u16); the map is read-only and lives as long
+    // pattern is a valid `T` (the `Le` types: f32, u16, u8); the map is read-only and lives as long
     // as `m`. (A file being built is written through its descriptor only while the store is
     // write-locked, i.e. while no slice from here is alive.)
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), m.len) }

@@ -1,8 +1,8 @@
 //! Streaming builds: after `reserve(n)` on an empty file-backed index, upserted rows go straight
 //! into the temporary index file (`vectors.simv.tmp`), pre-sized for n rows, instead of memory.
 //!
-//! Each batch's `f32` rows, bfloat16 rows and norms are derived in memory (one batch) and written
-//! at their final offsets of the three row sections (format v2); rows are fixed-size, so a key
+//! Each batch's `f32` rows, int8 codes and norms are derived in memory (one batch) and written
+//! at their final offsets of the three row sections (format v3); rows are fixed-size, so a key
 //! seen again overwrites its row in place. Only the ids stay in memory. The row sections' CRCs
 //! are accumulated while batches only append (the usual case) and completed from the file
 //! otherwise. Queries meanwhile read the rows through a read-only map of the same file (written
@@ -55,12 +55,12 @@ impl Drop for Builder {
 
 /// Byte sizes of one row in the three row sections.
 fn row_bytes(dim: usize) -> [u64; 3] {
-    [dim as u64 * 4, dim as u64 * 2, 4]
+    [dim as u64 * 4, crate::quant::code_stride(dim) as u64, 4]
 }
 
 impl Builder {
     fn offsets(&self) -> [u64; 3] {
-        [self.layout.vectors, self.layout.bf16, self.layout.norms]
+        [self.layout.vectors, self.layout.codes, self.layout.norms]
     }
 
     /// Creates `path` with room for `cap` rows of `dim` values, and maps it.
@@ -117,7 +117,7 @@ impl Builder {
         let path = self.dir.join(GROW_NAME);
         let (file, layout, map) = Self::create(&path, cap, self.dim)?;
         let copy = || -> io::Result<()> {
-            let new = [layout.vectors, layout.bf16, layout.norms];
+            let new = [layout.vectors, layout.codes, layout.norms];
             let mut buf = vec![0u8; 8 << 20];
             for ((from, to), size) in self.offsets().into_iter().zip(new).zip(row_bytes(self.dim)) {
                 let len = n as u64 * size;
@@ -152,16 +152,21 @@ fn remap(store: &mut Store, map: Arc<memmap2::Mmap>) {
     let rows = store.len();
     let dim = b.dim;
     store.data = Buf::from_map(Arc::clone(&map), v as usize, rows * dim);
-    store.lo = Buf::from_map(Arc::clone(&map), l as usize, rows * dim);
+    store.lo = Buf::from_map(
+        Arc::clone(&map),
+        l as usize,
+        rows * crate::quant::code_stride(dim),
+    );
     store.norms = Buf::from_map(map, n as usize, rows);
 }
 
 /// The batch rows `writer` names (`usize::MAX`: none), copied, with their derived forms.
-fn derive(batch: &Embeddings, writer: &[usize]) -> (Vec<f32>, Vec<u16>, Vec<f32>) {
+fn derive(batch: &Embeddings, writer: &[usize]) -> (Vec<f32>, Vec<u8>, Vec<f32>) {
     let dim = batch.dim();
+    let stride = crate::quant::code_stride(dim);
     let rows = writer.len();
     let mut data = vec![0f32; rows * dim];
-    let mut lo = vec![0u16; rows * dim];
+    let mut lo = vec![0u8; rows * stride];
     let mut norms = vec![0f32; rows];
     let threads = if rows * dim < PARALLEL_MIN_VALUES {
         1
@@ -170,7 +175,7 @@ fn derive(batch: &Embeddings, writer: &[usize]) -> (Vec<f32>, Vec<u16>, Vec<f32>
     };
     let per = rows.div_ceil(threads).max(1);
     let src = batch.data();
-    let fill = |part: usize, data: &mut [f32], lo: &mut [u16], norms: &mut [f32]| {
+    let fill = |part: usize, data: &mut [f32], lo: &mut [u8], norms: &mut [f32]| {
         for (off, &i) in writer[part * per..][..norms.len()].iter().enumerate() {
             if i != usize::MAX {
                 data[off * dim..(off + 1) * dim].copy_from_slice(&src[i * dim..(i + 1) * dim]);
@@ -182,7 +187,7 @@ fn derive(batch: &Embeddings, writer: &[usize]) -> (Vec<f32>, Vec<u16>, Vec<f32>
         let fill = &fill;
         let parts = data
             .chunks_mut(per * dim)
-            .zip(lo.chunks_mut(per * dim))
+            .zip(lo.chunks_mut(per * stride))
             .zip(norms.chunks_mut(per))
             .enumerate();
         for (part, ((data, lo), norms)) in parts {
@@ -220,7 +225,9 @@ pub(crate) fn upsert(store: &mut Store, batch: &Embeddings, plan: &Plan) -> Resu
 fn set_lens(store: &mut Store) {
     let (rows, dim) = (store.len(), store.dim.unwrap_or(0));
     store.data.set_mapped_len(rows * dim);
-    store.lo.set_mapped_len(rows * dim);
+    store
+        .lo
+        .set_mapped_len(rows * crate::quant::code_stride(dim));
     store.norms.set_mapped_len(rows);
 }
 

@@ -1,9 +1,10 @@
-//! Format v2 of `vectors.simv`: every derived form persisted, each section checksummed.
+//! Format v3 of `vectors.simv` (and v2, still read): every derived form persisted, each section
+//! checksummed.
 //!
 //! ```text
 //! offset  size   field
 //! 0       8      magic "SIMVECS\0"
-//! 8       4      format version (u32 LE) = 2
+//! 8       4      format version (u32 LE) = 3 (2: see below)
 //! 12      4      metric (u32 LE): 0 cosine, 1 dotproduct, 2 euclidean
 //! 16      8      dim (u64 LE; 0 while unknown)
 //! 24      8      n, number of rows (u64 LE)
@@ -19,13 +20,19 @@
 //!                and the file ends where the last one ends
 //! ```
 //!
-//! Sections (all little-endian): 1 vectors, `n·dim` `f32`, row-major; 2 their bfloat16 roundings,
-//! `n·dim` `u16`; 3 the rows' `f32` norms, `n` `f32`; 4 id strings, 5 id offsets (`2n + 1` `u64`),
+//! Sections (all little-endian): 1 vectors, `n·dim` `f32`, row-major; 2 their int8 codes, per row
+//! `dim` `i8` codes then the row's `f32` scale (`quant::code_stride(dim)` bytes; see the `quant`
+//! module); 3 the rows' `f32` norms, `n` `f32`; 4 id strings, 5 id offsets (`2n + 1` `u64`),
 //! 6 the key hash table (see the `ids` module for 4–6).
+//!
+//! Version 2 differs only in section 2, which held the rows' bfloat16 roundings (`n·dim` `u16`).
+//! A v2 file is opened as it is, with the codes derived in memory (O(n), once); the next write
+//! makes it v3.
 //!
 //! Opening checks only the header, its checksum and the section table (sizes follow from n and
 //! dim, every section inside the file, aligned, no overlap): O(1). [`verify`] checks the rest:
-//! every section's CRC, finite vectors, the bfloat16 copy and norms derived from them, the ids.
+//! every section's CRC, finite vectors, the codes (or v2's bfloat16 rows) and norms derived from
+//! them, the ids.
 
 use std::fs::File;
 use std::io;
@@ -37,7 +44,9 @@ use crate::ids::MappedIds;
 use crate::kernel;
 
 pub(crate) const MAGIC: &[u8; 8] = b"SIMVECS\0";
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
+/// The previous version (bfloat16 rows instead of int8 codes), still read.
+pub(crate) const VERSION_BF16: u32 = 2;
 const SECTION_COUNT: usize = 6;
 const TABLE_AT: usize = 64;
 const ENTRY: usize = 32;
@@ -51,7 +60,8 @@ const ALIGN: u64 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Vectors = 0,
-    Bf16 = 1,
+    /// Int8 codes (v3) or bfloat16 rows (v2).
+    Codes = 1,
     Norms = 2,
     Strings = 3,
     Offsets = 4,
@@ -60,7 +70,7 @@ pub(crate) enum Kind {
 
 const NAMES: [&str; SECTION_COUNT] = [
     "vectors",
-    "bfloat16 rows",
+    "int8 codes",
     "norms",
     "id strings",
     "id offsets",
@@ -82,6 +92,8 @@ pub(crate) struct Header {
     pub(crate) dim: usize,
     pub(crate) n: usize,
     pub(crate) hash_version: u32,
+    /// [`VERSION`] or [`VERSION_BF16`].
+    pub(crate) version: u32,
     pub(crate) sections: [Section; SECTION_COUNT],
 }
 
@@ -121,7 +133,7 @@ pub(crate) fn align(x: u64) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RowLayout {
     pub(crate) vectors: u64,
-    pub(crate) bf16: u64,
+    pub(crate) codes: u64,
     pub(crate) norms: u64,
     /// Where the id sections may start.
     pub(crate) end: u64,
@@ -130,12 +142,13 @@ pub(crate) struct RowLayout {
 pub(crate) fn row_layout(cap: usize, dim: usize) -> Option<RowLayout> {
     let values = u64::try_from(cap.checked_mul(dim)?).ok()?;
     let vectors = DATA_START;
-    let bf16 = align(vectors.checked_add(values.checked_mul(4)?)?);
-    let norms = align(bf16.checked_add(values.checked_mul(2)?)?);
+    let codes = align(vectors.checked_add(values.checked_mul(4)?)?);
+    let code_bytes = u64::try_from(cap.checked_mul(crate::quant::code_stride(dim))?).ok()?;
+    let norms = align(codes.checked_add(code_bytes)?);
     let end = align(norms.checked_add(u64::try_from(cap).ok()?.checked_mul(4)?)?);
     Some(RowLayout {
         vectors,
-        bf16,
+        codes,
         norms,
         end,
     })
@@ -156,7 +169,7 @@ impl Header {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; HEADER_LEN];
         b[..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&metric_code(self.metric).to_le_bytes());
         b[16..24].copy_from_slice(&(self.dim as u64).to_le_bytes());
         b[24..32].copy_from_slice(&(self.n as u64).to_le_bytes());
@@ -189,8 +202,9 @@ impl Header {
                 "header checksum mismatch (stored {stored:08x}, computed {crc:08x})"
             ));
         }
-        if &bytes[..8] != MAGIC || u32_at(bytes, 8) != VERSION {
-            return Err("not a version 2 simile vector file".into());
+        let version = u32_at(bytes, 8);
+        if &bytes[..8] != MAGIC || !(version == VERSION || version == VERSION_BF16) {
+            return Err("not a version 2 or 3 simile vector file".into());
         }
         let metric = metric_from_code(u32_at(bytes, 12))
             .ok_or_else(|| format!("unknown metric code {}", u32_at(bytes, 12)))?;
@@ -214,7 +228,11 @@ impl Header {
         let mut sections = [Section::default(); SECTION_COUNT];
         for (i, s) in sections.iter_mut().enumerate() {
             let e = &bytes[TABLE_AT + i * ENTRY..][..ENTRY];
-            let name = NAMES[i];
+            let name = if i == Kind::Codes as usize && version == VERSION_BF16 {
+                "bfloat16 rows"
+            } else {
+                NAMES[i]
+            };
             if u32_at(e, 0) as usize != i + 1 {
                 return Err(format!("section table entry {i} is not the {name} section"));
             }
@@ -232,7 +250,8 @@ impl Header {
             }
             let expected = match i {
                 0 => Some(values * 4),
-                1 => Some(values * 2),
+                1 if version == VERSION_BF16 => Some(values * 2),
+                1 => Some(n64 * crate::quant::code_stride(dim) as u64),
                 2 => Some(n64 * 4),
                 4 => Some((2 * n64 + 1) * 8),
                 _ => None,
@@ -287,6 +306,7 @@ impl Header {
             dim,
             n,
             hash_version: u32_at(bytes, 32),
+            version,
             sections,
         })
     }
@@ -326,7 +346,7 @@ pub(crate) fn verify(bytes: &[u8], h: &Header, ids: &MappedIds) -> Result<(), St
     ids.check(h.hash_version == crate::ids::HASH_VERSION)
 }
 
-/// Finite vectors; bfloat16 rows equal to what `kernel::derive_rows` makes of them, norms
+/// Finite vectors; codes (v3) or bfloat16 rows (v2) equal to what is derived from them, norms
 /// within the error the search's bounds allow for.
 fn check_rows(bytes: &[u8], h: &Header) -> Result<(), String> {
     let dim = h.dim;
@@ -334,12 +354,19 @@ fn check_rows(bytes: &[u8], h: &Header) -> Result<(), String> {
         return Ok(());
     }
     let (vo, _) = h.range(Kind::Vectors);
-    let (lo, _) = h.range(Kind::Bf16);
+    let (co, _) = h.range(Kind::Codes);
     let (no, _) = h.range(Kind::Norms);
+    let stride = crate::quant::code_stride(dim);
+    let row_bytes = if h.version == VERSION_BF16 {
+        2 * dim
+    } else {
+        stride
+    };
     const ROWS: usize = 1024;
     let mut data = vec![0f32; ROWS * dim];
-    let mut want_lo = vec![0u16; ROWS * dim];
+    let mut want_codes = vec![0u8; ROWS * stride];
     let mut want_norms = vec![0f32; ROWS];
+    let rel = f64::from(kernel::rel_error(dim));
     for start in (0..h.n).step_by(ROWS) {
         let rows = ROWS.min(h.n - start);
         let data = &mut data[..rows * dim];
@@ -353,31 +380,45 @@ fn check_rows(bytes: &[u8], h: &Header) -> Result<(), String> {
         kernel::derive_rows(
             data,
             dim,
-            &mut want_lo[..rows * dim],
+            &mut want_codes[..rows * stride],
             &mut want_norms[..rows],
         );
-        let at = lo + start * dim * 2;
-        let lo_ok = want_lo[..rows * dim]
-            .iter()
-            .enumerate()
-            .all(|(i, w)| bytes[at + 2 * i..at + 2 * i + 2] == w.to_le_bytes());
-        let at = no + start * 4;
+        let stored = &bytes[co + start * row_bytes..][..rows * row_bytes];
+        let codes_ok = if h.version == VERSION_BF16 {
+            data.iter()
+                .zip(stored.chunks_exact(2))
+                .all(|(v, b)| to_bf16(*v).to_le_bytes() == [b[0], b[1]])
+        } else {
+            // Bytes, NaN scales included: derivation is deterministic.
+            *stored == want_codes[..rows * stride]
+        };
         // Norms only scale scores and size error bounds, which assume them within
         // `rel_error(dim)` of the truth: that is the check (files from older versions, whose
         // norms were summed in another order, pass it too).
-        let rel = f64::from(kernel::rel_error(dim));
+        let at = no + start * 4;
         let norms_ok = want_norms[..rows].iter().enumerate().all(|(i, w)| {
-            let got = f64::from(f32::from_bits(u32_at(bytes, at + 4 * i)));
-            let want = f64::from(*w);
-            (got - want).abs() <= rel * want
+            let got = f32::from_bits(u32_at(bytes, at + 4 * i));
+            got.to_bits() == w.to_bits()
+                || (f64::from(got) - f64::from(*w)).abs() <= rel * f64::from(*w)
         });
-        if !lo_ok || !norms_ok {
+        if !codes_ok || !norms_ok {
+            let what = if h.version == VERSION_BF16 {
+                "bfloat16 rows"
+            } else {
+                "int8 codes"
+            };
             return Err(format!(
-                "the bfloat16 rows or norms of rows {start}.. do not match the vectors"
+                "the {what} or norms of rows {start}.. do not match the vectors"
             ));
         }
     }
     Ok(())
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as raw bits: what format v2 stored.
+pub(crate) fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16
 }
 
 /// Writes all of `bytes` at `offset` of `file` (without moving a shared cursor on Unix).
@@ -471,6 +512,7 @@ pub(crate) fn write_tail(
         .max(DATA_START);
     file.set_len(end)?;
     let header = Header {
+        version: VERSION,
         metric,
         dim,
         n,

@@ -55,6 +55,7 @@ mod format;
 mod ids;
 mod index;
 mod kernel;
+mod quant;
 mod search;
 mod storage;
 mod store;

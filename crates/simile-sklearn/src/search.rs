@@ -1,20 +1,21 @@
 //! Exact brute-force k-NN over a [`Store`].
 //!
-//! Up to three passes (the `kernel` module's notes give the error bounds): a bfloat16 scan
-//! (vectorised, split across threads) gives every candidate row an approximate distance with a
-//! proven error bound; a bounded heap finds the k-th best worst case, and every row that could
+//! Up to three passes (the `kernel` and `quant` modules' notes give the error bounds): an int8
+//! scan (exact integer dot products of quantised rows, vectorised, split across threads) gives
+//! every candidate row an approximate distance with a proven error bound; a bounded heap finds the k-th best worst case, and every row that could
 //! still beat it survives. When many survive (near-duplicates), an `f32` scan of the survivors
 //! narrows them the same way. The last survivors are re-scored exactly in `f64` (the same
 //! formulas as [`Metric::reference_distance`]) and ordered with [`sort_neighbors`]. The result is
 //! therefore exactly what the naive reference would return (ranked by the reported `f32`
-//! distance, ties by key), at the speed of the half-precision scan.
+//! distance, ties by key), at the speed of the int8 scan.
 
 use std::collections::BinaryHeap;
 use std::thread;
 
 use simile_index::{sort_neighbors, Metric, Neighbor};
 
-use crate::kernel::{self, Rows, Stored};
+use crate::kernel::{self, Rows};
+use crate::quant::{self, QueryCodes};
 use crate::store::Store;
 
 /// Below this many `f32` multiply-adds a query runs on the calling thread only.
@@ -168,9 +169,14 @@ pub(crate) fn knn(
 
     let mut scored = match k {
         Some(k) if k < m => {
-            // Stage 1: bfloat16 scan of every candidate. Stage 2 (when stage 1 left many): `f32`
+            // Stage 1: int8 scan of every candidate. Stage 2 (when stage 1 left many): `f32`
             // re-scan of the survivors. Stage 3: exact `f64` scores of the final survivors.
-            let mut rows = search.prune(&cands, k, Precision::Bf16);
+            let first = if dim <= quant::MAX_DIM {
+                Precision::Int8
+            } else {
+                Precision::F32
+            };
+            let mut rows = search.prune(&cands, k, first);
             if rows.len() > k && rows.len() > STAGE2_MIN {
                 rows = search.prune(&Candidates::Subset(&rows), k, Precision::F32);
             }
@@ -231,7 +237,7 @@ const SAFETY: f32 = 1.25;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Precision {
-    Bf16,
+    Int8,
     F32,
 }
 
@@ -293,7 +299,7 @@ impl Search<'_> {
         let m = cands.len();
         let l2 = self.metric == Metric::Euclidean;
         let threads = threads_for(m.saturating_mul(dim));
-        let bound = self.bounds(precision);
+        let bound = self.f32_bounds();
         // Cosine scans the unit query (scale-free, so no f32 overflow or subnormal scaling from
         // the query's magnitude); the other metrics scan the query as given.
         let unit: Vec<f32>;
@@ -308,39 +314,47 @@ impl Search<'_> {
             self.q
         };
         let sign = self.sign;
+        let codes = (precision == Precision::Int8).then(|| QueryCodes::new(q));
+        let int8 = codes
+            .as_ref()
+            .map(|c| Int8Bound::new(self.metric, c, q, dim));
 
-        let mut scores = vec![0f32; m];
-        let bests = par_chunks(&mut scores, threads, |start, out| {
+        // Each part scores its candidates and keeps, per row, the best case (score − error) in
+        // `lows`; it returns its k smallest worst cases (score + error).
+        let mut lows = vec![0f32; m];
+        let bests = par_chunks(&mut lows, threads, |start, out| {
             let rows = cands.rows(start, out.len());
-            match precision {
-                Precision::Bf16 => kernel::scan(Stored::Bf16(&store.lo), dim, rows, q, l2, out),
-                Precision::F32 => kernel::scan(Stored::F32(&store.data), dim, rows, q, l2, out),
-            }
-            for (i, v) in out.iter_mut().enumerate() {
-                let d = match self.metric {
-                    Metric::Euclidean => v.max(0.0).sqrt(),
-                    Metric::DotProduct => -*v,
-                    Metric::Cosine => {
-                        let rn = store.norms[cands.row(start + i)];
-                        // Norms that underflowed or overflowed in f32: such rows always go to the
-                        // exact stage (NaN survives every pass).
-                        let inv_rn = if (NORM_FLOOR..f32::INFINITY).contains(&rn) {
-                            1.0 / rn
-                        } else {
-                            f32::NAN
-                        };
-                        1.0 - *v * inv_rn
+            let norm = |i: usize| store.norms[cands.row(start + i)];
+            let mut worst = Vec::new();
+            match (&codes, &int8) {
+                (Some(codes), Some(b)) => {
+                    let mut scales = vec![0f32; out.len()];
+                    quant::scan_codes(&store.lo, dim, rows, codes, out, &mut scales);
+                    for (i, (v, sr)) in out.iter_mut().zip(&scales).enumerate() {
+                        let (score, err) = b.score(norm(i), *sr, *v);
+                        let s = sign * score;
+                        worst.push(s + err);
+                        *v = s - err;
                     }
-                };
-                *v = sign * d;
+                }
+                _ => {
+                    kernel::scan(&store.data, dim, rows, q, l2, out);
+                    for (i, v) in out.iter_mut().enumerate() {
+                        let rn = norm(i);
+                        let d = match self.metric {
+                            Metric::Euclidean => v.max(0.0).sqrt(),
+                            Metric::DotProduct => -*v,
+                            Metric::Cosine => 1.0 - *v * inv_norm(rn),
+                        };
+                        let s = sign * d;
+                        let err = bound.error(rn, s);
+                        worst.push(s + err);
+                        *v = s - err;
+                    }
+                }
             }
             // The k smallest worst-case scores of this part.
-            k_smallest(
-                out.iter()
-                    .enumerate()
-                    .map(|(i, &s)| s + bound.error(store.norms[cands.row(start + i)], s)),
-                k,
-            )
+            k_smallest(worst.into_iter(), k)
         });
         let mut best: Vec<f32> = bests.into_iter().flatten().collect();
         // The k-th best worst case; with fewer than k finite scores everything survives.
@@ -351,15 +365,11 @@ impl Search<'_> {
             f32::INFINITY
         };
         let limit = threshold + 1e-6 * threshold.abs() + 1e-30;
-        let survivors: Vec<u32> = scores
+        let survivors: Vec<u32> = lows
             .iter()
             .enumerate()
-            .filter(|(pos, &s)| {
-                // Dropped only when provably worse; anything non-finite (overflow, NaN) survives.
-                let provably_worse =
-                    s.is_finite() && s - bound.error(store.norms[cands.row(*pos)], s) > limit;
-                !provably_worse
-            })
+            // Dropped only when provably worse; anything non-finite (overflow, NaN) survives.
+            .filter(|(_, &low)| !(low.is_finite() && low > limit))
             .map(|(pos, _)| cands.row(pos) as u32)
             .collect();
         tracing::trace!(
@@ -371,18 +381,13 @@ impl Search<'_> {
         survivors
     }
 
-    /// The error bounds of one pass.
-    fn bounds(&self, precision: Precision) -> Bounds {
+    /// The error bounds of the `f32` pass.
+    fn f32_bounds(&self) -> Bounds {
         let rel = kernel::rel_error(self.dim());
-        // Relative error of the rows as stored for this pass, and of the f32 accumulation.
-        let stored = match precision {
-            Precision::Bf16 => kernel::BF16_UNIT,
-            Precision::F32 => 0.0,
-        };
-        let product = (stored + rel * (1.0 + stored)) * SAFETY;
-        // The stored f32 norms are themselves within `rel` of the truth.
+        // The f32 accumulation, and the stored f32 norms (themselves within `rel` of the truth).
+        let product = rel * SAFETY;
         let norm = rel * SAFETY;
-        // Covers values lost to underflow (subnormal products and bfloat16 roundings).
+        // Covers values lost to underflow (subnormal products).
         let tiny = 1e-30 * (1.0 + self.qn as f32);
         match self.metric {
             // |cos̃ − cos| ≤ product, plus a few roundings of the scaling around 1.
@@ -397,12 +402,95 @@ impl Search<'_> {
                 per_norm: (product + norm) * self.qn as f32,
                 per_score: 0.0,
             },
-            // |d̃ − d| ≤ ‖r̃ − r‖ ≤ stored · ‖r‖, plus the accumulation error relative to d̃.
+            // The accumulation error relative to d̃.
             Metric::Euclidean => Bounds {
                 constant: tiny,
-                per_norm: stored * SAFETY,
+                per_norm: 0.0,
                 per_score: rel * SAFETY,
             },
+        }
+    }
+}
+
+/// `1 / rn`, or NaN for a norm that underflowed or overflowed in `f32` (such rows always go to
+/// the exact stage: NaN survives every pass).
+#[inline(always)]
+fn inv_norm(rn: f32) -> f32 {
+    if (NORM_FLOOR..f32::INFINITY).contains(&rn) {
+        1.0 / rn
+    } else {
+        f32::NAN
+    }
+}
+
+/// The int8 pass's scores and error bounds (the `quant` module's notes): per row, from its
+/// stored norm `rn`, its scale `sr` and the integer dot product `D` of the codes.
+///
+/// `|q·r − sq·sr·D| ≤ E = δr·‖q‖₁ + δq·√dim·‖r̃‖₂ + 8ε·‖q̃‖₂·‖r̃‖₂`, with `δr = HALF_STEP·sr`,
+/// `‖r̃‖₂ ≤ ‖r‖₂ + √dim·δr` and `‖q̃‖₂ ≤ ‖q‖₂ + √dim·δq` (the last term covers rounding the
+/// products `sq·sr·D` and, past 2²⁴, `D` itself). Then per metric: dot product `E`; cosine (unit
+/// query) `E/‖r‖` plus the norm's and the unit query's roundings; Euclidean from
+/// `d̃² = ‖q‖² + ‖r‖² − 2·dot̃`: with `E₂ ≥ |d̃² − d²|`, `|d̃ − d| ≤ min(√E₂, E₂/d̃)`.
+struct Int8Bound {
+    metric: Metric,
+    /// `sq`, `δq`, `‖q‖₁`, `‖q‖₂` (rounded up), `‖q‖₂²`, `√dim` (rounded up), `rel_error(dim)`.
+    sq: f32,
+    dq: f32,
+    l1: f32,
+    qn: f32,
+    qn2: f32,
+    sd: f32,
+    rel: f32,
+}
+
+impl Int8Bound {
+    fn new(metric: Metric, c: &QueryCodes, q: &[f32], dim: usize) -> Self {
+        let qn = kernel::norm64(q);
+        Int8Bound {
+            metric,
+            sq: c.scale,
+            dq: c.dev,
+            l1: c.l1,
+            qn: (qn * (1.0 + 1e-6)) as f32,
+            qn2: (qn * qn) as f32,
+            sd: ((dim as f64).sqrt() * (1.0 + 1e-6)) as f32,
+            rel: kernel::rel_error(dim),
+        }
+    }
+
+    /// `(distance, error bound)` of a row.
+    #[inline(always)]
+    fn score(&self, rn: f32, sr: f32, d: f32) -> (f32, f32) {
+        const EPS: f32 = f32::EPSILON;
+        let dot = (self.sq * sr) * d;
+        let dr = quant::HALF_STEP * sr;
+        let rn_up = rn * (1.0 + 2.0 * self.rel);
+        let rt = rn_up + self.sd * dr;
+        let qt = self.qn + self.sd * self.dq;
+        let e_dot = dr * self.l1 + self.dq * self.sd * rt + 8.0 * EPS * qt * rt + 1e-30;
+        match self.metric {
+            Metric::DotProduct => (-dot, e_dot * SAFETY),
+            Metric::Cosine => {
+                let inv = inv_norm(rn);
+                let err = e_dot * inv * (1.0 + 2.0 * self.rel) + 2.0 * self.rel + 8.0 * EPS;
+                (1.0 - dot * inv, err * SAFETY)
+            }
+            Metric::Euclidean => {
+                let rn2 = rn_up * rn_up;
+                let d2 = self.qn2 + rn * rn - 2.0 * dot;
+                let e2 = 2.0 * e_dot
+                    + EPS * self.qn2
+                    + 3.0 * self.rel * rn2
+                    + 4.0 * EPS * (self.qn2 + rn2 + 2.0 * dot.abs())
+                    + 1e-30;
+                let dist = d2.max(0.0).sqrt();
+                let err = if dist > 0.0 {
+                    e2.sqrt().min(e2 / dist)
+                } else {
+                    e2.sqrt()
+                };
+                (dist, (err + 2.0 * EPS * dist) * SAFETY)
+            }
         }
     }
 }
@@ -435,6 +523,62 @@ mod tests {
         v.sort_by(f32::total_cmp);
         assert_eq!(v, vec![0.5, 1.0]);
         assert_eq!(k_smallest([f32::NAN].into_iter(), 3), Vec::<f32>::new());
+    }
+
+    /// The int8 pass's error bounds hold on every metric, for rows with outliers, tiny and huge
+    /// norms, near-copies of the query and the query itself.
+    #[test]
+    fn int8_bounds_hold() {
+        let dim = 96;
+        let vals = |seed: u64| -> Vec<f32> {
+            let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..dim)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let q = vals(1);
+        let mut rows: Vec<Vec<f32>> = (2..300).map(vals).collect();
+        rows[0] = q.clone();
+        rows[1] = q.iter().map(|v| v + 1e-4).collect();
+        rows[2][3] = 50.0;
+        rows[3].iter_mut().for_each(|v| *v *= 1e-12);
+        rows[4].iter_mut().for_each(|v| *v *= 1e12);
+        rows[5] = q.iter().map(|v| -v).collect();
+        for metric in Metric::ALL {
+            let qn = kernel::norm64(&q);
+            let scan: Vec<f32> = if metric == Metric::Cosine {
+                q.iter().map(|x| (f64::from(*x) / qn) as f32).collect()
+            } else {
+                q.clone()
+            };
+            let codes = QueryCodes::new(&scan);
+            let b = Int8Bound::new(metric, &codes, &scan, dim);
+            for (i, row) in rows.iter().enumerate() {
+                let mut rc = vec![0u8; quant::code_stride(dim)];
+                quant::quantize_row(row, &mut rc);
+                let d: i32 = codes.codes[..dim]
+                    .iter()
+                    .zip(&rc[..dim])
+                    .map(|(a, c)| i32::from(*a as i8) * i32::from(*c as i8))
+                    .sum();
+                let rn = kernel::row_norm(row);
+                let (score, err) = b.score(rn, quant::scale_of(&rc, dim), d as f32);
+                let exact = metric.reference_distance(&q, row);
+                assert!(
+                    (f64::from(score) - exact).abs() <= f64::from(err),
+                    "{metric} row {i}: {score} vs {exact} (bound {err})"
+                );
+                // Not vacuous: the bound is tight enough to prune.
+                if i > 5 && metric == Metric::Cosine {
+                    assert!(err < 0.05, "{metric} row {i}: bound {err}");
+                }
+            }
+        }
     }
 
     /// The portable kernels (used where AVX2 is missing) give exactly the same answers.

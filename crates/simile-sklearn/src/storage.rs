@@ -1,12 +1,13 @@
-//! The on-disk form of an index: one file, `vectors.simv`, in format v2 (layout and checks in the
-//! `format` module; files of format v1, written by earlier versions, are still read: `v1`).
+//! The on-disk form of an index: one file, `vectors.simv`, in format v3 (layout and checks in the
+//! `format` module; files of formats v1 and v2, written by earlier versions, are still read: `v1`,
+//! and `open_v2` for v2, whose int8 codes are derived in memory and written by the next change).
 //!
 //! Written to a temporary file (`vectors.simv.tmp`), fsynced, then renamed over the old one (and
 //! the directory fsynced), so a crash leaves either the old or the new index, never a torn one.
 //! A streaming build (the `build` module) fills that same temporary file batch by batch.
 //!
 //! **Checking.** Opening memory-maps the file and checks the header, its checksum and the section
-//! table: O(1), nothing proportional to the rows is read or computed; vectors, bfloat16 rows,
+//! table: O(1), nothing proportional to the rows is read or computed; vectors, int8 codes,
 //! norms and ids are then all served from the mapping (page cache) until the first change copies
 //! them out. Files of at most [`VERIFY_AT_OPEN`] bytes are also verified completely at open
 //! (milliseconds). The complete verification of a file of any size (every section's checksum,
@@ -86,7 +87,7 @@ fn write_body(file: &File, metric: Metric, store: &Store) -> io::Result<()> {
         .ok_or_else(|| io::Error::other("the index is too large for a file"))?;
     let rows = [
         write_section(file, layout.vectors, &le_bytes(&store.data))?,
-        write_section(file, layout.bf16, &le_bytes(&store.lo))?,
+        write_section(file, layout.codes, &le_bytes(&store.lo))?,
         write_section(file, layout.norms, &le_bytes(&store.norms))?,
     ];
     format::write_tail(file, metric, dim, rows, &store.ids, layout.end)
@@ -147,9 +148,9 @@ fn version(bytes: &[u8]) -> Result<u32, String> {
         return Err("not a simile vector file (bad magic)".into());
     }
     match format::u32_at(bytes, 8) {
-        v @ (v1::VERSION | format::VERSION) => Ok(v),
+        v @ (v1::VERSION | format::VERSION_BF16 | format::VERSION) => Ok(v),
         v => Err(format!(
-            "unsupported format version {v} (this version reads 1 and 2)"
+            "unsupported format version {v} (this version reads 1, 2 and 3)"
         )),
     }
 }
@@ -192,7 +193,7 @@ fn mapped_ids(map: &Arc<memmap2::Mmap>, h: &Header) -> MappedIds {
     }
 }
 
-/// A store served from a mapped v2 file.
+/// A store served from a mapped v3 (or v2) file.
 pub(crate) fn open_v2(map: Arc<memmap2::Mmap>) -> Result<(Metric, Store), String> {
     let h = Header::decode(&map)?;
     let ids = mapped_ids(&map, &h);
@@ -209,12 +210,32 @@ pub(crate) fn open_v2(map: Arc<memmap2::Mmap>) -> Result<(Metric, Store), String
         Ids::Owned(ids::copy_out(&ids))
     };
     let values = h.n * h.dim;
+    let data = Buf::from_map(Arc::clone(&map), h.range(Kind::Vectors).0, values);
+    let stride = crate::quant::code_stride(h.dim);
+    let (lo, generation) = if h.version == format::VERSION_BF16 {
+        // bfloat16 rows on disk: the int8 codes are derived here, once, and the next persist
+        // writes them (a v3 file).
+        tracing::info!(
+            rows = h.n,
+            "index file of format v2: int8 codes derived in memory; the next change rewrites it as v3"
+        );
+        let mut codes = vec![0u8; h.n * stride];
+        let mut norms = vec![0f32; h.n];
+        crate::kernel::derive_rows(&data, h.dim, &mut codes, &mut norms);
+        (Buf::owned(codes), 1)
+    } else {
+        (
+            Buf::from_map(Arc::clone(&map), h.range(Kind::Codes).0, h.n * stride),
+            0,
+        )
+    };
     let store = Store {
         dim: (h.dim > 0).then_some(h.dim),
-        data: Buf::from_map(Arc::clone(&map), h.range(Kind::Vectors).0, values),
-        lo: Buf::from_map(Arc::clone(&map), h.range(Kind::Bf16).0, values),
+        data,
+        lo,
         norms: Buf::from_map(Arc::clone(&map), h.range(Kind::Norms).0, h.n),
         ids,
+        generation,
         ..Store::default()
     };
     Ok((h.metric, store))
@@ -380,8 +401,8 @@ mod tests {
     #[test]
     fn big_files_open_without_reading_and_verify_finds_damage() {
         let dir = tempfile::tempdir().unwrap();
-        // 7000 × 200 × 6 bytes: above the size verified at open.
-        write(dir.path(), Metric::Cosine, &store(7000, 200, 3)).unwrap();
+        // 9000 × (200 × 5 + 8) bytes: above the size verified at open.
+        write(dir.path(), Metric::Cosine, &store(9000, 200, 3)).unwrap();
         let path = dir.path().join(FILE_NAME);
         let mut b = fs::read(&path).unwrap();
         assert!(b.len() > VERIFY_AT_OPEN);
@@ -390,15 +411,79 @@ mod tests {
         b[vectors + 4 * 1234] ^= 0x01;
         fs::write(&path, &b).unwrap();
         let (_, s) = read(dir.path()).unwrap();
-        assert_eq!(s.len(), 7000, "structurally sound: opens");
+        assert_eq!(s.len(), 9000, "structurally sound: opens");
         match verify_file(dir.path()) {
             Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("vectors"), "{reason}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
 
+    /// A file of format v2 (bfloat16 rows where v3 has int8 codes), as the previous version
+    /// wrote it.
+    fn write_v2_for_test(dir: &Path, metric: Metric, s: &Store) {
+        let (n, dim) = (s.len(), s.dim.unwrap_or(0));
+        let values = (n * dim) as u64;
+        let vectors = format::DATA_START;
+        let bf16 = format::align(vectors + values * 4);
+        let norms = format::align(bf16 + values * 2);
+        let end = format::align(norms + n as u64 * 4);
+        let path = dir.join(FILE_NAME);
+        let file = File::create(&path).unwrap();
+        let lo: Vec<u16> = s.data.iter().map(|v| format::to_bf16(*v)).collect();
+        let rows = [
+            write_section(&file, vectors, &le_bytes(&s.data)).unwrap(),
+            write_section(&file, bf16, &le_bytes(&lo)).unwrap(),
+            write_section(&file, norms, &le_bytes(&s.norms)).unwrap(),
+        ];
+        format::write_tail(&file, metric, dim, rows, &s.ids, end).unwrap();
+        drop(file);
+        let mut b = fs::read(&path).unwrap();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        reseal(&mut b);
+        fs::write(&path, &b).unwrap();
+    }
+
     #[test]
-    fn v1_files_are_read_and_the_next_write_is_v2() {
+    fn v2_files_are_read_and_the_next_write_is_v3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        for (n, dim) in [(60, 9), (9000, 200)] {
+            let s = store(n, dim, 5);
+            write_v2_for_test(dir.path(), Metric::Euclidean, &s);
+            let (metric, back) = read(dir.path()).unwrap();
+            assert_eq!(metric, Metric::Euclidean);
+            assert_eq!(back.generation, 1, "marked for rewriting");
+            assert!(!back.lo.is_mapped(), "codes derived in memory");
+            assert_same(&s, &back);
+            verify_file(dir.path()).unwrap();
+            write(dir.path(), metric, &back).unwrap();
+            assert_eq!(&fs::read(&path).unwrap()[8..12], &3u32.to_le_bytes());
+            let (_, again) = read(dir.path()).unwrap();
+            assert_eq!(again.generation, 0);
+            assert_same(&s, &again);
+        }
+        // A bfloat16 row that does not match its vector: found by verify (section CRC resealed).
+        write_v2_for_test(dir.path(), Metric::Cosine, &store(60, 9, 6));
+        let mut b = fs::read(&path).unwrap();
+        let (off, len) = (
+            u64::from_le_bytes(b[entry(1, 8)..][..8].try_into().unwrap()) as usize,
+            u64::from_le_bytes(b[entry(1, 16)..][..8].try_into().unwrap()) as usize,
+        );
+        b[off + 7] ^= 0x10;
+        let crc = crc32fast::hash(&b[off..off + len]);
+        b[entry(1, 24)..][..4].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut b);
+        fs::write(&path, &b).unwrap();
+        match verify_file(dir.path()) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(reason.contains("bfloat16 rows or norms"), "{reason}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v1_files_are_read_and_the_next_write_is_v3() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(50, 6, 4);
         let ids: Vec<(String, String)> = (0..50)
@@ -422,7 +507,7 @@ mod tests {
         assert_eq!(back.ids.sample_id(4), back.ids.key(4));
         verify_file(dir.path()).unwrap();
         write(dir.path(), metric, &back).unwrap();
-        assert_eq!(&fs::read(&path).unwrap()[8..12], &2u32.to_le_bytes());
+        assert_eq!(&fs::read(&path).unwrap()[8..12], &3u32.to_le_bytes());
         let (_, again) = read(dir.path()).unwrap();
         assert_same(&back, &again);
         // A damaged v1 file is still corrupt.

@@ -1,4 +1,4 @@
-//! The index's content: contiguous row-major vectors plus their bfloat16 copy, norms, ids and a
+//! The index's content: contiguous row-major vectors plus their int8 codes, norms, ids and a
 //! key → row map; each owned, or served from a mapped index file until the first change copies
 //! it out (or, while a streaming build runs, from the file being built: the `build` module).
 
@@ -12,6 +12,7 @@ use crate::buf::Buf;
 use crate::build::Builder;
 use crate::ids::{FxHasher, Ids, OwnedIds};
 use crate::kernel;
+use crate::quant;
 
 /// Values per batch below which an upsert copies on the calling thread only.
 pub(crate) const PARALLEL_MIN_VALUES: usize = 1 << 20;
@@ -22,8 +23,9 @@ pub(crate) struct Store {
     pub(crate) dim: Option<usize>,
     /// `n × dim`, row-major.
     pub(crate) data: Buf<f32>,
-    /// `data` rounded to bfloat16: what the first, approximate scan reads (half the bytes).
-    pub(crate) lo: Buf<u16>,
+    /// Per row, `data` quantised to int8 codes and a scale (`quant::code_stride(dim)` bytes):
+    /// what the first, approximate scan reads (a quarter of the bytes).
+    pub(crate) lo: Buf<u8>,
     /// `‖row‖₂` in `f32`: for scaling and error bounds of the approximate passes only.
     pub(crate) norms: Buf<f32>,
     /// Keys and sample ids of the rows, and the key → row map.
@@ -159,10 +161,11 @@ impl Store {
         let first_touched = plan.first_touched();
         let writer = plan.writers();
         grow(self.data.to_mut(), n * dim);
-        grow(self.lo.to_mut(), n * dim);
+        let stride = quant::code_stride(dim);
+        grow(self.lo.to_mut(), n * stride);
         grow(self.norms.to_mut(), n);
 
-        // Copy the vectors and derive their bfloat16 rows and norms, split by target row range.
+        // Copy the vectors and derive their codes and norms, split by target row range.
         let touched = n - first_touched;
         let threads = if batch.len() * dim < PARALLEL_MIN_VALUES {
             1
@@ -172,7 +175,7 @@ impl Store {
         let per = touched.div_ceil(threads).max(1);
         let src = batch.data();
         let writer = &writer;
-        let fill = |part: usize, data: &mut [f32], lo: &mut [u16], norms: &mut [f32]| {
+        let fill = |part: usize, data: &mut [f32], lo: &mut [u8], norms: &mut [f32]| {
             let base = part * per;
             for (off, &i) in writer[base..(base + norms.len()).min(touched)]
                 .iter()
@@ -186,13 +189,13 @@ impl Store {
                 kernel::derive_rows(
                     row,
                     dim,
-                    &mut lo[off * dim..(off + 1) * dim],
+                    &mut lo[off * stride..(off + 1) * stride],
                     &mut norms[off..off + 1],
                 );
             }
         };
         let data = self.data.to_mut()[first_touched * dim..].chunks_mut(per * dim);
-        let lo = self.lo.to_mut()[first_touched * dim..].chunks_mut(per * dim);
+        let lo = self.lo.to_mut()[first_touched * stride..].chunks_mut(per * stride);
         let norms = self.norms.to_mut()[first_touched..].chunks_mut(per);
         let parts = data.zip(lo).zip(norms).enumerate();
         if threads <= 1 {
@@ -219,6 +222,7 @@ impl Store {
         }
         self.leave_build();
         let dim = self.dim.unwrap_or(0);
+        let stride = quant::code_stride(dim);
         let data = self.data.to_mut();
         let lo = self.lo.to_mut();
         let norms = self.norms.to_mut();
@@ -232,13 +236,13 @@ impl Store {
             let last = ids.keys.len() - 1;
             if r != last {
                 data.copy_within(last * dim..(last + 1) * dim, r * dim);
-                lo.copy_within(last * dim..(last + 1) * dim, r * dim);
+                lo.copy_within(last * stride..(last + 1) * stride, r * stride);
                 if let Some(slot) = ids.rows.get_mut(&ids.keys[last]) {
                     *slot = r;
                 }
             }
             data.truncate(last * dim);
-            lo.truncate(last * dim);
+            lo.truncate(last * stride);
             norms.swap_remove(r);
             ids.keys.swap_remove(r);
             ids.sample_ids.swap_remove(r);
@@ -265,7 +269,7 @@ impl Store {
                 .reserve_exact(additional.saturating_mul(dim));
             self.lo
                 .to_mut()
-                .reserve_exact(additional.saturating_mul(dim));
+                .reserve_exact(additional.saturating_mul(quant::code_stride(dim)));
             self.norms.to_mut().reserve_exact(additional);
         }
         if let Ids::Owned(o) = &mut self.ids {
@@ -349,12 +353,13 @@ mod tests {
         }
         assert_eq!(s.row(row(&s, "c")), &[3., 3.]);
         assert!((f64::from(s.norms[row(&s, "c")]) - kernel::norm64(&[3., 3.])).abs() < 1e-6);
-        assert_eq!(s.lo.len(), s.data.len());
-        assert!(s
-            .data
-            .iter()
-            .zip(s.lo.iter())
-            .all(|(v, h)| kernel::to_bf16(*v) == *h));
+        let stride = quant::code_stride(2);
+        assert_eq!(s.lo.len(), s.len() * stride);
+        for r in 0..s.len() {
+            let mut want = vec![0u8; stride];
+            quant::quantize_row(s.row(r), &mut want);
+            assert_eq!(&s.lo[r * stride..(r + 1) * stride], &want[..]);
+        }
         assert!(matches!(
             s.upsert(&Embeddings::for_samples(3, vec![0.; 3], vec!["x".into()]).unwrap()),
             Err(Error::DimensionMismatch {
@@ -384,10 +389,10 @@ mod tests {
             let r = s.ids.row(key).unwrap();
             assert_eq!(s.row(r), v, "{key}");
             assert!((f64::from(s.norms[r]) - kernel::norm64(v)).abs() < 1e-4);
-            assert!(s.lo[r * dim..(r + 1) * dim]
-                .iter()
-                .zip(v)
-                .all(|(h, x)| *h == kernel::to_bf16(*x)));
+            let stride = quant::code_stride(dim);
+            let mut want = vec![0u8; stride];
+            quant::quantize_row(v, &mut want);
+            assert_eq!(&s.lo[r * stride..(r + 1) * stride], &want[..], "{key}");
         }
     }
 }

@@ -87,16 +87,17 @@ pub(crate) fn parse(map: Arc<memmap2::Mmap>, path: &Path) -> Result<(Metric, Sto
     // allows it; otherwise converted once.
     let data = Buf::<f32>::from_map(Arc::clone(&map), HEADER, n * dim);
 
-    // Split by rows across threads: each part checksums its bytes and derives the bfloat16 copy
+    // Split by rows across threads: each part checksums its bytes and derives the int8 codes
     // and the norms. Ids are parsed here meanwhile.
-    let mut lo = vec![0u16; n * dim];
+    let stride = crate::quant::code_stride(dim);
+    let mut lo = vec![0u8; n * stride];
     let mut norms = vec![0f32; n];
     let threads = if n * dim < 1 << 20 { 1 } else { max_threads() };
     let per = n.div_ceil(threads).max(1);
     let (parts, parsed) = thread::scope(|s| {
         let handles: Vec<_> = data
             .chunks(per * dim.max(1))
-            .zip(lo.chunks_mut(per * dim.max(1)))
+            .zip(lo.chunks_mut(per * stride))
             .zip(norms.chunks_mut(per))
             .enumerate()
             .map(|(part, ((rows, lo), norms))| {
@@ -147,7 +148,7 @@ pub(crate) fn parse(map: Arc<memmap2::Mmap>, path: &Path) -> Result<(Metric, Sto
                 sample_ids,
                 rows,
             }),
-            // Not on disk in the current format: the next persist rewrites it as version 2.
+            // Not on disk in the current format: the next persist rewrites it in the current version.
             generation: 1,
             ..Store::default()
         },

@@ -360,20 +360,20 @@ fn streaming_build_interrupted_leaves_no_temporary_file() {
 fn verify_finds_damage_that_open_skips_in_big_files() {
     let dir = tempfile::tempdir().unwrap();
     let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
-    index.reserve(6000).unwrap();
-    for b in batches(&patch_batch(6000, 256, 10, 16), 1000) {
+    index.reserve(8000).unwrap();
+    for b in batches(&patch_batch(8000, 256, 10, 16), 1000) {
         index.upsert(&b).unwrap();
     }
     index.persist().unwrap();
     index.verify().unwrap();
     let path = dir.path().join(FILE_NAME);
     let mut bytes = fs::read(&path).unwrap();
-    // A byte of an id near the end of the file.
-    let at = bytes.len() - 6000 * 2 * 4 * 2 - 30;
+    // A byte of an id string (before the id offsets and the hash table at the end).
+    let at = bytes.len() - (2 * 8000 + 1) * 8 - 16384 * 4 - 200;
     bytes[at] ^= 0x20;
     fs::write(&path, &bytes).unwrap();
     let opened = SklearnIndex::open(dir.path()).unwrap();
-    assert_eq!(opened.size().unwrap(), 6000);
+    assert_eq!(opened.size().unwrap(), 8000);
     assert!(matches!(opened.verify(), Err(Error::Corrupt { .. })));
     assert!(SklearnIndex::in_memory(Metric::Cosine).verify().is_ok());
 }

@@ -222,7 +222,7 @@ fn repeated_big_views_stay_exact() {
     );
 }
 
-/// Near-duplicates (distances closer than bfloat16 can tell apart): the first pass keeps almost
+/// Near-duplicates (distances closer than int8 codes can tell apart): the first pass keeps almost
 /// everything and the `f32` second pass has to sort it out.
 #[test]
 fn clustered_rows_stay_exact() {
