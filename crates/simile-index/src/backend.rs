@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use crate::{Embeddings, Error, Metric, Result};
+use crate::{BorrowedRows, Embeddings, Error, Metric, Result};
 
 /// What a backend can and cannot do. The conformance suite checks that every operation a backend
 /// declares unsupported fails with [`Error::NotSupported`] rather than misbehaving.
@@ -104,6 +104,15 @@ pub trait SimilarityBackend: Send + Sync + fmt::Debug {
     fn get_all(&self) -> Result<Embeddings>;
     /// Every key with its owning sample (needs [`Capabilities::enumerate`]).
     fn keys(&self) -> Result<Vec<(String, String)>>;
+    /// Calls `f` once with every row of the index borrowed in index row order (the order of
+    /// [`keys`](Self::keys)), without copying, and returns `Ok(true)`; or returns `Ok(false)`
+    /// without calling `f` when the backend cannot lend its rows (the default; callers then read
+    /// them with [`get`](Self::get)). The index cannot change while `f` runs (writers wait), so
+    /// `f` must not call this backend.
+    fn with_rows(&self, f: &mut dyn FnMut(BorrowedRows<'_>)) -> Result<bool> {
+        let _ = f;
+        Ok(false)
+    }
     /// Number of vectors in the index, exact.
     fn size(&self) -> Result<usize>;
     /// Nearest (or farthest) neighbours, closest first (or farthest first), ties broken by key.

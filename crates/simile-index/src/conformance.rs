@@ -211,6 +211,28 @@ pub fn get_in_order(make: Make<'_>) {
     } else {
         assert!(matches!(b.get_all(), Err(Error::NotSupported { .. })));
     }
+    // Lent rows (where a backend lends them) are `keys()`'s rows, in that order, after a change.
+    b.remove(&[batch.keys()[3].clone()]).unwrap();
+    let mut lent: Option<(Vec<String>, Vec<f32>, usize)> = None;
+    let lends = b
+        .with_rows(&mut |rows| {
+            let keys = (0..rows.len())
+                .filter_map(|r| rows.key(r))
+                .map(String::from);
+            lent = Some((keys.collect(), rows.data().to_vec(), rows.dim()));
+        })
+        .unwrap();
+    assert_eq!(
+        lends,
+        lent.is_some(),
+        "f is called exactly when rows are lent"
+    );
+    if let Some((keys, data, dim)) = lent {
+        let want: Vec<String> = b.keys().unwrap().into_iter().map(|k| k.0).collect();
+        assert_eq!((keys.len(), dim), (11, batch.dim()));
+        assert_eq!(keys, want);
+        assert_eq!(data, b.get(&want).unwrap().data());
+    }
     b.cleanup().unwrap();
 }
 

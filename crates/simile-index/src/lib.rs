@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod borrowed;
 mod embeddings;
 mod error;
 mod metric;
@@ -29,6 +30,7 @@ pub use backend::{
     is_secret_param, strip_credentials, BackendFactory, BackendParams, Capabilities, KnnQuery,
     Neighbor, Secret, SimilarityBackend, CONNECTION_PARAMS, SECRET_PARAMS,
 };
+pub use borrowed::BorrowedRows;
 pub use embeddings::{mean_of_rows, Embeddings};
 pub use error::{BoxError, Error, Result};
 pub use metric::Metric;

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 use simile_index::{
-    Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result, SimilarityBackend,
+    BorrowedRows, Capabilities, Embeddings, Error, KnnQuery, Metric, Neighbor, Result,
+    SimilarityBackend,
 };
 
 use crate::build::Builder;
@@ -341,6 +342,21 @@ impl SimilarityBackend for SklearnIndex {
             .collect())
     }
 
+    /// The rows in place (the file's map, or memory) under the read lock.
+    fn with_rows(&self, f: &mut dyn FnMut(BorrowedRows<'_>)) -> Result<bool> {
+        let store = self.read();
+        let (n, dim) = (store.len(), store.dim.unwrap_or(0));
+        // A file being built maps room for more rows than it holds.
+        let data = store.data.get(..n * dim).ok_or(Error::LengthMismatch {
+            what: "sklearn rows",
+            expected: n * dim,
+            got: store.data.len(),
+        })?;
+        let key = |r: usize| store.ids.key(r);
+        f(BorrowedRows::new(dim, n, data, &key)?);
+        Ok(true)
+    }
+
     fn size(&self) -> Result<usize> {
         Ok(self.read().len())
     }
@@ -439,6 +455,38 @@ mod tests {
                 ViewKey::Keys { .. } => None,
             })
             .collect()
+    }
+
+    fn lent(index: &SklearnIndex) -> (Vec<String>, Vec<f32>) {
+        let mut out = None;
+        let lends = index
+            .with_rows(&mut |rows| {
+                let keys = (0..rows.len()).filter_map(|r| rows.key(r));
+                out = Some((keys.map(String::from).collect(), rows.data().to_vec()));
+            })
+            .unwrap();
+        assert!(lends);
+        out.unwrap()
+    }
+
+    /// The rows are lent in index order while a streaming build's file has room for more rows,
+    /// and from the map of the reopened file.
+    #[test]
+    fn rows_are_lent_during_a_build_and_from_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = SklearnIndex::create(dir.path(), Metric::Cosine).unwrap();
+        let batch = sample_batch(40, 3, 9);
+        index.reserve(100).unwrap();
+        index.upsert(&batch).unwrap();
+        assert!(index.read().build.is_some(), "a streaming build");
+        let want = (batch.keys().to_vec(), batch.data().to_vec());
+        assert_eq!(lent(&index), want);
+        index.persist().unwrap();
+        let opened = SklearnIndex::open(dir.path()).unwrap();
+        assert!(opened.read().data.is_mapped() || cfg!(target_endian = "big"));
+        assert_eq!(lent(&opened), want);
+        let empty = SklearnIndex::in_memory(Metric::Cosine);
+        assert_eq!(lent(&empty), (Vec::new(), Vec::new()));
     }
 
     /// A token's rows are resolved once per store generation and reused until a change; at most
