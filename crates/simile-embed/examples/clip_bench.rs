@@ -9,6 +9,8 @@
 //!     [--model DIR] [--ort LIB] [--images N] [--batch B] [--threads T] [--prompts P] [--json]
 //!     [--images-dir DIR] [--rounds R] [--decode-threads D]
 //! ```
+//! `--decode-only` measures decoding + preprocessing alone (one thread, CPU ms per image, best of
+//! `--rounds`) without loading a model: the figure to profile (`perf record`) and compare.
 //! `--ort` defaults to `$SIMILE_ORT_DYLIB_PATH`.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -16,7 +18,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
-use simile_embed::preprocess::{load_rgb, preprocess_into};
+use simile_embed::preprocess::{
+    load_rgb, preprocess_into, preprocess_region_into, DecodeScratch, PreprocessConfig,
+};
 use simile_embed::{load_clip, EmbeddingModel, ImageInput, ModelOptions};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -39,6 +43,15 @@ fn cpu_s() -> f64 {
     ticks / 100.0
 }
 
+/// CPU time of the calling thread, seconds, from /proc/thread-self/schedstat (nanoseconds, Linux);
+/// the process's (10 ms ticks) where it is missing.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(cpu_s, |ns| ns * 1e-9)
+}
+
 fn make_jpegs(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|k| {
@@ -58,6 +71,57 @@ fn make_jpegs(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Decode and preprocess `paths` once on this thread: (decode, resize+crop+normalise) CPU ms per
+/// image. The decoding and tensor buffers are reused, as the engine's decoding threads do.
+fn time_decode(paths: &[PathBuf], cfg: &PreprocessConfig) -> (f64, f64) {
+    let s = cfg.image_size as usize;
+    let mut out = vec![0f32; 3 * s * s];
+    let mut scratch = DecodeScratch::default();
+    let (mut dec, mut pre) = (0.0, 0.0);
+    for p in paths {
+        let c = thread_cpu_s();
+        let img = scratch.load_rgb(p).unwrap();
+        let c2 = thread_cpu_s();
+        let region = [0, 0, img.width as u32, img.height as u32];
+        preprocess_region_into(img, region, cfg, &mut out);
+        let c3 = thread_cpu_s();
+        dec += c2 - c;
+        pre += c3 - c2;
+    }
+    let k = 1e3 / paths.len() as f64;
+    (dec * k, pre * k)
+}
+
+fn decode_only(n: usize, rounds: usize, json: bool, dir: Option<PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths = make_jpegs(&dir, n);
+    let bytes: u64 = paths.iter().map(|p| p.metadata().unwrap().len()).sum();
+    eprintln!(
+        "{n} JPEGs, {:.0} KB each on average",
+        bytes as f64 / n as f64 / 1e3
+    );
+    let cfg = PreprocessConfig::default();
+    let best = (0..rounds)
+        .map(|_| time_decode(&paths, &cfg))
+        .fold((f64::INFINITY, f64::INFINITY), |a, b| {
+            (a.0.min(b.0), a.1.min(b.1))
+        });
+    let total = best.0 + best.1;
+    if json {
+        println!(
+            "{{\"images\":{n},\"decode_ms_per_image\":{total:.2},\"decode_only_ms\":{:.2},\"preprocess_ms\":{:.2}}}",
+            best.0, best.1
+        );
+    } else {
+        println!(
+            "decode+preprocess (1 thread, CPU, best of {rounds}): {total:.2} ms/image (decode {:.2}, resize+crop+normalise {:.2})",
+            best.0, best.1
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -71,6 +135,10 @@ fn main() {
     let n_prompts: usize = arg(&args, "--prompts").unwrap_or(64);
     let json = args.iter().any(|a| a == "--json");
     let rounds: usize = arg(&args, "--rounds").unwrap_or(3);
+    if args.iter().any(|a| a == "--decode-only") {
+        decode_only(n, rounds.max(1), json, arg(&args, "--images-dir"));
+        return;
+    }
 
     let opts = ModelOptions {
         ort_dylib_path: ort,

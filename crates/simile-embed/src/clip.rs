@@ -11,7 +11,7 @@ use ort::value::TensorRef;
 
 use crate::error::{EmbedError, ItemError, Result};
 use crate::manifest::{ModelManifest, TowerSpec};
-use crate::preprocess::{crop_rgb, load_rgb, patch_box, preprocess_into};
+use crate::preprocess::{patch_box, preprocess_region_into, DecodeScratch};
 use crate::tokenizer::{ClipTokenizer, CONTEXT_LENGTH, EOT};
 use crate::{EmbeddingModel, ImageInput};
 
@@ -201,6 +201,7 @@ impl ClipModel {
                 let tx = tx.clone();
                 let next = &next;
                 let spare = &spare;
+                let mut scratch = DecodeScratch::default();
                 scope.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
@@ -209,7 +210,7 @@ impl ClipModel {
                     let recycled = spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let mut buf = recycled.unwrap_or_else(|| vec![0f32; len]);
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.prepare(&inputs[i], &mut buf)
+                        self.prepare_with(&inputs[i], &mut scratch, &mut buf)
                     }))
                     .unwrap_or_else(|p| {
                         let reason = p
@@ -292,18 +293,23 @@ impl ClipModel {
 
     /// Decodes, crops and preprocesses one input into `out` (`3*S*S`).
     pub fn prepare(&self, input: &ImageInput, out: &mut [f32]) -> Result<(), ItemError> {
-        let mut img = load_rgb(&input.path)?;
-        if let Some(crop) = input.crop {
-            let b = patch_box(
-                img.width(),
-                img.height(),
-                crop,
-                input.force_square,
-                input.alpha,
-            )?;
-            img = crop_rgb(&img, b);
-        }
-        preprocess_into(&img, &self.manifest.preprocess, out);
+        self.prepare_with(input, &mut DecodeScratch::default(), out)
+    }
+
+    /// [`ClipModel::prepare`] decoding into `scratch`'s buffers (reused from image to image).
+    pub fn prepare_with(
+        &self,
+        input: &ImageInput,
+        scratch: &mut DecodeScratch,
+        out: &mut [f32],
+    ) -> Result<(), ItemError> {
+        let img = scratch.load_rgb(&input.path)?;
+        let (w, h) = (img.width as u32, img.height as u32);
+        let region = match input.crop {
+            Some(crop) => patch_box(w, h, crop, input.force_square, input.alpha)?,
+            None => [0, 0, w, h],
+        };
+        preprocess_region_into(img, region, &self.manifest.preprocess, out);
         Ok(())
     }
 

@@ -19,11 +19,13 @@
 #![warn(missing_docs)]
 
 pub mod clip;
+mod decode;
 pub mod download;
 mod error;
 mod html;
 pub mod manifest;
 pub mod preprocess;
+mod resample;
 pub mod runtime;
 pub mod tokenizer;
 

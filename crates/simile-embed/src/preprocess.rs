@@ -2,14 +2,18 @@
 //! RGB, shortest side to 224 with PIL's antialiased bicubic filter, center crop 224 (Python
 //! rounding), `/255`, CLIP mean/std, NCHW `f32`.
 //!
-//! The resampler is a port of Pillow's `ImagingResample` 8-bit path (fixed-point coefficients,
-//! horizontal pass then vertical pass, each clipped to `u8`), so the pixels equal PIL's exactly;
-//! the `image` crate's filters differ by a few grey levels at edges.
+//! The resampler ([`crate::resample`]) is a port of Pillow's `ImagingResample` 8-bit path
+//! (fixed-point coefficients, horizontal pass then vertical pass, each clipped to `u8`), so the
+//! pixels equal PIL's exactly; the `image` crate's filters differ by a few grey levels at edges.
+//! Decoding ([`DecodeScratch`]) reuses its buffers from file to file.
 use std::path::Path;
 
 use image::RgbImage;
 
+pub use crate::decode::DecodeScratch;
 use crate::error::ItemError;
+use crate::resample::{norm_table, resize_crop_normalise, CropPlan};
+pub use crate::resample::{resize_bicubic, RgbView};
 
 /// CLIP's per-channel mean (OpenAI).
 #[allow(clippy::excessive_precision)] // written as in open_clip's constants
@@ -40,24 +44,12 @@ impl Default for PreprocessConfig {
 }
 
 /// Decodes an image file into RGB (alpha dropped, grey expanded, like PIL's `convert("RGB")`).
-/// EXIF orientation is ignored, as PIL and open_clip do.
+/// EXIF orientation is ignored, as PIL and open_clip do. A JPEG that ends before its end-of-image
+/// marker is [`ItemError::Truncated`]. To decode many files, reuse a [`DecodeScratch`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ItemError> {
-    let bytes = std::fs::read(path).map_err(|source| ItemError::Read {
-        path: path.to_path_buf(),
-        source: source.into(),
-    })?;
-    let img = image::load_from_memory(&bytes).map_err(|source| ItemError::Decode {
-        path: path.to_path_buf(),
-        source: source.into(),
-    })?;
-    // Decoded, but possibly padded: a JPEG must reach its end.
-    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
-        return Err(ItemError::Truncated {
-            path: path.to_path_buf(),
-            reason: "the JPEG data ends before its end-of-image marker",
-        });
-    }
-    Ok(img.into_rgb8())
+    let mut scratch = DecodeScratch::default();
+    scratch.load_rgb(path)?;
+    Ok(scratch.into_image())
 }
 
 /// Whether a JPEG's segments and scans run up to an end-of-image marker. A truncated file does
@@ -200,35 +192,36 @@ pub fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
 
 /// Resize + center crop + normalise into `out` (`3*size*size`, CHW).
 pub fn preprocess_into(img: &RgbImage, cfg: &PreprocessConfig, out: &mut [f32]) {
+    let view = RgbView {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        data: img.as_raw(),
+    };
+    preprocess_region_into(view, [0, 0, img.width(), img.height()], cfg, out);
+}
+
+/// [`preprocess_into`] on the region `[x1, y1, x2, y2)` of `img` (a [`patch_box`]), without
+/// copying it out first. The region must be non-empty and inside the image.
+pub fn preprocess_region_into(
+    img: RgbView<'_>,
+    region: [u32; 4],
+    cfg: &PreprocessConfig,
+    out: &mut [f32],
+) {
     let size = cfg.image_size;
-    let (nw, nh) = resized_size(img.width(), img.height(), size);
-    let resized = resize_bicubic(img, nw, nh);
+    let [x1, y1, x2, y2] = region;
+    let (nw, nh) = resized_size(x2 - x1, y2 - y1, size);
     // torchvision CenterCrop: int(round((h - size) / 2.0)) with round-half-to-even.
     let top = round_half_even(f64::from(nh.saturating_sub(size)) / 2.0);
     let left = round_half_even(f64::from(nw.saturating_sub(size)) / 2.0);
-    let s = size as usize;
-    let plane = s * s;
-    let (rw, rh) = (resized.width() as usize, resized.height() as usize);
-    let raw = resized.as_raw();
-    for y in 0..s {
-        let sy = y + top as usize;
-        for x in 0..s {
-            let sx = x + left as usize;
-            let o = y * s + x;
-            if sy >= rh || sx >= rw {
-                // torchvision pads with zeros when the image is smaller than the crop.
-                for c in 0..3 {
-                    out[c * plane + o] = (0.0 - cfg.mean[c]) / cfg.std[c];
-                }
-                continue;
-            }
-            let p = (sy * rw + sx) * 3;
-            for c in 0..3 {
-                let v = f32::from(raw[p + c]) / 255.0;
-                out[c * plane + o] = (v - cfg.mean[c]) / cfg.std[c];
-            }
-        }
-    }
+    let plan = CropPlan {
+        region: region.map(|v| v as usize),
+        resized: (nw as usize, nh as usize),
+        left: left as usize,
+        top: top as usize,
+        size: size as usize,
+    };
+    resize_crop_normalise(img, &plan, &norm_table(cfg.mean, cfg.std), out);
 }
 
 /// Convenience: the preprocessed `[3, size, size]` tensor as a vector.
@@ -247,156 +240,6 @@ fn round_half_even(v: f64) -> u32 {
         r
     };
     r.max(0.0) as u32
-}
-
-// ---- Pillow's resampler (libImaging/Resample.c), bicubic, 8 bits per channel ----
-
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Per output pixel: first input index, count, and `ksize` fixed-point weights.
-struct Coeffs {
-    ksize: usize,
-    bounds: Vec<(usize, usize)>,
-    weights: Vec<i32>,
-}
-
-fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
-    const SUPPORT: f64 = 2.0;
-    let (in0, in1) = (0.0f64, in_size as f64);
-    let scale = (in1 - in0) / out_size as f64;
-    let filterscale = scale.max(1.0);
-    let support = SUPPORT * filterscale;
-    let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
-    let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
-        let center = in0 + (xx as f64 + 0.5) * scale;
-        let ss = 1.0 / filterscale;
-        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let n = xmax.saturating_sub(xmin).min(ksize);
-        let mut ww = 0.0;
-        for (x, kx) in k.iter_mut().enumerate().take(n) {
-            let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
-            *kx = w;
-            ww += w;
-        }
-        let row = &mut weights[xx * ksize..(xx + 1) * ksize];
-        for (x, slot) in row.iter_mut().enumerate().take(n) {
-            let v = if ww != 0.0 { k[x] / ww } else { k[x] };
-            let f = v * f64::from(1u32 << PRECISION_BITS);
-            *slot = if v < 0.0 {
-                (-0.5 + f) as i32
-            } else {
-                (0.5 + f) as i32
-            };
-        }
-        bounds.push((xmin, n));
-    }
-    Coeffs {
-        ksize,
-        bounds,
-        weights,
-    }
-}
-
-#[inline]
-fn clip8(v: i32) -> u8 {
-    if v >= (1 << PRECISION_BITS << 8) {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
-    }
-}
-
-/// PIL `Image.resize((w, h), Image.BICUBIC)` for RGB images, bit-exact.
-pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
-    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
-    let (ow, oh) = (out_w as usize, out_h as usize);
-    if (in_w, in_h) == (ow, oh) {
-        return img.clone();
-    }
-    let src = img.as_raw();
-    let need_h = ow != in_w;
-    let need_v = oh != in_h;
-    let ch = precompute_coeffs(in_w, ow);
-    let cv = precompute_coeffs(in_h, oh);
-    let half = 1i32 << (PRECISION_BITS - 1);
-
-    // Horizontal pass over the rows the vertical pass needs.
-    let (tmp, tmp_w, row_first, tmp_h);
-    let first = cv.bounds.first().map_or(0, |b| b.0);
-    let last = cv.bounds.last().map_or(in_h, |b| b.0 + b.1);
-    if need_h {
-        row_first = first;
-        tmp_h = last - first;
-        tmp_w = ow;
-        let mut t = vec![0u8; tmp_w * tmp_h * 3];
-        for (ty, y) in (first..last).enumerate() {
-            let srow = &src[y * in_w * 3..(y + 1) * in_w * 3];
-            let drow = &mut t[ty * tmp_w * 3..(ty + 1) * tmp_w * 3];
-            for xx in 0..ow {
-                let (xmin, n) = ch.bounds[xx];
-                let k = &ch.weights[xx * ch.ksize..xx * ch.ksize + n];
-                let (mut s0, mut s1, mut s2) = (half, half, half);
-                let px = &srow[xmin * 3..(xmin + n) * 3];
-                for (w, p) in k.iter().zip(px.chunks_exact(3)) {
-                    s0 += i32::from(p[0]) * w;
-                    s1 += i32::from(p[1]) * w;
-                    s2 += i32::from(p[2]) * w;
-                }
-                drow[xx * 3] = clip8(s0);
-                drow[xx * 3 + 1] = clip8(s1);
-                drow[xx * 3 + 2] = clip8(s2);
-            }
-        }
-        tmp = t;
-    } else {
-        row_first = 0;
-        tmp_h = in_h;
-        tmp_w = in_w;
-        tmp = src.to_vec();
-    }
-    if !need_v {
-        return RgbImage::from_raw(tmp_w as u32, tmp_h as u32, tmp)
-            .unwrap_or_else(|| RgbImage::new(out_w, out_h));
-    }
-    // Vertical pass.
-    let mut out = vec![0u8; ow * oh * 3];
-    let stride = tmp_w * 3;
-    let mut acc = vec![0i32; stride];
-    for yy in 0..oh {
-        let (ymin, n) = cv.bounds[yy];
-        let ymin = ymin - row_first;
-        let k = &cv.weights[yy * cv.ksize..yy * cv.ksize + n];
-        acc.fill(half);
-        for (j, &w) in k.iter().enumerate() {
-            let row = &tmp[(ymin + j) * stride..(ymin + j + 1) * stride];
-            for (a, &p) in acc.iter_mut().zip(row) {
-                *a += i32::from(p) * w;
-            }
-        }
-        let drow = &mut out[yy * stride..(yy + 1) * stride];
-        for (d, &a) in drow.iter_mut().zip(&acc) {
-            *d = clip8(a);
-        }
-    }
-    RgbImage::from_raw(out_w, out_h, out).unwrap_or_else(|| RgbImage::new(out_w, out_h))
 }
 
 #[cfg(test)]
