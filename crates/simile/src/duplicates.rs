@@ -1,10 +1,11 @@
 //! Near-duplicates on a similarity index: `find_duplicates`, `find_unique`, their results and
-//! views — on every backend (the vectors are read from the index in large batches and the work
-//! runs here, exactly; see [`crate::greedy`]).
+//! views — on every backend (the work runs here, exactly, see [`crate::greedy`], on the
+//! backend's rows in place where it lends them in walk order, else on a copy read in large
+//! batches; see `walk.rs`).
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ndarray::Array2;
+use ndarray::ArrayView2;
 use simile_index::Metric;
 
 use crate::clustered::{self, Recall};
@@ -12,9 +13,6 @@ use crate::greedy::{keep, Rows};
 use crate::nearest_kept::nearest_kept;
 use crate::thresh_search::search_thresh;
 use crate::{Error, PatchesView, Result, SimilarityIndex, View};
-
-/// Rows read from the backend per request.
-const FETCH: usize = 16_384;
 
 /// What `find_duplicates` / `find_unique` found.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,48 +103,7 @@ pub struct DuplicatesViewOptions {
     pub reverse: bool,
 }
 
-/// The index's vectors in walk order (the dataset's order of the current view's keys).
-struct Walk {
-    keys: Vec<String>,
-    emb: Array2<f32>,
-}
-
 impl SimilarityIndex {
-    fn walk(&self) -> Result<Walk> {
-        let view = match &self.view {
-            Some(v) => v.clone(),
-            None => self.dataset.view(),
-        };
-        let keys = self.view_keys(&view)?;
-        let backend = self.backend();
-        let mut found: Vec<String> = Vec::with_capacity(keys.len());
-        let mut data: Vec<f32> = Vec::new();
-        let mut dim = 0;
-        for chunk in keys.chunks(FETCH) {
-            let rows = backend.get(chunk)?;
-            dim = rows.dim();
-            if data.is_empty() {
-                data.reserve_exact(keys.len().saturating_mul(dim));
-            }
-            // Whatever order the backend answers in, keep the walk order.
-            let pos: HashMap<&str, usize> = rows
-                .keys()
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.as_str(), i))
-                .collect();
-            for k in chunk {
-                if let Some(&i) = pos.get(k.as_str()) {
-                    found.push(k.clone());
-                    data.extend_from_slice(rows.row(i));
-                }
-            }
-        }
-        let emb = Array2::from_shape_vec((found.len(), dim), data)
-            .map_err(|e| Error::NotSupported(format!("index rows do not form a matrix: {e}")))?;
-        Ok(Walk { keys: found, emb })
-    }
-
     /// Finds near-duplicates with FiftyOne's greedy rule: walk the index's ids in order (the
     /// dataset's order), keep a point unless an earlier kept point is within the threshold
     /// (inclusive), and map each duplicate to its nearest kept point. Deterministic on every
@@ -178,57 +135,21 @@ impl SimilarityIndex {
             }
             _ => {}
         }
-        let walk = self.walk()?;
-        let n = walk.keys.len();
-        let cells = match (search, by) {
-            (DuplicatesSearch::Exact, _) => None,
+        let metric = self.metric();
+        match (search, by) {
             (DuplicatesSearch::Clustered { .. }, DuplicatesBy::Fraction(_)) => {
                 return Err(Error::NotSupported(
                     "a clustered search needs a threshold, not a fraction".into(),
                 ))
             }
-            (DuplicatesSearch::Clustered { .. }, _) if self.metric() == Metric::DotProduct => {
+            (DuplicatesSearch::Clustered { .. }, _) if metric == Metric::DotProduct => {
                 return Err(Error::NotSupported(
                     "a clustered search needs a cosine or euclidean index".into(),
                 ))
             }
-            (DuplicatesSearch::Clustered { cells }, _) => {
-                Some(cells.unwrap_or_else(|| clustered::default_cells(n)))
-            }
-            (DuplicatesSearch::Auto, DuplicatesBy::Thresh(_))
-                if n >= CLUSTERED_FROM && self.metric() != Metric::DotProduct =>
-            {
-                Some(clustered::default_cells(n))
-            }
-            (DuplicatesSearch::Auto, _) => None,
-        };
-        let result = match (cells, by) {
-            (Some(cells), DuplicatesBy::Thresh(t)) => {
-                let c = clustered::greedy(walk.emb.view(), self.metric(), t, cells);
-                tracing::info!(
-                    cells = c.cells,
-                    recall = ?c.recall.ratio(),
-                    "near-duplicates by cells: pairs split across cells are missed"
-                );
-                let method = DuplicatesMethod::Clustered {
-                    cells: c.cells,
-                    recall: c.recall,
-                };
-                build(&walk.keys, &c.kept, t, c.pairs, method)
-            }
-            (_, by) => {
-                let rows = Rows::new(walk.emb.view(), self.metric());
-                let (thresh, kept) = match by {
-                    DuplicatesBy::Thresh(t) => (t, keep(&rows, t, None).unwrap_or_default()),
-                    DuplicatesBy::Fraction(f) => {
-                        let target_kept = n - ((f * n as f64).round() as usize).min(n);
-                        search_thresh(&rows, target_kept.max(1))
-                    }
-                };
-                let pairs = nearest_kept(&rows, &kept, thresh);
-                build(&walk.keys, &kept, thresh, pairs, DuplicatesMethod::Exact)
-            }
-        };
+            _ => {}
+        }
+        let result = self.with_walk(|keys, emb| duplicates_of(keys, emb, metric, by, search))?;
         let result = Arc::new(result);
         *self
             .state
@@ -242,22 +163,24 @@ impl SimilarityIndex {
     /// threshold that keeps `count` points (exactly `count` when a threshold gives it, else the
     /// nearest count a threshold gives). Kept on the index like `find_duplicates`' result.
     pub fn find_unique(&self, count: usize) -> Result<Arc<Duplicates>> {
-        let walk = self.walk()?;
-        let n = walk.keys.len();
-        if count == 0 || count > n {
-            return Err(Error::NotSupported(format!(
-                "count must be between 1 and the index size ({n}), got {count}"
-            )));
-        }
-        let rows = Rows::new(walk.emb.view(), self.metric());
-        let (thresh, kept) = search_thresh(&rows, count);
-        let result = Arc::new(build(
-            &walk.keys,
-            &kept,
-            thresh,
-            Vec::new(),
-            DuplicatesMethod::Exact,
-        ));
+        let metric = self.metric();
+        let result = self.with_walk(|keys, emb| {
+            let n = keys.len();
+            if count == 0 || count > n {
+                return Err(Error::NotSupported(format!(
+                    "count must be between 1 and the index size ({n}), got {count}"
+                )));
+            }
+            let (thresh, kept) = search_thresh(&Rows::new(emb, metric), count);
+            Ok(build(
+                keys,
+                &kept,
+                thresh,
+                Vec::new(),
+                DuplicatesMethod::Exact,
+            ))
+        })??;
+        let result = Arc::new(result);
         *self
             .state
             .duplicates
@@ -370,6 +293,55 @@ impl SimilarityIndex {
             inner: patches.inner.with_similarity(ids, distances),
             ctx: patches.ctx,
         })
+    }
+}
+
+/// `find_duplicates` on the walk's `keys` and rows.
+fn duplicates_of(
+    keys: &[String],
+    emb: ArrayView2<'_, f32>,
+    metric: Metric,
+    by: DuplicatesBy,
+    search: DuplicatesSearch,
+) -> Duplicates {
+    let n = keys.len();
+    let cells = match (search, by) {
+        (DuplicatesSearch::Clustered { cells }, DuplicatesBy::Thresh(_)) => {
+            Some(cells.unwrap_or_else(|| clustered::default_cells(n)))
+        }
+        (DuplicatesSearch::Auto, DuplicatesBy::Thresh(_))
+            if n >= CLUSTERED_FROM && metric != Metric::DotProduct =>
+        {
+            Some(clustered::default_cells(n))
+        }
+        _ => None,
+    };
+    match (cells, by) {
+        (Some(cells), DuplicatesBy::Thresh(t)) => {
+            let c = clustered::greedy(emb, metric, t, cells);
+            tracing::info!(
+                cells = c.cells,
+                recall = ?c.recall.ratio(),
+                "near-duplicates by cells: pairs split across cells are missed"
+            );
+            let method = DuplicatesMethod::Clustered {
+                cells: c.cells,
+                recall: c.recall,
+            };
+            build(keys, &c.kept, t, c.pairs, method)
+        }
+        (_, by) => {
+            let rows = Rows::new(emb, metric);
+            let (thresh, kept) = match by {
+                DuplicatesBy::Thresh(t) => (t, keep(&rows, t, None).unwrap_or_default()),
+                DuplicatesBy::Fraction(f) => {
+                    let target_kept = n - ((f * n as f64).round() as usize).min(n);
+                    search_thresh(&rows, target_kept.max(1))
+                }
+            };
+            let pairs = nearest_kept(&rows, &kept, thresh);
+            build(keys, &kept, thresh, pairs, DuplicatesMethod::Exact)
+        }
     }
 }
 

@@ -60,6 +60,7 @@ mod storage;
 mod thresh_search;
 mod uniqueness;
 mod vectors;
+mod walk;
 
 pub use brain::BrainInfo;
 pub use cleanup::{DatasetDeletion, KeptStorage};

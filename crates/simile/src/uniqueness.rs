@@ -158,18 +158,24 @@ impl View {
 }
 
 impl SimilarityIndex {
-    /// Each point's distance to its nearest other point (exact), in walk order.
+    /// Each point's distance to its nearest other point (exact): the view's points in the
+    /// view's order, or every point of the index in index order. The rows are used in place
+    /// where the backend lends them (see `walk.rs`).
     pub fn nearest_distances(&self) -> Result<Vec<f64>> {
-        let all = self.get_all_embeddings()?;
-        let lists = all_neighbors(
-            all.embeddings.view(),
-            self.metric(),
-            Want { k: 1, radius: None },
-        );
-        Ok(lists
-            .iter()
-            .filter_map(|l| l.first().map(|x| x.1))
-            .collect())
+        let metric = self.metric();
+        let nearest = |emb: ndarray::ArrayView2<'_, f32>| -> Vec<f64> {
+            let lists = all_neighbors(emb, metric, Want { k: 1, radius: None });
+            lists
+                .iter()
+                .filter_map(|l| l.first().map(|x| x.1))
+                .collect()
+        };
+        match &self.view {
+            Some(v) => Ok(self
+                .with_rows_of(self.view_keys(v)?, |_, emb| nearest(emb))?
+                .0),
+            None => self.with_all_rows(nearest),
+        }
     }
 }
 
