@@ -83,10 +83,7 @@ pub fn jpeg_is_complete(b: &[u8]) -> bool {
             // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a
             // restart marker.
             loop {
-                let Some(ff) = b
-                    .get(i..)
-                    .and_then(|rest| rest.iter().position(|x| *x == 0xFF))
-                else {
+                let Some(ff) = b.get(i..).and_then(find_ff) else {
                     return false;
                 };
                 i += ff;
@@ -98,6 +95,19 @@ pub fn jpeg_is_complete(b: &[u8]) -> bool {
             }
         }
     }
+}
+
+/// Index of the first 0xFF byte: 64-byte blocks through the slice `contains` search (word at a
+/// time), the scan runs over the whole entropy-coded data of every JPEG.
+fn find_ff(b: &[u8]) -> Option<usize> {
+    let mut base = 0;
+    for block in b.chunks(64) {
+        if block.contains(&0xFF) {
+            return block.iter().position(|x| *x == 0xFF).map(|p| base + p);
+        }
+        base += block.len();
+    }
+    None
 }
 
 /// Pixel box `[x1, y1, x2, y2)` of a relative `[x, y, w, h]` crop, with FiftyOne's patch semantics
@@ -286,6 +296,22 @@ mod tests {
         std::fs::write(&path, &full).unwrap();
         assert!(load_rgb(&path).is_ok());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn first_ff_is_found_across_blocks() {
+        for len in [0usize, 1, 63, 64, 65, 200] {
+            let zeros = vec![0u8; len];
+            assert_eq!(find_ff(&zeros), None);
+            for at in [0, 1, 62, 63, 64, 65, 127, 128, 199] {
+                if at < len {
+                    let mut b = zeros.clone();
+                    b[at] = 0xFF;
+                    b[len - 1] = 0xFF;
+                    assert_eq!(find_ff(&b), Some(at), "len {len}, at {at}");
+                }
+            }
+        }
     }
 
     #[test]
