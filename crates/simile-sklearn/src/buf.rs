@@ -110,6 +110,11 @@ impl<T: Le> Buf<T> {
         Buf::owned(bytes.chunks_exact(size).map(T::from_le).collect())
     }
 
+    /// The byte offset in the map of a mapped buffer's first value.
+    pub(crate) fn mapped_offset(&self) -> Option<usize> {
+        self.mapped.as_ref().map(|m| m.offset)
+    }
+
     pub(crate) fn is_mapped(&self) -> bool {
         self.mapped.is_some()
     }

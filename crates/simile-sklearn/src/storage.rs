@@ -108,8 +108,8 @@ pub(crate) fn delete(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Maps `path` read-only.
-fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
+/// Maps `path` read-only (the map and the open file).
+fn map_file(path: &Path) -> Result<(Arc<memmap2::Mmap>, Arc<File>)> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -124,9 +124,8 @@ fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
     // temporary file and rename it over it), and the mapped inode stays alive after an unlink, so
     // the mapped bytes do not change underneath us unless something outside simile rewrites the
     // file in place, which (like for any mmap reader) could only yield wrong values or a SIGBUS.
-    Ok(Arc::new(
-        unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?,
-    ))
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path))?;
+    Ok((Arc::new(map), Arc::new(file)))
 }
 
 fn corrupt(path: &Path) -> impl FnOnce(String) -> Error + '_ {
@@ -158,10 +157,18 @@ fn version(bytes: &[u8]) -> Result<u32, String> {
 /// Reads `dir/vectors.simv`.
 pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
     let path = dir.join(FILE_NAME);
-    let map = map_file(&path)?;
+    let (map, file) = map_file(&path)?;
     let parsed = match version(&map) {
         Ok(v1::VERSION) => v1::parse(map, &path),
-        Ok(_) => open_v2(map),
+        Ok(_) => open_v2(map).map(|(metric, store)| {
+            (
+                metric,
+                Store {
+                    file: Some(file),
+                    ..store
+                },
+            )
+        }),
         Err(e) => Err(e),
     };
     parsed.map_err(corrupt(&path))
@@ -170,7 +177,7 @@ pub(crate) fn read(dir: &Path) -> Result<(Metric, Store)> {
 /// The complete check of `dir/vectors.simv` (see the module docs).
 pub(crate) fn verify_file(dir: &Path) -> Result<()> {
     let path = dir.join(FILE_NAME);
-    let map = map_file(&path)?;
+    let (map, _) = map_file(&path)?;
     let checked = match version(&map) {
         // Reading a v1 file checks all of it.
         Ok(v1::VERSION) => v1::parse(Arc::clone(&map), &path).map(|_| ()),

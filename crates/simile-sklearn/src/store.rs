@@ -30,6 +30,9 @@ pub(crate) struct Store {
     pub(crate) norms: Buf<f32>,
     /// Keys and sample ids of the rows, and the key → row map.
     pub(crate) ids: Ids,
+    /// The index file the mapped buffers come from (read with `pread` where mapping would
+    /// fault in too much: `search::gather`).
+    pub(crate) file: Option<std::sync::Arc<std::fs::File>>,
     /// Bumped by every change (compared with the generation last persisted).
     pub(crate) generation: u64,
     /// `cleanup()` was called.
