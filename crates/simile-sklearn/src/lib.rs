@@ -55,7 +55,7 @@ mod format;
 mod ids;
 mod index;
 mod kernel;
-mod quant;
+pub mod quant;
 mod search;
 mod storage;
 mod store;

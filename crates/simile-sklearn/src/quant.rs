@@ -16,6 +16,9 @@
 //! derived in `search.rs`: `|q·r − sq·sr·D| ≤ δr·‖q‖₁ + δq·√dim·(‖r‖ + √dim·δr)` plus the roundings
 //! of the final products.
 //!
+//! The row quantisation ([`quantize_row`], [`scale_of`], [`HALF_STEP`]) is public so that other
+//! reduced-precision passes (the facade's all-pairs searches) use the same codes and guarantee.
+//!
 //! **Dispatch.** AVX2 (detected at run time) multiplies 32 codes per step with
 //! `maddubs`/`madd` (the query's signs moved onto the row codes, so no product saturates);
 //! elsewhere, portable integer loops. Both return the same integer.
@@ -26,20 +29,20 @@ use crate::kernel::{self, Rows};
 const SCALE_BYTES: usize = 4;
 
 /// Bytes per row in the codes section: the codes, then the scale (`f32`, little-endian).
-pub(crate) fn code_stride(dim: usize) -> usize {
+pub fn code_stride(dim: usize) -> usize {
     dim + SCALE_BYTES
 }
 
 /// Rows whose largest absolute value is below this get a NaN scale (always re-scored): their
 /// scale would be subnormal and lose the half-step guarantee.
-pub(crate) const MIN_MAX: f32 = 1e-30;
+pub const MIN_MAX: f32 = 1e-30;
 
 /// `|rᵢ − s·kᵢ| ≤ HALF_STEP · s` for every value of a quantised row (half a step, plus
 /// `127 · 4ε` for the roundings of the scale, its inverse and the product).
-pub(crate) const HALF_STEP: f32 = 0.5001;
+pub const HALF_STEP: f32 = 0.5001;
 
 /// Above this dimension the int8 pass is not used (`dim · 127²` must fit an `i32`).
-pub(crate) const MAX_DIM: usize = 100_000;
+pub const MAX_DIM: usize = 100_000;
 
 /// `x` rounded to the nearest integer (ties to even) for `|x| < 2²²`: the classic magic-number
 /// trick, plain adds (vectorisable, never fused, the same on every CPU).
@@ -51,7 +54,7 @@ fn round_small(x: f32) -> f32 {
 
 /// The codes of `row` into `out[..dim]`, its scale after them (`out.len() == code_stride(dim)`).
 #[inline(always)]
-pub(crate) fn quantize_row(row: &[f32], out: &mut [u8]) {
+pub fn quantize_row(row: &[f32], out: &mut [u8]) {
     let (codes, tail) = out.split_at_mut(row.len());
     let m = row.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = if m >= MIN_MAX {
@@ -70,7 +73,7 @@ pub(crate) fn quantize_row(row: &[f32], out: &mut [u8]) {
 
 /// The scale stored after a row's codes.
 #[inline(always)]
-pub(crate) fn scale_of(row: &[u8], dim: usize) -> f32 {
+pub fn scale_of(row: &[u8], dim: usize) -> f32 {
     f32::from_le_bytes([row[dim], row[dim + 1], row[dim + 2], row[dim + 3]])
 }
 
