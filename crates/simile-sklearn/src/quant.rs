@@ -10,7 +10,7 @@
 //! by plain scalar code with the same operations on every CPU, so a file's codes can be checked
 //! against its vectors anywhere (`format::verify`).
 //!
-//! **Scores.** The query is quantised the same way ([`QueryCodes`]), keeping the exact largest
+//! **Scores.** The query is quantised the same way (`QueryCodes`), keeping the exact largest
 //! deviation `δq` of its values. `D = Σ kq·kr` is an exact integer (at most `dim · 127²`), the
 //! same on every SIMD path; the approximate dot product is `(sq · sr) · D`. Its error bound is
 //! derived in `search.rs`: `|q·r − sq·sr·D| ≤ δr·‖q‖₁ + δq·√dim·(‖r‖ + √dim·δr)` plus the roundings
