@@ -16,14 +16,14 @@ use crate::util::{cargo, root, run, target_dir};
 const DIM: usize = 512;
 
 /// One measured process: wall seconds, peak RSS in MB, its stdout.
-struct Measured {
-    secs: f64,
-    peak_mb: f64,
-    stdout: String,
+pub(crate) struct Measured {
+    pub(crate) secs: f64,
+    pub(crate) peak_mb: f64,
+    pub(crate) stdout: String,
 }
 
 /// Runs `bin args` under `/usr/bin/time -f "%e %M"` (installed with apt when missing).
-fn measure(bin: &Path, args: &[&str]) -> Result<Measured> {
+pub(crate) fn measure(bin: &Path, args: &[&str]) -> Result<Measured> {
     ensure_gnu_time()?;
     let report = target_dir().join("scale-time.txt");
     eprintln!("$ {} {}", bin.display(), args.join(" "));

@@ -5,6 +5,11 @@
 //! `dup_bench dups N THRESH [exact|clustered [CELLS]|auto]` · `dup_bench unique N COUNT` · `dup_bench uniqueness N` ·
 //! `dup_bench gemm`: prints one JSON line. A last argument `milvus` puts the index on the Milvus
 //! server of `SIMILE_TEST_MILVUS_URI` (`_USER`, `_PASSWORD`).
+//!
+//! As a user meets it: `dup_bench build N HOME` persists the dataset `d` and its index `emb` in
+//! the simile home HOME; `dup_bench open-dups HOME THRESH` is then a fresh process that opens
+//! them and calls `find_duplicates(THRESH)` (its peak RSS is the whole process's: run it under
+//! GNU `time`).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -58,8 +63,18 @@ fn index(
     usize,
 ) {
     let home = tempfile::tempdir().unwrap();
+    let (ds, index, planted) = index_in(home.path(), n, milvus);
+    (home, ds, index, planted)
+}
+
+/// The dataset `d` of `n` samples and its index `emb` (brain key) in the simile home `home`.
+fn index_in(
+    home: &std::path::Path,
+    n: usize,
+    milvus: bool,
+) -> (simile::Dataset, simile::SimilarityIndex, usize) {
     let simile = simile::Simile::builder()
-        .settings(simile::Settings::for_home(home.path()))
+        .settings(simile::Settings::for_home(home))
         .brain_config(if milvus {
             milvus_config()
         } else {
@@ -79,7 +94,25 @@ fn index(
                 .embeddings(emb),
         )
         .unwrap();
-    (home, ds, index, planted)
+    (ds, index, planted)
+}
+
+/// The JSON of a `dups` result: planted copies found (the last rows) and how it searched.
+fn dups_json(ids: &[String], planted: usize, d: &simile::Duplicates) -> serde_json::Value {
+    let dups: std::collections::HashSet<&String> = d.duplicate_ids.iter().collect();
+    let found = ids[ids.len() - planted..]
+        .iter()
+        .filter(|id| dups.contains(id))
+        .count();
+    let method = match d.method {
+        DuplicatesMethod::Exact => serde_json::json!("exact"),
+        DuplicatesMethod::Clustered { cells, recall } => serde_json::json!({
+            "cells": cells, "sampled_rows": recall.sampled_rows,
+            "near_pairs": recall.near_pairs, "same_cell": recall.same_cell,
+            "recall": recall.ratio(),
+        }),
+    };
+    serde_json::json!({"n": ids.len(), "thresh": d.thresh, "duplicates": d.duplicate_ids.len(), "unique": d.unique_ids.len(), "planted": planted, "planted_found": found, "method": method})
 }
 
 fn main() {
@@ -111,20 +144,43 @@ fn main() {
                 .unwrap();
             let secs = t.elapsed().as_secs_f64();
             // The planted copies are the last rows; each should be found as a duplicate.
-            let dups: std::collections::HashSet<&String> = d.duplicate_ids.iter().collect();
-            let found = ids[n - planted..]
-                .iter()
-                .filter(|id| dups.contains(id))
-                .count();
-            let method = match d.method {
-                DuplicatesMethod::Exact => serde_json::json!("exact"),
-                DuplicatesMethod::Clustered { cells, recall } => serde_json::json!({
-                    "cells": cells, "sampled_rows": recall.sampled_rows,
-                    "near_pairs": recall.near_pairs, "same_cell": recall.same_cell,
-                    "recall": recall.ratio(),
-                }),
-            };
-            serde_json::json!({"n": n, "thresh": thresh, "seconds": secs, "duplicates": d.duplicate_ids.len(), "unique": d.unique_ids.len(), "planted": planted, "planted_found": found, "method": method, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base})
+            let mut v = dups_json(&ids, planted, &d);
+            v["seconds"] = secs.into();
+            v["peak_rss_mb"] = peak_rss_mb().into();
+            v["rss_before_mb"] = base.into();
+            v
+        }
+        "build" => {
+            let home = std::path::PathBuf::from(args.get(2).expect("build N HOME"));
+            let t = Instant::now();
+            let (_ds, index, planted) = index_in(&home, n, milvus);
+            serde_json::json!({"n": n, "planted": planted, "size": index.total_index_size().unwrap(), "seconds": t.elapsed().as_secs_f64()})
+        }
+        "open-dups" => {
+            // A fresh process, as `simile similarity duplicates` runs: open, load, call.
+            let home = std::path::PathBuf::from(args.get(1).expect("open-dups HOME THRESH"));
+            let thresh: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.1);
+            let t = Instant::now();
+            let simile = simile::Simile::builder()
+                .settings(simile::Settings::for_home(&home))
+                .open()
+                .unwrap();
+            let ds = simile.load_dataset("d").unwrap();
+            let index = ds.load_brain_results("emb").unwrap();
+            let open_secs = t.elapsed().as_secs_f64();
+            let rss_open = peak_rss_mb();
+            let t = Instant::now();
+            let d = index
+                .find_duplicates(Some(DuplicatesBy::Thresh(thresh)))
+                .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            let ids = ds.view().ids().unwrap();
+            let mut v = dups_json(&ids, ids.len() / 100, &d);
+            v["seconds"] = secs.into();
+            v["open_seconds"] = open_secs.into();
+            v["peak_rss_mb"] = peak_rss_mb().into();
+            v["peak_rss_after_open_mb"] = rss_open.into();
+            v
         }
         "unique" => {
             let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(n / 2);

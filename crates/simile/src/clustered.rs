@@ -151,7 +151,11 @@ fn on_workers<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<
 
 /// Rows in the form they are clustered in: unit rows for cosine, as they are otherwise.
 fn form(emb: ArrayView2<'_, f32>, metric: Metric) -> Array2<f32> {
-    let mut m = emb.to_owned();
+    form_owned(emb.to_owned(), metric)
+}
+
+/// [`form`] in place.
+fn form_owned(mut m: Array2<f32>, metric: Metric) -> Array2<f32> {
     if metric == Metric::Cosine {
         for mut r in m.rows_mut() {
             let norm = r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
@@ -168,13 +172,21 @@ fn train(emb: ArrayView2<'_, f32>, metric: Metric, cells: usize) -> Array2<f32> 
     let n = emb.nrows();
     let take = (cells * TRAIN_PER_CELL).min(n);
     let idx: Vec<usize> = (0..take).map(|k| k * n / take.max(1)).collect();
-    let sample = form(emb.select(Axis(0), &idx).view(), metric);
+    let sample = form_owned(emb.select(Axis(0), &idx), metric);
     // Initial centres: spread over the sample.
     let init: Vec<usize> = (0..cells).map(|k| k * take / cells).collect();
     let mut centres = sample.select(Axis(0), &init);
     let dim = emb.ncols();
     for _ in 0..ITERS {
-        let assigned = assign_formed(sample.view(), metric, &centres);
+        // By blocks: the products of the whole sample (32 rows per cell × cells) would hold
+        // 128 MB at 1M rows.
+        let assigned: Vec<(u32, u32)> = (0..take)
+            .step_by(BLOCK)
+            .flat_map(|b0| {
+                let block = sample.slice(s![b0..(b0 + BLOCK).min(take), ..]);
+                assign_formed(block, metric, &centres)
+            })
+            .collect();
         let mut sums = vec![0f64; cells * dim];
         let mut counts = vec![0usize; cells];
         for (r, &c) in sample.rows().into_iter().zip(&assigned) {
@@ -387,7 +399,7 @@ fn recall(
         .map(|k| k * n / take.max(1) + (n / take.max(1)) / 2)
         .collect();
     let idx: Vec<usize> = idx.into_iter().filter(|&i| i < n).collect();
-    let sample = form(emb.select(Axis(0), &idx).view(), metric);
+    let sample = form_owned(emb.select(Axis(0), &idx), metric);
     let sq_s: Vec<f32> = sample.rows().into_iter().map(|r| r.dot(&r)).collect();
     let mut out = Recall {
         sampled_rows: idx.len(),
