@@ -234,6 +234,38 @@ pub fn preprocess_region_into(
     resize_crop_normalise(img, &plan, &norm_table(cfg.mean, cfg.std), out);
 }
 
+/// The straightforward preprocessing, kept as the reference the fast path is tested against
+/// (and timed against by `clip_bench --decode-only`): the whole image resized with
+/// [`resize_bicubic`], then cropped, then normalised pixel by pixel.
+pub fn preprocess_reference(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
+    let size = cfg.image_size;
+    let (nw, nh) = resized_size(img.width(), img.height(), size);
+    let resized = resize_bicubic(img, nw, nh);
+    // torchvision CenterCrop: int(round((h - size) / 2.0)) with round-half-to-even.
+    let top = round_half_even(f64::from(nh.saturating_sub(size)) / 2.0) as usize;
+    let left = round_half_even(f64::from(nw.saturating_sub(size)) / 2.0) as usize;
+    let s = size as usize;
+    let plane = s * s;
+    let (rw, rh) = (resized.width() as usize, resized.height() as usize);
+    let raw = resized.as_raw();
+    let mut out = vec![0f32; 3 * plane];
+    for y in 0..s {
+        for x in 0..s {
+            let (sy, sx) = (y + top, x + left);
+            for c in 0..3 {
+                // torchvision pads with zeros when the image is smaller than the crop.
+                let v = if sy >= rh || sx >= rw {
+                    0.0
+                } else {
+                    f32::from(raw[(sy * rw + sx) * 3 + c]) / 255.0
+                };
+                out[c * plane + y * s + x] = (v - cfg.mean[c]) / cfg.std[c];
+            }
+        }
+    }
+    out
+}
+
 /// Convenience: the preprocessed `[3, size, size]` tensor as a vector.
 pub fn preprocess(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
     let s = cfg.image_size as usize;

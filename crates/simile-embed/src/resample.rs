@@ -266,11 +266,12 @@ fn resize_crop_normalise_avx2(
 }
 
 /// Horizontal pass of one row on the portable path: `wide` holds the source pixels from the
-/// first one the taps read, widened to (R, G, B, 0); `drow` the window's columns.
+/// first one the taps read, widened to (R, G, B, 0); `planes` the window's columns of R, G, B.
 #[inline(always)]
-fn filter_row(h: &Taps, col_lo: usize, wide: &[[i32; 4]], drow: &mut [u8]) {
+fn filter_row(h: &Taps, col_lo: usize, wide: &[[i32; 4]], planes: [&mut [u8]; 3]) {
     let half = 1i32 << (PRECISION_BITS - 1);
-    for (x, d) in drow.chunks_exact_mut(3).enumerate() {
+    let [r, g, b] = planes;
+    for (x, ((r, g), b)) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).enumerate() {
         let (start, k) = h.of(x);
         let px = &wide[start - col_lo..start - col_lo + k.len()];
         let mut acc = [half; 3];
@@ -279,9 +280,15 @@ fn filter_row(h: &Taps, col_lo: usize, wide: &[[i32; 4]], drow: &mut [u8]) {
                 acc[c] += p[c] * w;
             }
         }
-        d[0] = clip8(acc[0]);
-        d[1] = clip8(acc[1]);
-        d[2] = clip8(acc[2]);
+        (*r, *g, *b) = (clip8(acc[0]), clip8(acc[1]), clip8(acc[2]));
+    }
+}
+
+/// Source pixels (RGB bytes) to (R, G, B, 0) lanes.
+#[inline(always)]
+fn widen(src: &[u8], wide: &mut [[i32; 4]]) {
+    for (w, p) in wide.iter_mut().zip(src.chunks_exact(3)) {
+        *w = [i32::from(p[0]), i32::from(p[1]), i32::from(p[2]), 0];
     }
 }
 
@@ -317,76 +324,90 @@ fn resize_crop_normalise_with(
     let stride = src.width * 3;
     let src_row = |y: usize| &src.data[(y1 + y) * stride + x1 * 3..(y1 + y) * stride + x2 * 3];
 
-    // Horizontal pass into `tmp` (rows row_lo..row_hi, window columns), clipped to u8.
-    let tw = cw * 3;
-    let mut tmp = vec![0u8; tw * (row_hi - row_lo)];
-    match &hor {
-        Some(h) => {
-            let (col_lo, col_hi) = h.span();
-            // Zero pixels after the last one read: the AVX2 kernel reads taps in pairs.
-            let mut wide = vec![[0i32; 4]; col_hi - col_lo + 2];
-            #[cfg(target_arch = "x86_64")]
-            let pairs = avx2.then(|| avx2::PairTaps::new(h, col_lo));
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = avx2;
-            for (y, drow) in (row_lo..row_hi).zip(tmp.chunks_exact_mut(tw.max(1))) {
-                let srow = &src_row(y)[col_lo * 3..col_hi * 3];
-                for (w, p) in wide.iter_mut().zip(srow.chunks_exact(3)) {
-                    *w = [i32::from(p[0]), i32::from(p[1]), i32::from(p[2]), 0];
-                }
+    // Horizontal pass into `tmp`: per channel a plane of rows row_lo..row_hi by the window's
+    // columns, clipped to u8.
+    let rows = row_hi - row_lo;
+    let mut tmp = vec![0u8; 3 * rows * cw];
+    {
+        let (tr, rest) = tmp.split_at_mut(rows * cw);
+        let (tg, tb) = rest.split_at_mut(rows * cw);
+        let lines = tr
+            .chunks_exact_mut(cw.max(1))
+            .zip(tg.chunks_exact_mut(cw.max(1)))
+            .zip(tb.chunks_exact_mut(cw.max(1)));
+        match &hor {
+            Some(h) => {
+                let (col_lo, col_hi) = h.span();
+                // Zero pixels after the last one read: the AVX2 kernel reads taps in pairs.
+                let mut wide = vec![[0i32; 4]; col_hi - col_lo + 2];
                 #[cfg(target_arch = "x86_64")]
-                if let Some(p) = &pairs {
-                    // SAFETY: `pairs` is made only when the caller checked for AVX2.
-                    unsafe { avx2::filter_row(p, &wide, drow) };
-                    continue;
+                let pairs = avx2.then(|| avx2::PairTaps::new(h, col_lo));
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = avx2;
+                for (y, ((r, g), b)) in (row_lo..row_hi).zip(lines) {
+                    let srow = &src_row(y)[col_lo * 3..col_hi * 3];
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(p) = &pairs {
+                        // SAFETY: `pairs` is made only when the caller checked for AVX2.
+                        unsafe {
+                            avx2::widen(srow, &mut wide);
+                            avx2::filter_row(p, &wide, [r, g, b]);
+                        }
+                        continue;
+                    }
+                    widen(srow, &mut wide);
+                    filter_row(h, col_lo, &wide, [r, g, b]);
                 }
-                filter_row(h, col_lo, &wide, drow);
             }
-        }
-        None => {
-            for (y, drow) in (row_lo..row_hi).zip(tmp.chunks_exact_mut(tw.max(1))) {
-                drow.copy_from_slice(&src_row(y)[plan.left * 3..(plan.left + cw) * 3]);
+            None => {
+                for (y, ((r, g), b)) in (row_lo..row_hi).zip(lines) {
+                    let srow = &src_row(y)[plan.left * 3..(plan.left + cw) * 3];
+                    for (((r, g), b), p) in r
+                        .iter_mut()
+                        .zip(g.iter_mut())
+                        .zip(b.iter_mut())
+                        .zip(srow.chunks_exact(3))
+                    {
+                        (*r, *g, *b) = (p[0], p[1], p[2]);
+                    }
+                }
             }
         }
     }
 
     // Vertical pass, normalised into the output planes.
-    let mut acc = vec![0i32; tw];
-    let mut row = vec![0u8; tw];
-    for y in 0..s {
-        let o = y * s;
-        if y >= chh {
-            for c in 0..3 {
-                out[c * plane + o..c * plane + o + s].fill(norm[c][0]);
+    let mut acc = vec![0i32; cw];
+    for (c, table) in norm.iter().enumerate() {
+        let tplane = &tmp[c * rows * cw..(c + 1) * rows * cw];
+        for y in 0..s {
+            let dst = &mut out[c * plane + y * s..c * plane + (y + 1) * s];
+            if y >= chh {
+                dst.fill(table[0]);
+                continue;
             }
-            continue;
-        }
-        let line: &[u8] = match &ver {
-            Some(v) => {
-                let (start, k) = v.of(y);
-                acc.fill(half);
-                for (j, &w) in k.iter().enumerate() {
-                    let r = start + j - row_lo;
-                    for (a, &p) in acc.iter_mut().zip(&tmp[r * tw..(r + 1) * tw]) {
-                        *a += i32::from(p) * w;
+            let (inside, pad) = dst.split_at_mut(cw);
+            pad.fill(table[0]);
+            match &ver {
+                Some(v) => {
+                    let (start, k) = v.of(y);
+                    acc.fill(half);
+                    for (j, &w) in k.iter().enumerate() {
+                        let r = start + j - row_lo;
+                        for (a, &p) in acc.iter_mut().zip(&tplane[r * cw..(r + 1) * cw]) {
+                            *a += i32::from(p) * w;
+                        }
+                    }
+                    for (d, &a) in inside.iter_mut().zip(&acc) {
+                        *d = table[usize::from(clip8(a))];
                     }
                 }
-                for (d, &a) in row.iter_mut().zip(&acc) {
-                    *d = clip8(a);
+                None => {
+                    let r = plan.top + y - row_lo;
+                    for (d, &p) in inside.iter_mut().zip(&tplane[r * cw..(r + 1) * cw]) {
+                        *d = table[usize::from(p)];
+                    }
                 }
-                &row
             }
-            None => {
-                let r = plan.top + y - row_lo;
-                &tmp[r * tw..(r + 1) * tw]
-            }
-        };
-        for (c, table) in norm.iter().enumerate() {
-            let (inside, pad) = out[c * plane + o..c * plane + o + s].split_at_mut(cw);
-            for (d, p) in inside.iter_mut().zip(line.chunks_exact(3)) {
-                *d = table[usize::from(p[c])];
-            }
-            pad.fill(table[0]);
         }
     }
 }
@@ -394,7 +415,9 @@ fn resize_crop_normalise_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::{crop_rgb, preprocess_region_into, PreprocessConfig};
+    use crate::preprocess::{
+        crop_rgb, preprocess_reference, preprocess_region_into, PreprocessConfig,
+    };
 
     /// `v / 2` rounded half to even, as torchvision's `int(round(v / 2.0))`.
     fn half_even(v: u32) -> u32 {
@@ -403,34 +426,6 @@ mod tests {
         } else {
             v.div_ceil(2)
         }
-    }
-
-    /// The previous preprocessing, kept as the reference: the whole region resized with
-    /// [`resize_bicubic`], then cropped, then normalised pixel by pixel.
-    fn reference(img: &RgbImage, cfg: &PreprocessConfig) -> Vec<f32> {
-        let size = cfg.image_size;
-        let (nw, nh) = crate::preprocess::resized_size(img.width(), img.height(), size);
-        let resized = resize_bicubic(img, nw, nh);
-        let top = half_even(nh.saturating_sub(size)) as usize;
-        let left = half_even(nw.saturating_sub(size)) as usize;
-        let s = size as usize;
-        let (rw, rh) = (resized.width() as usize, resized.height() as usize);
-        let raw = resized.as_raw();
-        let mut out = vec![0f32; 3 * s * s];
-        for y in 0..s {
-            for x in 0..s {
-                let (sy, sx) = (y + top, x + left);
-                for c in 0..3 {
-                    let v = if sy >= rh || sx >= rw {
-                        0.0
-                    } else {
-                        f32::from(raw[(sy * rw + sx) * 3 + c]) / 255.0
-                    };
-                    out[c * s * s + y * s + x] = (v - cfg.mean[c]) / cfg.std[c];
-                }
-            }
-        }
-        out
     }
 
     /// Noise plus edges: every tap and every clip to 0 / 255 gets exercised.
@@ -470,7 +465,7 @@ mod tests {
         ];
         for (k, &(w, h)) in sizes.iter().enumerate() {
             let img = test_image(w, h, k as u32);
-            let want = reference(&img, &cfg);
+            let want = preprocess_reference(&img, &cfg);
             let mut got = vec![f32::NAN; want.len()];
             crate::preprocess::preprocess_into(&img, &cfg, &mut got);
             let d = max_abs_diff(&got, &want);
@@ -520,7 +515,7 @@ mod tests {
             [96, 60, 97, 61],
             [3, 0, 35, 61],
         ] {
-            let want = reference(&crop_rgb(&img, region), &cfg);
+            let want = preprocess_reference(&crop_rgb(&img, region), &cfg);
             let mut got = vec![f32::NAN; want.len()];
             preprocess_region_into(view, region, &cfg, &mut got);
             let d = max_abs_diff(&got, &want);
