@@ -11,7 +11,9 @@
 //! ```
 //! `--decode-only` measures decoding + preprocessing alone (one thread, CPU ms per image, best of
 //! `--rounds`) without loading a model, interleaved with the previous path (`image` crate
-//! decoding, `preprocess_reference`) and the largest difference between their tensors.
+//! decoding, `preprocess_reference`) and the largest difference between their tensors;
+//! `--inputs DIR` decodes the image files in DIR (repeated up to `--images`) instead of the
+//! generated JPEGs.
 //! `--ort` defaults to `$SIMILE_ORT_DYLIB_PATH`.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -161,15 +163,30 @@ fn time_previous_path(
     (dec, both, max_diff)
 }
 
-fn decode_only(n: usize, rounds: usize, json: bool, dir: Option<PathBuf>) {
+/// `inputs`: decode the image files in that folder instead of making `n` JPEGs.
+fn decode_only(n: usize, rounds: usize, json: bool, dir: Option<PathBuf>, inputs: Option<PathBuf>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir).unwrap();
-    let paths = make_jpegs(&dir, n);
+    let paths = match inputs {
+        Some(d) => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file())
+                .collect();
+            v.sort();
+            // Repeated up to `n` files: a pass must outlast the clock's ticks.
+            let k = v.len().max(1);
+            v.into_iter().cycle().take(n.max(k)).collect()
+        }
+        None => make_jpegs(&dir, n),
+    };
+    let n = paths.len();
     let bytes: u64 = paths.iter().map(|p| p.metadata().unwrap().len()).sum();
     eprintln!(
-        "{n} JPEGs, {:.0} KB each on average",
-        bytes as f64 / n as f64 / 1e3
+        "{n} files, {:.0} KB each on average",
+        bytes as f64 / n.max(1) as f64 / 1e3
     );
     let cfg = PreprocessConfig::default();
     let s = cfg.image_size as usize;
@@ -219,7 +236,13 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let rounds: usize = arg(&args, "--rounds").unwrap_or(3);
     if args.iter().any(|a| a == "--decode-only") {
-        decode_only(n, rounds.max(1), json, arg(&args, "--images-dir"));
+        decode_only(
+            n,
+            rounds.max(1),
+            json,
+            arg(&args, "--images-dir"),
+            arg(&args, "--inputs"),
+        );
         return;
     }
 
