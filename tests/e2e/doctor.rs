@@ -229,7 +229,7 @@ fn runs_whose_storage_is_corrupt_or_missing_are_broken_and_marked_by_repair() {
 #[test]
 fn damage_inside_a_big_index_file_is_found_by_doctor() {
     let (home, simile) = session();
-    let (dataset, _, emb) = dataset_with(&simile, "d", 6000, 256);
+    let (dataset, _, emb) = dataset_with(&simile, "d", 8000, 256);
     compute(&dataset, "big", &emb);
     let file = home
         .path()
