@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use zune_core::bytestream::ZCursor;
+use zune_core::bytestream::{ZByteIoError, ZByteReaderTrait, ZSeekFrom};
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
@@ -17,6 +17,108 @@ use zune_jpeg::JpegDecoder;
 use crate::error::ItemError;
 use crate::preprocess::jpeg_is_complete;
 use crate::resample::RgbView;
+
+/// The file's bytes as zune-jpeg's input: what `ZCursor` gives through zune-core's `std` reader
+/// (same bytes, same positions, a failed exact read leaves the position where it was), with
+/// fixed-size reads that compile to plain loads rather than a `memcpy` call per bit-buffer
+/// refill.
+struct SliceReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl SliceReader<'_> {
+    /// The bytes from the position on (none when it is past the end).
+    #[inline(always)]
+    fn rest(&self) -> &[u8] {
+        self.data.get(self.pos..).unwrap_or_default()
+    }
+}
+
+impl ZByteReaderTrait for SliceReader<'_> {
+    #[inline(always)]
+    fn read_byte_no_error(&mut self) -> u8 {
+        match self.data.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    #[inline(always)]
+    fn read_exact_bytes(&mut self, buf: &mut [u8]) -> Result<(), ZByteIoError> {
+        self.peek_exact_bytes(buf)?;
+        self.pos += buf.len();
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn read_bytes(&mut self, buf: &mut [u8]) -> Result<usize, ZByteIoError> {
+        let n = self.peek_bytes(buf)?;
+        self.pos += n;
+        Ok(n)
+    }
+
+    #[inline(always)]
+    fn peek_bytes(&mut self, buf: &mut [u8]) -> Result<usize, ZByteIoError> {
+        let rest = self.rest();
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    #[inline(always)]
+    fn peek_exact_bytes(&mut self, buf: &mut [u8]) -> Result<(), ZByteIoError> {
+        let rest = self.rest();
+        match rest.get(..buf.len()) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => {
+                buf[..rest.len()].copy_from_slice(rest);
+                Err(ZByteIoError::NotEnoughBytes(rest.len(), buf.len()))
+            }
+        }
+    }
+
+    fn z_seek(&mut self, from: ZSeekFrom) -> Result<u64, ZByteIoError> {
+        let (base, offset) = match from {
+            ZSeekFrom::Start(n) => {
+                self.pos = usize::try_from(n)?;
+                return Ok(n);
+            }
+            ZSeekFrom::End(n) => (self.data.len(), n),
+            ZSeekFrom::Current(n) => (self.pos, n),
+        };
+        let offset = isize::try_from(offset)?;
+        match base.checked_add_signed(offset) {
+            Some(p) => {
+                self.pos = p;
+                Ok(p as u64)
+            }
+            None => Err(ZByteIoError::SeekError("Negative seek")),
+        }
+    }
+
+    fn is_eof(&mut self) -> Result<bool, ZByteIoError> {
+        Ok(self.pos >= self.data.len())
+    }
+
+    fn z_position(&mut self) -> Result<u64, ZByteIoError> {
+        Ok(self.pos as u64)
+    }
+
+    fn read_remaining(&mut self, sink: &mut Vec<u8>) -> Result<usize, ZByteIoError> {
+        let rest = self.rest();
+        sink.extend_from_slice(rest);
+        let n = rest.len();
+        self.pos += n;
+        Ok(n)
+    }
+}
 
 /// The `image` crate's default `Limits::max_alloc` for a decoded image.
 const MAX_DECODED_BYTES: usize = 512 * 1024 * 1024;
@@ -92,10 +194,8 @@ impl DecodeScratch {
                 .set_max_height(usize::MAX)
                 .jpeg_set_out_colorspace(out)
         };
-        let mut dec = JpegDecoder::new_with_options(
-            ZCursor::new(self.file.as_slice()),
-            options(ColorSpace::RGB),
-        );
+        let reader = |data| SliceReader { data, pos: 0 };
+        let mut dec = JpegDecoder::new_with_options(reader(&self.file), options(ColorSpace::RGB));
         if dec.decode_headers().is_err() {
             return false;
         }
@@ -114,10 +214,8 @@ impl DecodeScratch {
             ColorSpace::YCbCr | ColorSpace::RGB => dec.decode_into(&mut self.pixels).is_ok(),
             // It asks for grey, then `into_rgb8` repeats it in the three channels.
             ColorSpace::Luma => {
-                let mut grey = JpegDecoder::new_with_options(
-                    ZCursor::new(self.file.as_slice()),
-                    options(ColorSpace::Luma),
-                );
+                let mut grey =
+                    JpegDecoder::new_with_options(reader(&self.file), options(ColorSpace::Luma));
                 let ok = grey.decode_into(&mut self.pixels[..w * h]).is_ok();
                 // Back to front, so no grey value is overwritten before it is read.
                 for i in (0..w * h).rev() {
@@ -160,6 +258,12 @@ mod tests {
         p
     }
 
+    fn decode_asset(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/assets/decode")
+            .join(name)
+    }
+
     #[test]
     fn same_pixels_as_the_image_crate() {
         let dir = tempfile::tempdir().unwrap();
@@ -172,6 +276,10 @@ mod tests {
             // and PNGs (the fallback path).
             golden_image("photo.jpg"),
             golden_image("wide.jpg"),
+            // Made with Pillow from photo.jpg at 67x45: progressive, and baseline with restart
+            // markers every 4 MCUs.
+            decode_asset("progressive.jpg"),
+            decode_asset("restart.jpg"),
             encoded(&colour.into(), dir.path(), "rgb444.jpg"),
             encoded(&grey.into(), dir.path(), "grey.jpg"),
             golden_image("rgba.png"),
@@ -189,6 +297,50 @@ mod tests {
                 path.display()
             );
             assert!(got.data == want.as_raw().as_slice(), "{}", path.display());
+        }
+    }
+
+    /// Every operation zune-jpeg can ask of its reader gives what `ZCursor` gives (through
+    /// zune-core's `std` reader): bytes, counts, success or failure, and the position after.
+    #[test]
+    fn the_slice_reader_reads_like_zcursor() {
+        use zune_core::bytestream::ZCursor;
+        let data: Vec<u8> = (0..10u8).collect();
+        let mut a = SliceReader {
+            data: &data,
+            pos: 0,
+        };
+        let mut b = ZCursor::new(data.as_slice());
+        fn step<R: ZByteReaderTrait>(r: &mut R, op: usize) -> (String, u64) {
+            let mut four = [0xAAu8; 4];
+            let mut many = [0xAAu8; 20];
+            let got = match op {
+                0 => format!("{}", r.read_byte_no_error()),
+                1 => format!("{:?} {four:?}", r.read_exact_bytes(&mut four).is_ok()),
+                2 => format!("{:?} {many:?}", r.read_exact_bytes(&mut many).is_ok()),
+                3 => format!("{:?} {many:?}", r.read_bytes(&mut many).ok()),
+                4 => format!("{:?} {four:?}", r.peek_bytes(&mut four).ok()),
+                5 => format!("{:?} {four:?}", r.peek_exact_bytes(&mut four).is_ok()),
+                6 => format!("{:?}", r.z_seek(ZSeekFrom::End(-3)).ok()),
+                7 => format!("{:?}", r.z_seek(ZSeekFrom::Current(-20)).ok()),
+                8 => format!("{:?}", r.z_seek(ZSeekFrom::Start(50)).ok()),
+                9 => format!("{:?}", r.z_seek(ZSeekFrom::Start(2)).ok()),
+                10 => format!("{:?}", r.is_eof().ok()),
+                11 => {
+                    let mut sink = vec![9];
+                    format!("{:?} {sink:?}", r.read_remaining(&mut sink).ok())
+                }
+                _ => format!("{:?}", r.z_seek(ZSeekFrom::Current(1)).ok()),
+            };
+            (got, r.z_position().unwrap_or(u64::MAX))
+        }
+        // Sequences through the middle, the end and past the end of the data.
+        let ops = [
+            0, 1, 5, 4, 1, 2, 3, 0, 10, 6, 2, 1, 4, 0, 0, 0, 0, 10, 7, 9, 11, 8, 0, 1, 4, 3, 10,
+            11, 12, 9, 5, 12, 12, 3,
+        ];
+        for (i, &op) in ops.iter().enumerate() {
+            assert_eq!(step(&mut a, op), step(&mut b, op), "step {i} (op {op})");
         }
     }
 
