@@ -2,7 +2,7 @@
 //! RGB, shortest side to 224 with PIL's antialiased bicubic filter, center crop 224 (Python
 //! rounding), `/255`, CLIP mean/std, NCHW `f32`.
 //!
-//! The resampler ([`crate::resample`]) is a port of Pillow's `ImagingResample` 8-bit path
+//! The resampler (`resample.rs`) is a port of Pillow's `ImagingResample` 8-bit path
 //! (fixed-point coefficients, horizontal pass then vertical pass, each clipped to `u8`), so the
 //! pixels equal PIL's exactly; the `image` crate's filters differ by a few grey levels at edges.
 //! Decoding ([`DecodeScratch`]) reuses its buffers from file to file.
