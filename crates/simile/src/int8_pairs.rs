@@ -42,6 +42,10 @@ pub(crate) struct Codes {
     l1q: Vec<f64>,
     pub(crate) normq: Vec<f64>,
     pub(crate) resid: Vec<f64>,
+    /// For the VNNI kernel (empty without it): the codes + 128 as unsigned bytes, and each
+    /// row's code sum (`Σ (a+128)·b = a·b + 128·Σb`).
+    ucodes: Vec<u8>,
+    sums: Vec<i32>,
 }
 
 /// `x` rounded up by a relative margin far above the f64 rounding of the sums behind it.
@@ -50,9 +54,10 @@ fn up(x: f64) -> f64 {
 }
 
 impl Codes {
-    /// The codes of every row; `None` when the int8 pass cannot be used (a non-finite value, a
-    /// row too small to quantise, more than `MAX_DIM` columns, no columns).
-    pub(crate) fn new(rows: ArrayView2<'_, f32>) -> Option<Codes> {
+    /// The codes of every row (each first scaled to unit length when `unit`, in f64 and rounded
+    /// to f32, as the f32 pass does); `None` when the int8 pass cannot be used (a non-finite
+    /// value, a row too small to quantise, more than `MAX_DIM` columns, no columns).
+    pub(crate) fn new(rows: ArrayView2<'_, f32>, unit: bool) -> Option<Codes> {
         let (n, dim) = rows.dim();
         if dim == 0 || dim > MAX_DIM || rows.iter().any(|x| !x.is_finite()) {
             return None;
@@ -68,12 +73,24 @@ impl Codes {
             l1q: vec![0.0; n],
             normq: vec![0.0; n],
             resid: vec![0.0; n],
+            ucodes: Vec::new(),
+            sums: Vec::new(),
         };
         let mut buf = vec![0u8; code_stride(dim)];
         let mut row = vec![0f32; dim];
         for i in 0..n {
             for (o, x) in row.iter_mut().zip(rows.row(i).iter()) {
                 *o = *x;
+            }
+            if unit {
+                let n = row
+                    .iter()
+                    .map(|x| f64::from(*x).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if n > 0.0 {
+                    row.iter_mut().for_each(|x| *x = (f64::from(*x) / n) as f32);
+                }
             }
             quantize_row(&row, &mut buf);
             let s = scale_of(&buf, dim);
@@ -99,6 +116,14 @@ impl Codes {
             c.l1q[i] = up(l1q);
             c.normq[i] = up(q2.sqrt());
             c.resid[i] = up(r2.sqrt());
+        }
+        if Path::best() == Path::Vnni {
+            c.ucodes = c.codes.iter().map(|k| (*k as u8) ^ 0x80).collect();
+            c.sums = c
+                .codes
+                .chunks_exact(stride)
+                .map(|r| r.iter().map(|k| i32::from(*k)).sum())
+                .collect();
         }
         Some(c)
     }
@@ -130,12 +155,49 @@ impl Codes {
 pub(crate) fn dots(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut Vec<i32>) {
     out.clear();
     out.resize(a.len() * b.len(), 0);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { avx2::dots(codes, a, b, out) };
-        return;
+    dots_on(Path::best(), codes, a, b, out);
+}
+
+/// The kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Portable,
+    Avx2,
+    /// AVX-512 VNNI on 256-bit registers (`vpdpbusd`, EVEX-encoded).
+    Vnni,
+}
+
+impl Path {
+    /// The fastest kernel this CPU runs.
+    fn best() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if vnni::detected() {
+                return Path::Vnni;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Path::Avx2;
+            }
+        }
+        Path::Portable
     }
+}
+
+fn dots_on(path: Path, codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        Path::Vnni if vnni::detected() && !codes.ucodes.is_empty() => {
+            // SAFETY: the CPU (and OS) run VNNI and the unsigned codes and sums are filled
+            // (both checked just above).
+            return unsafe { vnni::dots(codes, a, b, out) };
+        }
+        Path::Avx2 | Path::Vnni if std::arch::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2::dots(codes, a, b, out) };
+        }
+        _ => {}
+    }
+    let _ = path;
     dots_portable(codes, a, b, out);
 }
 
@@ -283,6 +345,156 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+    use std::sync::OnceLock;
+
+    use super::Codes;
+
+    /// Rows of the register tile.
+    const R: usize = 3;
+    /// Columns of the register tile (3 × 4 accumulators + 3 rows + 1 column: 16 registers).
+    const C: usize = 4;
+    /// Columns per L1 block.
+    const JB: usize = 32;
+
+    /// AVX-512 VNNI with AVX-512VL (EVEX `vpdpbusd` on 256-bit registers) and an OS that saves
+    /// the AVX-512 state (which `avx512f` detection checks).
+    pub(super) fn detected() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| {
+            use std::arch::is_x86_feature_detected as has;
+            // CPUID leaf 7, ECX bit 11: AVX512_VNNI.
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 7 exists on every CPU with AVX-512 (checked first).
+            let vnni = || unsafe { __cpuid_count(7, 0) }.ecx & (1 << 11) != 0;
+            has!("avx2") && has!("avx512f") && has!("avx512vl") && vnni()
+        })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load<T>(v: &[T], at: usize) -> __m256i {
+        assert!(size_of::<T>() == 1 && at + 32 <= v.len());
+        // SAFETY: 32 readable bytes at `at` (bytes, checked above); `loadu` needs no alignment.
+        unsafe { _mm256_loadu_si256(v.as_ptr().add(at).cast::<__m256i>()) }
+    }
+
+    /// `acc += Σ u·s` in groups of four (`u` unsigned bytes, `s` signed), wrapping.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dpbusd(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: callers run only where `detected()` holds: the CPU executes EVEX vpdpbusd on
+        // ymm registers. The instruction reads and writes registers only.
+        unsafe {
+            asm!(
+                "{{evex}} vpdpbusd {acc}, {u}, {s}",
+                acc = inout(ymm_reg) acc,
+                u = in(ymm_reg) u,
+                s = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// `R × C` sums `Σ (a+128)·b` (wrapping) of unsigned rows `xs` with signed rows `ys`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn tile(xs: [&[u8]; R], ys: [&[i8]; C], len: usize) -> [[i32; C]; R] {
+        let mut acc = [[_mm256_setzero_si256(); C]; R];
+        let mut at = 0;
+        while at < len {
+            let a = [load(xs[0], at), load(xs[1], at), load(xs[2], at)];
+            for c in 0..C {
+                let b = load(ys[c], at);
+                for r in 0..R {
+                    acc[r][c] = dpbusd(acc[r][c], a[r], b);
+                }
+            }
+            at += 32;
+        }
+        let mut out = [[0; C]; R];
+        for r in 0..R {
+            for c in 0..C {
+                out[r][c] = hsum(acc[r][c]);
+            }
+        }
+        out
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn single(x: &[u8], y: &[i8], len: usize) -> i32 {
+        let mut acc = _mm256_setzero_si256();
+        let mut at = 0;
+        while at < len {
+            acc = dpbusd(acc, load(x, at), load(y, at));
+            at += 32;
+        }
+        hsum(acc)
+    }
+
+    /// Safety: only where [`detected`] holds, with `codes.ucodes` and `codes.sums` filled.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
+        let len = codes.stride;
+        let urow = |i: usize| &codes.ucodes[i * len..(i + 1) * len];
+        let width = b.len();
+        let mut jb = b.start;
+        while jb < b.end {
+            let je = (jb + JB).min(b.end);
+            let mut i = a.start;
+            while i < a.end {
+                let mut j = jb;
+                if i + R <= a.end {
+                    let xs = [urow(i), urow(i + 1), urow(i + 2)];
+                    while j + C <= je {
+                        let ys = [
+                            codes.row(j),
+                            codes.row(j + 1),
+                            codes.row(j + 2),
+                            codes.row(j + 3),
+                        ];
+                        let t = tile(xs, ys, len);
+                        for (r, tr) in t.iter().enumerate() {
+                            let o = (i + r - a.start) * width + (j - b.start);
+                            out[o..o + C].copy_from_slice(tr);
+                        }
+                        j += C;
+                    }
+                }
+                for ii in i..(i + R).min(a.end) {
+                    for jj in j..je {
+                        out[(ii - a.start) * width + (jj - b.start)] =
+                            single(urow(ii), codes.row(jj), len);
+                    }
+                }
+                i += R;
+            }
+            jb = je;
+        }
+        // `Σ (a+128)·b − 128·Σb = a·b`; the true result fits an `i32`, so wrapping is exact.
+        for row in out.chunks_exact_mut(width) {
+            for (o, j) in row.iter_mut().zip(b.clone()) {
+                *o = o.wrapping_sub(codes.sums[j].wrapping_mul(128));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,14 +515,16 @@ mod tests {
     fn both_paths_give_the_same_integers() {
         for dim in [1usize, 31, 32, 33, 100, 512] {
             let n = 11;
-            let codes = Codes::new(data(n, dim, dim as u64).view()).expect("finite rows");
+            let codes = Codes::new(data(n, dim, dim as u64).view(), false).expect("finite rows");
             // Tiles with edges in both directions.
             for (a, b) in [(0..n, 0..n), (1..8, 3..11), (5..6, 0..9)] {
                 let mut fast = Vec::new();
                 dots(&codes, a.clone(), b.clone(), &mut fast);
-                let mut slow = vec![0; a.len() * b.len()];
-                dots_portable(&codes, a.clone(), b.clone(), &mut slow);
-                assert_eq!(fast, slow, "dim {dim}");
+                for path in [Path::Portable, Path::Avx2, Path::Vnni] {
+                    let mut other = vec![0; a.len() * b.len()];
+                    dots_on(path, &codes, a.clone(), b.clone(), &mut other);
+                    assert_eq!(fast, other, "dim {dim}, {path:?}");
+                }
                 for (r, i) in a.clone().enumerate() {
                     for (c, j) in b.clone().enumerate() {
                         let want: i64 = codes
@@ -332,7 +546,7 @@ mod tests {
     fn the_bound_holds_for_every_pair() {
         let dim = 77;
         let emb = data(40, dim, 5);
-        let codes = Codes::new(emb.view()).expect("finite rows");
+        let codes = Codes::new(emb.view(), false).expect("finite rows");
         let mut d = Vec::new();
         dots(&codes, 0..40, 0..40, &mut d);
         for i in 0..40 {
@@ -358,13 +572,13 @@ mod tests {
     #[test]
     fn rows_that_cannot_be_quantised_give_none() {
         let mut emb = data(3, 8, 1);
-        assert!(Codes::new(emb.view()).is_some());
+        assert!(Codes::new(emb.view(), false).is_some());
         emb[[1, 2]] = f32::NAN;
-        assert!(Codes::new(emb.view()).is_none());
+        assert!(Codes::new(emb.view(), false).is_none());
         emb[[1, 2]] = 0.5;
         emb.row_mut(2).fill(0.0);
         assert!(
-            Codes::new(emb.view()).is_none(),
+            Codes::new(emb.view(), false).is_none(),
             "an all-zero row has no scale"
         );
     }

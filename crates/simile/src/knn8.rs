@@ -10,7 +10,7 @@
 //! with [`Metric::reference_distance`] and sorting by (distance, row) gives exactly the brute
 //! force answer, ties included. Most pairs are rejected 64 at a time in f32 with a per-row
 //! margin that covers the largest bound of the row.
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use simile_index::Metric;
 
 use crate::int8_pairs::{dots, Codes};
@@ -19,15 +19,20 @@ use crate::neighbors::Neighbors;
 /// Rows per block of the all-pairs pass.
 const BLOCK: usize = 512;
 /// Candidates per row before the list is pruned to those still within `τ`.
-const CAP: usize = 64;
+const CAP: usize = 16;
+
+/// `x` as an f32 no larger than `x` (a relative step well above f32 rounding).
+fn down(x: f64) -> f32 {
+    (x - x.abs() * 1e-6 - 1e-30) as f32
+}
 
 /// A row's state in the pass: the `k` smallest upper bounds, the candidates.
 #[derive(Default, Clone)]
 struct Best {
     /// Ascending, at most `k`.
     hi: Vec<f64>,
-    /// `(lo, row)` with `lo ≤ τ` when offered.
-    cands: Vec<(f64, u32)>,
+    /// `(lo, row)` with `lo ≤ τ` when offered (`lo` rounded down to f32).
+    cands: Vec<(f32, u32)>,
     cap: usize,
 }
 
@@ -50,10 +55,10 @@ impl Best {
             self.hi.insert(at, hi);
             self.hi.truncate(k);
         }
-        self.cands.push((lo, j));
+        self.cands.push((down(lo), j));
         if self.cands.len() > self.cap.max(CAP) {
             let tau = self.tau(k);
-            self.cands.retain(|c| c.0 <= tau);
+            self.cands.retain(|c| f64::from(c.0) <= tau);
             self.cap = 2 * self.cands.len();
         }
     }
@@ -72,19 +77,7 @@ struct Prep {
 
 impl Prep {
     fn new(emb: ArrayView2<'_, f32>, metric: Metric) -> Option<Prep> {
-        let rows: Array2<f32> = if metric == Metric::Cosine {
-            let mut rows = emb.to_owned();
-            for mut r in rows.rows_mut() {
-                let n = r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-                if n > 0.0 {
-                    r.mapv_inplace(|x| (f64::from(x) / n) as f32);
-                }
-            }
-            rows
-        } else {
-            emb.to_owned()
-        };
-        let codes = Codes::new(rows.view())?;
+        let codes = Codes::new(emb, metric == Metric::Cosine)?;
         let (alpha, beta): (Vec<f64>, f64) = match metric {
             Metric::Cosine => (vec![0.5; codes.len()], 1.0),
             Metric::DotProduct => (vec![0.0; codes.len()], 1.0),
@@ -174,7 +167,7 @@ pub(crate) fn k_nearest(
         return None;
     }
     // Merge: τ from the union of the upper bounds, then the candidates within it.
-    let mut merged: Vec<Vec<(f64, u32)>> = vec![Vec::new(); n];
+    let mut merged: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut taus = vec![f64::INFINITY; n];
     for (i, tau) in taus.iter_mut().enumerate() {
         let mut hi: Vec<f64> = partials
@@ -188,10 +181,20 @@ pub(crate) fn k_nearest(
     }
     for part in partials {
         for ((m, b), tau) in merged.iter_mut().zip(part).zip(&taus) {
-            m.extend(b.cands.into_iter().filter(|c| c.0 <= *tau));
+            m.extend(
+                b.cands
+                    .into_iter()
+                    .filter(|c| f64::from(c.0) <= *tau)
+                    .map(|c| c.1),
+            );
         }
     }
     Some(rescore(emb, metric, k, merged))
+}
+
+/// `Σ x²` in f64, as `reference_distance` sums it.
+fn sq_sum(a: &[f32]) -> f64 {
+    a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>()
 }
 
 /// The candidates scored exactly, on every core.
@@ -199,7 +202,7 @@ fn rescore(
     emb: ArrayView2<'_, f32>,
     metric: Metric,
     k: usize,
-    cands: Vec<Vec<(f64, u32)>>,
+    cands: Vec<Vec<u32>>,
 ) -> Vec<Neighbors> {
     let n = cands.len();
     let threads = crate::matmul::cores().max(1);
@@ -211,14 +214,37 @@ fn rescore(
             None => v.to_vec().into(),
         }
     };
-    let one = |i: usize, c: &[(f64, u32)]| -> Neighbors {
+    // Cosine: the norms once per row, the rest of `reference_distance`'s cosine term by term
+    // (the same operations in the same order, so the same f64; checked by the tests' brute force).
+    let norms: Vec<f64> = if metric == Metric::Cosine {
+        (0..n).map(|r| sq_sum(&row(r)).sqrt()).collect()
+    } else {
+        Vec::new()
+    };
+    let distance = |i: usize, a: &[f32], j: usize| -> f64 {
+        if metric != Metric::Cosine {
+            return metric.reference_distance(a, &row(j));
+        }
+        let (na, nb) = (norms[i], norms[j]);
+        if na == 0.0 || nb == 0.0 {
+            1.0
+        } else {
+            let dot: f64 = a
+                .iter()
+                .zip(row(j).iter())
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            (1.0 - dot / (na * nb)).clamp(0.0, 2.0)
+        }
+    };
+    let one = |i: usize, c: &[u32]| -> Neighbors {
         let a = row(i);
-        let mut js: Vec<u32> = c.iter().map(|x| x.1).collect();
+        let mut js: Vec<u32> = c.to_vec();
         js.sort_unstable();
         js.dedup();
         let mut scored: Neighbors = js
             .into_iter()
-            .map(|j| (j, metric.reference_distance(&a, &row(j as usize))))
+            .map(|j| (j, distance(i, &a, j as usize)))
             .collect();
         scored.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
         scored.truncate(k);
@@ -306,6 +332,7 @@ fn block_pass(
 mod tests {
     use super::*;
     use crate::neighbors::{gemm_neighbors, Want};
+    use ndarray::Array2;
     use rand::{Rng, SeedableRng};
 
     fn brute(emb: &Array2<f32>, metric: Metric, k: usize) -> Vec<Neighbors> {
