@@ -9,6 +9,10 @@
 //! [`Rows::within`] (exact f64 distance near the threshold), so a probe answers exactly what
 //! [`crate::greedy::keep`] answers. Rows whose list is not enough are checked against every
 //! earlier kept row; if that happens too often the probe falls back to the chunked pass.
+//!
+//! Where the rows can be quantised the lists are built from int8 scores
+//! ([`crate::int8_pairs`]: exact integer dot products, about 4× the f32 GEMM's rate here) and
+//! the cutoff is lowered by each row's int8 error bound, so the same reasoning holds.
 use std::thread;
 
 use ndarray::s;
@@ -72,9 +76,15 @@ struct Lists {
     len: Vec<u16>,
     /// Whether the list holds every earlier row (nothing was left out).
     complete: Vec<bool>,
+    /// Per row: how far below the f32 cutoff a listed score may lie for a pair that is within
+    /// the threshold (0 for f32 scores; the int8 bound and roundings for int8 scores).
+    margin: Vec<f32>,
+    /// Int8 scores: the slots hold no f32 dot product; a probe computes it when it needs it.
+    int8: bool,
 }
 
-/// One earlier row: its score, index and dot product.
+/// One earlier row: its score (f32, or int8 in the int8 pass), index and f32 dot product
+/// (f32 scores only).
 #[derive(Clone, Copy)]
 struct Slot {
     score: f32,
@@ -117,7 +127,107 @@ impl Best<'_> {
 }
 
 impl Lists {
+    /// The lists by int8 scores where the rows can be quantised ([`crate::int8_pairs`]), by
+    /// f32 scores otherwise.
     fn build(rows: &Rows<'_>) -> Lists {
+        match crate::int8_pairs::Codes::new(rows.rows.view(), false) {
+            Some(codes) => Lists::build_int8(rows, &codes),
+            None => Lists::build_f32(rows),
+        }
+    }
+
+    /// Lists by int8 score `sa·sb·D − key(j)` (exact integer `D`). A probe decides a listed pair
+    /// by [`Rows::within`] from its f32 dot product, computed then (most slots are never
+    /// looked at). A pair within `t` has an f32 score of at least `cutoff(i, t)`, so an int8
+    /// score of at least `cutoff − margin`.
+    fn build_int8(rows: &Rows<'_>, codes: &crate::int8_pairs::Codes) -> Lists {
+        let n = rows.len();
+        let empty = Slot {
+            score: f32::NEG_INFINITY,
+            row: 0,
+            dot: 0.0,
+        };
+        let mut slots = vec![empty; n * K];
+        let mut len = vec![0u16; n];
+        let mut complete = vec![true; n];
+        let keys: Vec<f32> = (0..n).map(|j| rows.key(j)).collect();
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let (mr, mq) = (max(&codes.resid), max(&codes.normq));
+        let kmax = keys.iter().fold(0f32, |m, k| m.max(k.abs()));
+        let margin: Vec<f32> = (0..n)
+            .map(|i| {
+                let e = codes.norm[i] * mr + codes.resid[i] * mq;
+                (e * (1.0 + 1e-6) + 1e-5 * (1.0 + f64::from(kmax) + mq * mq)) as f32
+            })
+            .collect();
+        let threads = thread::available_parallelism().map_or(1, |t| t.get());
+        let per = ROW_BLOCK.div_ceil(threads).max(1);
+        let parts: Vec<_> = slots
+            .chunks_mut(per * K)
+            .zip(len.chunks_mut(per))
+            .zip(complete.chunks_mut(per))
+            .collect();
+        let scale = &codes.scale;
+        thread::scope(|scope| {
+            let mut queues: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+            for (p, part) in parts.into_iter().enumerate() {
+                queues[p % threads].push((p * per, part));
+            }
+            for queue in queues {
+                let keys = &keys;
+                scope.spawn(move || {
+                    let mut buf = Vec::new();
+                    for (r0, ((slots, len), complete)) in queue {
+                        let r1 = r0 + len.len();
+                        let mut states: Vec<Best<'_>> = slots
+                            .chunks_mut(K)
+                            .map(|s| Best {
+                                slots: s,
+                                len: 0,
+                                floor: f32::NEG_INFINITY,
+                                seen: 0,
+                            })
+                            .collect();
+                        let mut scores = Vec::new();
+                        for c0 in (0..r1).step_by(COL_BLOCK) {
+                            let c1 = (c0 + COL_BLOCK).min(r1);
+                            crate::int8_pairs::dots(codes, r0..r1, c0..c1, &mut buf);
+                            let width = c1 - c0;
+                            for (di, best) in states.iter_mut().enumerate() {
+                                let i = r0 + di;
+                                let end = i.min(c1).saturating_sub(c0);
+                                let si = scale[i];
+                                scores.clear();
+                                scores.extend(
+                                    buf[di * width..di * width + end]
+                                        .iter()
+                                        .zip(&scale[c0..c0 + end])
+                                        .map(|(d, s)| (*d as f32) * (si * s)),
+                                );
+                                select(best, &scores, &keys[c0..c0 + end], c0);
+                            }
+                        }
+                        for (di, best) in states.iter_mut().enumerate() {
+                            best.slots[..best.len].sort_by(|a, b| {
+                                b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
+                            });
+                            len[di] = best.len as u16;
+                            complete[di] = best.seen == best.len;
+                        }
+                    }
+                });
+            }
+        });
+        Lists {
+            slots,
+            len,
+            complete,
+            margin,
+            int8: true,
+        }
+    }
+
+    fn build_f32(rows: &Rows<'_>) -> Lists {
         let n = rows.len();
         let empty = Slot {
             score: f32::NEG_INFINITY,
@@ -177,6 +287,8 @@ impl Lists {
             slots,
             len,
             complete,
+            margin: vec![0.0; n],
+            int8: false,
         }
     }
 
@@ -189,18 +301,27 @@ impl Lists {
         for i in 0..n {
             let list = &self.slots[i * K..i * K + usize::from(self.len[i])];
             let cut = rows.cutoff(i, thresh);
+            let list_cut = cut - self.margin[i];
             let mut dup = false;
             for slot in list {
-                if slot.score < cut {
+                if slot.score < list_cut {
                     break;
                 }
                 let j = slot.row as usize;
-                if kept[j] && rows.within(i, j, slot.dot, thresh) {
+                if !kept[j] {
+                    continue;
+                }
+                let dot = if self.int8 {
+                    rows.rows.row(i).dot(&rows.rows.row(j))
+                } else {
+                    slot.dot
+                };
+                if rows.within(i, j, dot, thresh) {
                     dup = true;
                     break;
                 }
             }
-            let settled = self.complete[i] || list.last().is_none_or(|l| l.score < cut);
+            let settled = self.complete[i] || list.last().is_none_or(|l| l.score < list_cut);
             if !dup && !settled {
                 // Unlisted earlier rows may be within the threshold: check the kept ones.
                 fallbacks += 1;
@@ -292,6 +413,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn int8_and_f32_lists_probe_the_same_on_every_metric() {
+        let emb = data(1300, 40, 11);
+        for metric in [Metric::Cosine, Metric::Euclidean, Metric::DotProduct] {
+            let rows = Rows::new(emb.view(), metric);
+            let codes = crate::int8_pairs::Codes::new(rows.rows.view(), false).expect("codes");
+            let int8 = Lists::build_int8(&rows, &codes);
+            let f32_lists = Lists::build_f32(&rows);
+            let (lo, hi) = rows.distance_range();
+            for step in 0..=30 {
+                let t = lo + (hi - lo) * f64::from(step) / 30.0;
+                let want = keep(&rows, t, Some(1300));
+                assert_eq!(int8.keep(&rows, t, 1300), want, "{metric:?} t={t} int8");
+                assert_eq!(f32_lists.keep(&rows, t, 1300), want, "{metric:?} t={t} f32");
+            }
+            let (t, _) = search_thresh(&rows, 650);
+            assert!(int8.keep(&rows, t, 1300).is_some(), "{metric:?}");
         }
     }
 
