@@ -262,17 +262,7 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    fn vals(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernel::test_values as vals;
 
     fn codes_of(row: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; code_stride(row.len())];

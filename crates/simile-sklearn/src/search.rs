@@ -591,17 +591,7 @@ mod tests {
     #[test]
     fn int8_bounds_hold() {
         let dim = 96;
-        let vals = |seed: u64| -> Vec<f32> {
-            let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..dim)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        };
+        let vals = |seed: u64| kernel::test_values(dim, seed);
         let q = vals(1);
         let mut rows: Vec<Vec<f32>> = (2..300).map(vals).collect();
         rows[0] = q.clone();
