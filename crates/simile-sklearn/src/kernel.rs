@@ -539,18 +539,11 @@ fn finish<const N: usize>(metric: Metric, qn: f64, s: [f64; N], nn: [f64; N]) ->
     }
 }
 
-/// `n` values in [−1, 1) from a xorshift stream seeded by `seed` (the unit tests' data).
+/// `n` values in [−1, 1) from a xorshift stream seeded by `seed` (the unit tests' data: the
+/// conformance suite's generator).
 #[cfg(test)]
 pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    simile_index::conformance::random_vectors(n, 1, seed)
 }
 
 #[cfg(test)]
