@@ -27,6 +27,9 @@ pub(crate) struct Sub {
     pub(crate) rows: Array2<f32>,
     /// `‖row_R‖`, rounded up.
     pub(crate) rest: Vec<f32>,
+    /// The subset's int8 codes, when every row quantises: the first pass then multiplies codes
+    /// ([`crate::sub_int8`]).
+    pub(crate) codes: Option<crate::int8_pairs::Codes>,
 }
 
 impl Sub {
@@ -65,7 +68,12 @@ impl Sub {
                 (sq.sqrt() * (1.0 + 1e-6)) as f32
             })
             .collect();
-        Some(Sub { rows: sub, rest })
+        let codes = crate::int8_pairs::Codes::new(sub.view(), false);
+        Some(Sub {
+            rows: sub,
+            rest,
+            codes,
+        })
     }
 }
 
@@ -274,15 +282,65 @@ struct Kept {
     passed: u64,
     /// The chunk × kept block, reused.
     dots: Vec<f32>,
+    /// The kept rows' subset codes (first pass on, int8): then `data` is not used.
+    codes: Option<crate::sub_int8::KeptCodes>,
 }
 
 impl Kept {
+    /// [`Kept::any_within`] with the first pass on int8 codes ([`crate::sub_int8`]).
+    fn any_within_int8(
+        &mut self,
+        rows: &Rows<'_>,
+        codes: &crate::int8_pairs::Codes,
+        mut kc: crate::sub_int8::KeptCodes,
+        (c0, c1): (usize, usize),
+        thresh: f64,
+        mut dup: Vec<bool>,
+    ) -> Vec<bool> {
+        let Some(sub) = &rows.sub else {
+            return dup;
+        };
+        // The f32 arithmetic of the test (a few ulps of its largest terms).
+        let slack = (1e-5 * (1.0 + 2.0 * rows.max_norm * rows.max_norm)) as f32;
+        let mut passed = 0u64;
+        for s0 in (0..self.idx.len()).step_by(SLAB) {
+            let s1 = (s0 + SLAB).min(self.idx.len());
+            let idx = &self.idx[s0..s1];
+            kc.any_within(
+                codes,
+                (c0, c1),
+                (s0, s1),
+                &self.keys[s0..s1],
+                &self.rest[s0..s1],
+                |i| sub.rest[i],
+                |i| rows.cutoff(i, thresh) - slack,
+                &mut dup,
+                |di, pos| {
+                    passed += 1;
+                    let (i, j) = (c0 + di, idx[pos]);
+                    rows.within(i, j, rows.rows.row(i).dot(&rows.rows.row(j)), thresh)
+                },
+            );
+        }
+        self.tested += ((c1 - c0) * self.idx.len()) as u64;
+        self.passed += passed;
+        if self.tested > 1 << 16 && self.passed as f64 > SUB_MAX_PASS * self.tested as f64 {
+            self.full(rows);
+        } else {
+            self.codes = Some(kc);
+        }
+        dup
+    }
+
     fn push(&mut self, rows: &Rows<'_>, i: usize) {
         self.idx.push(i);
         self.keys.push(rows.key(i));
         match (&rows.sub, self.sub) {
             (Some(sub), true) => {
-                self.data.extend(sub.rows.row(i).iter());
+                match (&mut self.codes, &sub.codes) {
+                    (Some(kc), Some(codes)) => kc.push(codes, i),
+                    _ => self.data.extend(sub.rows.row(i).iter()),
+                }
                 self.rest.push(sub.rest[i]);
             }
             _ => self.data.extend(rows.rows.row(i).iter()),
@@ -292,6 +350,7 @@ impl Kept {
     /// Gives up the first pass: the kept rows in full from now on.
     fn full(&mut self, rows: &Rows<'_>) {
         self.sub = false;
+        self.codes = None;
         self.data.clear();
         self.rest.clear();
         for &i in &self.idx {
@@ -313,6 +372,9 @@ impl Kept {
             return Some(dup);
         }
         let sub = rows.sub.as_ref().filter(|_| self.sub);
+        if let (Some(codes), Some(kc)) = (sub.and_then(|s| s.codes.as_ref()), self.codes.take()) {
+            return Some(self.any_within_int8(rows, codes, kc, (c0, c1), thresh, dup));
+        }
         let width = sub.map_or(rows.rows.ncols(), |s| s.rows.ncols());
         let lhs = match sub {
             Some(s) => s.rows.slice(s![c0..c1, ..]),
@@ -384,6 +446,11 @@ fn keep_and_pass(
         tested: 0,
         passed: 0,
         dots: Vec::new(),
+        codes: rows
+            .sub
+            .as_ref()
+            .and_then(|s| s.codes.as_ref())
+            .map(crate::sub_int8::KeptCodes::new),
     };
     for c0 in (0..n).step_by(CHUNK) {
         let c1 = (c0 + CHUNK).min(n);

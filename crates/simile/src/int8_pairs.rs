@@ -128,6 +128,38 @@ impl Codes {
         Some(c)
     }
 
+    /// No rows, the width of `self` (rows are added by [`Codes::push_row`]).
+    pub(crate) fn empty_like(&self) -> Codes {
+        Codes {
+            stride: self.stride,
+            codes: Vec::new(),
+            scale: Vec::new(),
+            norm: Vec::new(),
+            l1: Vec::new(),
+            dev: Vec::new(),
+            l1q: Vec::new(),
+            normq: Vec::new(),
+            resid: Vec::new(),
+            ucodes: Vec::new(),
+            sums: Vec::new(),
+        }
+    }
+
+    /// Appends row `i` of `from` (of the same width) as the right-hand side of products.
+    pub(crate) fn push_row(&mut self, from: &Codes, i: usize) {
+        self.codes.extend_from_slice(from.row(i));
+        self.scale.push(from.scale[i]);
+        self.norm.push(from.norm[i]);
+        self.l1.push(from.l1[i]);
+        self.dev.push(from.dev[i]);
+        self.l1q.push(from.l1q[i]);
+        self.normq.push(from.normq[i]);
+        self.resid.push(from.resid[i]);
+        if !from.sums.is_empty() {
+            self.sums.push(from.sums[i]);
+        }
+    }
+
     /// Rows.
     pub(crate) fn len(&self) -> usize {
         self.scale.len()
@@ -153,9 +185,21 @@ impl Codes {
 /// `out[r·b.len() + c] = D(a.start + r, b.start + c)`: the exact integer dot products of the
 /// codes of a tile of rows times a tile of rows (`out` is resized).
 pub(crate) fn dots(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut Vec<i32>) {
-    out.clear();
+    dots_of(codes, a, codes, b, out);
+}
+
+/// [`dots`] of rows `a` of `ca` with rows `b` of `cb` (codes of the same width).
+pub(crate) fn dots_of(
+    ca: &Codes,
+    a: Range<usize>,
+    cb: &Codes,
+    b: Range<usize>,
+    out: &mut Vec<i32>,
+) {
+    assert_eq!(ca.stride, cb.stride, "codes of the same width");
+    // Every kernel writes every entry: no need to zero what the buffer already holds.
     out.resize(a.len() * b.len(), 0);
-    dots_on(Path::best(), codes, a, b, out);
+    dots_on(Path::best(), (ca, a), (cb, b), out);
 }
 
 /// The kernels.
@@ -183,31 +227,34 @@ impl Path {
     }
 }
 
-fn dots_on(path: Path, codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
+/// Rows of one code matrix.
+type Side<'a> = (&'a Codes, Range<usize>);
+
+fn dots_on(path: Path, (ca, a): Side<'_>, (cb, b): Side<'_>, out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     match path {
-        Path::Vnni if vnni::detected() && !codes.ucodes.is_empty() => {
+        Path::Vnni if vnni::detected() && !ca.ucodes.is_empty() && !cb.sums.is_empty() => {
             // SAFETY: the CPU (and OS) run VNNI and the unsigned codes and sums are filled
             // (both checked just above).
-            return unsafe { vnni::dots(codes, a, b, out) };
+            return unsafe { vnni::dots((ca, a), (cb, b), out) };
         }
         Path::Avx2 | Path::Vnni if std::arch::is_x86_feature_detected!("avx2") => {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2::dots(codes, a, b, out) };
+            return unsafe { avx2::dots((ca, a), (cb, b), out) };
         }
         _ => {}
     }
     let _ = path;
-    dots_portable(codes, a, b, out);
+    dots_portable((ca, a), (cb, b), out);
 }
 
 /// The portable kernel: the same integers as the AVX2 one.
-fn dots_portable(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
+fn dots_portable((ca, a): Side<'_>, (cb, b): Side<'_>, out: &mut [i32]) {
     let width = b.len();
     for (r, i) in a.enumerate() {
-        let x = codes.row(i);
+        let x = ca.row(i);
         for (c, j) in b.clone().enumerate() {
-            out[r * width + c] = dot_portable(x, codes.row(j));
+            out[r * width + c] = dot_portable(x, cb.row(j));
         }
     }
 }
@@ -226,9 +273,8 @@ fn dot_portable(x: &[i8], y: &[i8]) -> i32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
-    use std::ops::Range;
 
-    use super::Codes;
+    use super::Side;
 
     /// Rows of the register tile.
     const R: usize = 2;
@@ -243,6 +289,19 @@ mod avx2 {
         assert!(at + 32 <= v.len());
         // SAFETY: `at + 32 <= v.len()`: 32 readable bytes; `loadu` needs no alignment.
         unsafe { _mm256_loadu_si256(v.as_ptr().add(at).cast::<__m256i>()) }
+    }
+
+    /// The lane sums of four vectors at once (pairwise adds, so short rows do not pay four
+    /// full reductions per tile; integer adds wrap, the totals are exact).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn hsum4(v: [__m256i; 4]) -> [i32; 4] {
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        let mut out = [0i32; 4];
+        // SAFETY: `out` is 16 writable bytes; `storeu` needs no alignment.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), s) };
+        out
     }
 
     /// The sum of the eight `i32` lanes.
@@ -283,9 +342,7 @@ mod avx2 {
         }
         let mut out = [[0; C]; R];
         for r in 0..R {
-            for c in 0..C {
-                out[r][c] = hsum(acc[r][c]);
-            }
+            out[r] = hsum4(acc[r]);
         }
         out
     }
@@ -305,8 +362,8 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn dots(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
-        let len = codes.stride;
+    pub(super) fn dots((ca, a): Side<'_>, (cb, b): Side<'_>, out: &mut [i32]) {
+        let len = ca.stride;
         let width = b.len();
         let mut jb = b.start;
         while jb < b.end {
@@ -315,14 +372,9 @@ mod avx2 {
             while i < a.end {
                 let mut j = jb;
                 if i + R <= a.end {
-                    let xs = [codes.row(i), codes.row(i + 1)];
+                    let xs = [ca.row(i), ca.row(i + 1)];
                     while j + C <= je {
-                        let ys = [
-                            codes.row(j),
-                            codes.row(j + 1),
-                            codes.row(j + 2),
-                            codes.row(j + 3),
-                        ];
+                        let ys = [cb.row(j), cb.row(j + 1), cb.row(j + 2), cb.row(j + 3)];
                         let t = tile(xs, ys, len);
                         for (r, tr) in t.iter().enumerate() {
                             let o = (i + r - a.start) * width + (j - b.start);
@@ -332,10 +384,9 @@ mod avx2 {
                     }
                 }
                 for ii in i..(i + R).min(a.end) {
-                    let x = codes.row(ii);
+                    let x = ca.row(ii);
                     for jj in j..je {
-                        out[(ii - a.start) * width + (jj - b.start)] =
-                            single(x, codes.row(jj), len);
+                        out[(ii - a.start) * width + (jj - b.start)] = single(x, cb.row(jj), len);
                     }
                 }
                 i += R;
@@ -349,10 +400,9 @@ mod avx2 {
 mod vnni {
     use std::arch::asm;
     use std::arch::x86_64::*;
-    use std::ops::Range;
     use std::sync::OnceLock;
 
-    use super::Codes;
+    use super::Side;
 
     /// Rows of the register tile.
     const R: usize = 3;
@@ -410,6 +460,8 @@ mod vnni {
         _mm_cvtsi128_si32(s)
     }
 
+    use super::avx2::hsum4;
+
     /// `R × C` sums `Σ (a+128)·b` (wrapping) of unsigned rows `xs` with signed rows `ys`.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -428,9 +480,7 @@ mod vnni {
         }
         let mut out = [[0; C]; R];
         for r in 0..R {
-            for c in 0..C {
-                out[r][c] = hsum(acc[r][c]);
-            }
+            out[r] = hsum4(acc[r]);
         }
         out
     }
@@ -447,11 +497,11 @@ mod vnni {
         hsum(acc)
     }
 
-    /// Safety: only where [`detected`] holds, with `codes.ucodes` and `codes.sums` filled.
+    /// Safety: only where [`detected`] holds, with `ca.ucodes` and `cb.sums` filled.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dots(codes: &Codes, a: Range<usize>, b: Range<usize>, out: &mut [i32]) {
-        let len = codes.stride;
-        let urow = |i: usize| &codes.ucodes[i * len..(i + 1) * len];
+    pub(super) unsafe fn dots((ca, a): Side<'_>, (cb, b): Side<'_>, out: &mut [i32]) {
+        let len = ca.stride;
+        let urow = |i: usize| &ca.ucodes[i * len..(i + 1) * len];
         let width = b.len();
         let mut jb = b.start;
         while jb < b.end {
@@ -462,12 +512,7 @@ mod vnni {
                 if i + R <= a.end {
                     let xs = [urow(i), urow(i + 1), urow(i + 2)];
                     while j + C <= je {
-                        let ys = [
-                            codes.row(j),
-                            codes.row(j + 1),
-                            codes.row(j + 2),
-                            codes.row(j + 3),
-                        ];
+                        let ys = [cb.row(j), cb.row(j + 1), cb.row(j + 2), cb.row(j + 3)];
                         let t = tile(xs, ys, len);
                         for (r, tr) in t.iter().enumerate() {
                             let o = (i + r - a.start) * width + (j - b.start);
@@ -479,7 +524,7 @@ mod vnni {
                 for ii in i..(i + R).min(a.end) {
                     for jj in j..je {
                         out[(ii - a.start) * width + (jj - b.start)] =
-                            single(urow(ii), codes.row(jj), len);
+                            single(urow(ii), cb.row(jj), len);
                     }
                 }
                 i += R;
@@ -489,7 +534,7 @@ mod vnni {
         // `Σ (a+128)·b − 128·Σb = a·b`; the true result fits an `i32`, so wrapping is exact.
         for row in out.chunks_exact_mut(width) {
             for (o, j) in row.iter_mut().zip(b.clone()) {
-                *o = o.wrapping_sub(codes.sums[j].wrapping_mul(128));
+                *o = o.wrapping_sub(cb.sums[j].wrapping_mul(128));
             }
         }
     }
@@ -522,7 +567,7 @@ mod tests {
                 dots(&codes, a.clone(), b.clone(), &mut fast);
                 for path in [Path::Portable, Path::Avx2, Path::Vnni] {
                     let mut other = vec![0; a.len() * b.len()];
-                    dots_on(path, &codes, a.clone(), b.clone(), &mut other);
+                    dots_on(path, (&codes, a.clone()), (&codes, b.clone()), &mut other);
                     assert_eq!(fast, other, "dim {dim}, {path:?}");
                 }
                 for (r, i) in a.clone().enumerate() {

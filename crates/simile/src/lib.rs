@@ -59,6 +59,7 @@ mod restrict;
 mod resume;
 mod sort;
 mod storage;
+mod sub_int8;
 mod thresh_search;
 mod uniqueness;
 mod vectors;
