@@ -169,17 +169,20 @@ pub fn section(quick: bool, scale: bool) -> String {
         Err(e) => out.push_str(&format!("Duplicates bench failed: {e:#}\n")),
     }
     out.push_str(
-        "\nUp to 250,000 points every result is exact: `find_duplicates` first bounds each pair from above on the \
-         quarter of the columns with the most energy (`a·b ≤ a_S·b_S + ‖a_R‖‖b_R‖`, a GEMM a quarter the size), \
-         then decides the pairs that pass from the full f32 product when it is clear of a proven error bound and \
-         in f64 otherwise. `find_unique` records each point's 48 nearest earlier points in one all-pairs pass and \
-         bisects the threshold on those lists (same answer as a full pass per probe). From 250,000 points (the 1M \
-         row, `cargo xtask bench --scale`) the greedy rule runs inside ~√N k-means cells with a repair pass \
-         through each kept point's second cell: every reported pair is exact, the recall column is measured \
-         against every point, and `planted` counts the copies found. The Milvus row reads the vectors back \
-         (four requests in flight) and then runs the same exact code, so its answers equal the exact backend's. \
-         Not done: a reduced-precision (bf16/int8) first pass for `compute_uniqueness`, whose nearest neighbours \
-         in random data are too far for the column bound to prune.\n",
+        "\nUp to 250,000 points every result is exact. The all-pairs passes start from int8 codes of the rows \
+         (`int8_pairs.rs`: exact integer dot products — AVX-512 VNNI, AVX2 or portable, the same integers — \
+         and a certified per-pair error bound): `find_duplicates` bounds each pair from above on the quarter of \
+         the columns with the most energy (`a·b ≤ a_S·b_S + ‖a_R‖‖b_R‖`, the subset product in int8 plus its \
+         bound), then decides the pairs that pass from the full f32 product when it is clear of a proven error \
+         bound and in f64 otherwise. `find_unique` records each point's 48 nearest earlier points by int8 score \
+         in one all-pairs pass and bisects the threshold on those lists (same answer as a full pass per probe). \
+         `compute_uniqueness` keeps, per point, every point whose int8 lower bound is within the 3rd-smallest \
+         int8 upper bound and scores only those exactly (same answer as brute force, ties included). From \
+         250,000 points (the 1M row, `cargo xtask bench --scale`) the greedy rule runs inside ~√N k-means cells \
+         with a repair pass through each kept point's second cell: every reported pair is exact, the recall \
+         column is measured against every point, and `planted` counts the copies found. The Milvus row reads the \
+         vectors back (four requests in flight) and then runs the same exact code, so its answers equal the \
+         exact backend's.\n",
     );
     if scale {
         out.push_str(
