@@ -412,8 +412,9 @@ mod vnni {
     const R: usize = 3;
     /// Columns of the register tile (3 × 4 accumulators + 3 rows + 1 column: 16 registers).
     const C: usize = 4;
-    /// Columns per L1 block.
-    const JB: usize = 32;
+    /// Bytes of right-hand rows per block (in L2; 32 to 1024 rows): short rows take wide blocks, so
+    /// each output row is written in long runs.
+    const JB_BYTES: usize = 65536;
 
     /// AVX-512 VNNI with AVX-512VL (EVEX `vpdpbusd` on 256-bit registers) and an OS that saves
     /// the AVX-512 state (which `avx512f` detection checks).
@@ -509,7 +510,7 @@ mod vnni {
         let width = b.len();
         let mut jb = b.start;
         while jb < b.end {
-            let je = (jb + JB).min(b.end);
+            let je = (jb + (JB_BYTES / len).clamp(32, 1024)).min(b.end);
             let mut i = a.start;
             while i < a.end {
                 let mut j = jb;
