@@ -34,6 +34,11 @@ fn found(v: &Value) -> String {
         " ({d} found; {} of {} planted)",
         v["planted_found"], v["planted"]
     );
+    if let Some(w) = v.get("milvus_settle_s").and_then(Value::as_f64) {
+        s.push_str(&format!(
+            "; measured once the server had finished its background indexing ({w:.0} s after the insert)"
+        ));
+    }
     if let Some(c) = v["method"].get("cells") {
         s.push_str(&format!(
             "; **clustered**: {c} cells, recall on {} sampled points {}/{} near pairs",
