@@ -311,7 +311,7 @@ mod avx2 {
     /// The sum of the eight `i32` lanes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256i) -> i32 {
+    pub(super) fn hsum(v: __m256i) -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
@@ -456,16 +456,7 @@ mod vnni {
         acc
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
-    }
-
-    use super::avx2::hsum4;
+    use super::avx2::{hsum, hsum4};
 
     /// `R × C` sums `Σ (a+128)·b` (wrapping) of unsigned rows `xs` with signed rows `ys`.
     #[inline]
