@@ -142,12 +142,7 @@ pub(crate) fn k_nearest(
         return None;
     }
     let prep = Prep::new(emb, metric)?;
-    let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
-    let pairs: Vec<(usize, usize)> = blocks
-        .iter()
-        .enumerate()
-        .flat_map(|(a, &i)| blocks[a..].iter().map(move |&j| (i, j)))
-        .collect();
+    let pairs = crate::neighbors::upper_block_pairs(n, BLOCK);
     let threads = crate::matmul::cores().min(pairs.len()).max(1);
     let partials: Vec<Vec<Best>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

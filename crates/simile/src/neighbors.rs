@@ -63,6 +63,17 @@ impl Candidates {
     }
 }
 
+/// The first rows `(i, j)` of every pair of `block`-row blocks of `0..n` with `i ≤ j` (the upper
+/// triangle, diagonal included).
+pub(crate) fn upper_block_pairs(n: usize, block: usize) -> Vec<(usize, usize)> {
+    let blocks: Vec<usize> = (0..n).step_by(block.max(1)).collect();
+    blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(a, &i)| blocks[a..].iter().map(move |&j| (i, j)))
+        .collect()
+}
+
 /// Exact neighbours of every row (see the module docs). Each list is sorted by exact distance,
 /// then row; a row is never its own neighbour. The `k` nearest alone (no radius) take the int8
 /// first pass ([`crate::knn8`]) when the rows allow it: the same answer, faster.
@@ -91,13 +102,8 @@ pub(crate) fn gemm_neighbors(
     }
     let p = Rows::new(emb, metric);
     let keep = if want.k == 0 { 0 } else { want.k + SLACK };
-    let blocks: Vec<usize> = (0..n).step_by(BLOCK).collect();
     // Upper-triangle block pairs, dealt to the threads.
-    let pairs: Vec<(usize, usize)> = blocks
-        .iter()
-        .enumerate()
-        .flat_map(|(a, &i)| blocks[a..].iter().map(move |&j| (i, j)))
-        .collect();
+    let pairs = upper_block_pairs(n, BLOCK);
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(pairs.len());
