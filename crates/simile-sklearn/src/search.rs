@@ -386,7 +386,7 @@ impl Search<'_> {
         let bests = par_chunks(&mut lows, threads, |start, out| {
             let rows = cands.rows(start, out.len());
             let norm = |i: usize| self.norms[cands.row(start + i)];
-            let mut worst = Vec::new();
+            let mut worst = Vec::with_capacity(out.len());
             match (&codes, &int8) {
                 (Some(codes), Some(b)) => {
                     let mut scales = vec![0f32; out.len()];
