@@ -7,8 +7,14 @@
 //! ```text
 //! cargo run --release -p simile-embed --example clip_bench -- \
 //!     [--model DIR] [--ort LIB] [--images N] [--batch B] [--threads T] [--prompts P] [--json]
-//!     [--images-dir DIR] [--rounds R] [--decode-threads D]
+//!     [--images-dir DIR] [--photos-dir DIR] [--rounds R] [--decode-threads D]
 //! ```
+//! End to end is measured on two JPEG sets, interleaved with ONNX Runtime alone in every round:
+//! `--photos-dir DIR`, the `*.jpg` files in DIR (cycled up to `--images`; `cargo xtask bench` passes
+//! 640×480 / 480×640 4:2:0 JPEGs cut from real photos by `tools/bench_jpegs.py`), and the worst
+//! case that `clip_bench` makes itself in `--images-dir` (noise saved 4:4:4 at quality 90, whose
+//! Huffman decoding costs twice a photo's). Without `--photos-dir` only the noise set is measured
+//! (its figures then fill both the main and the `noise_` keys of the JSON line).
 //! `--decode-only` measures decoding + preprocessing alone (one thread, CPU ms per image, best of
 //! `--rounds`) without loading a model, interleaved with the previous path (`image` crate
 //! decoding, `preprocess_reference`) and the largest difference between their tensors;
@@ -94,6 +100,41 @@ fn make_jpegs(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The files in `dir` accepted by `keep`, sorted, cycled up to at least `n` (all of them when
+/// there are more).
+fn files_in(
+    dir: &std::path::Path,
+    n: usize,
+    keep: impl Fn(&std::path::Path) -> bool,
+) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && keep(p))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no files in {}", dir.display());
+    let k = v.len();
+    v.into_iter().cycle().take(n.max(k)).collect()
+}
+
+/// Mean file size, KB.
+fn mean_kb(paths: &[PathBuf]) -> f64 {
+    let bytes: u64 = paths.iter().map(|p| p.metadata().unwrap().len()).sum();
+    bytes as f64 / paths.len().max(1) as f64 / 1e3
+}
+
+/// One end-to-end pass (JPEG files -> embeddings): (wall seconds, process CPU seconds).
+fn e2e_pass(model: &simile_embed::ClipModel, inputs: &[ImageInput], dim: usize) -> (f64, f64) {
+    let c = cpu_s();
+    let t = Instant::now();
+    let out = model.embed_images(inputs).unwrap();
+    let e = t.elapsed().as_secs_f64();
+    let cpu = cpu_s() - c;
+    assert!(out.iter().all(|r| r.as_ref().is_ok_and(|v| v.len() == dim)));
+    (e, cpu)
+}
+
 /// CPU ms per image on this thread, best of `rounds`: (decode, decode + resize + crop +
 /// normalise into `tensors`, one `3*S*S` slot per path). One decoding scratch for all, as each of
 /// the engine's decoding threads has.
@@ -169,25 +210,12 @@ fn decode_only(n: usize, rounds: usize, json: bool, dir: Option<PathBuf>, inputs
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir).unwrap();
     let paths = match inputs {
-        Some(d) => {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.is_file())
-                .collect();
-            v.sort();
-            // Repeated up to `n` files: a pass must outlast the clock's ticks.
-            let k = v.len().max(1);
-            v.into_iter().cycle().take(n.max(k)).collect()
-        }
+        // Repeated up to `n` files: a pass must outlast the clock's ticks.
+        Some(d) => files_in(&d, n, |_| true),
         None => make_jpegs(&dir, n),
     };
     let n = paths.len();
-    let bytes: u64 = paths.iter().map(|p| p.metadata().unwrap().len()).sum();
-    eprintln!(
-        "{n} files, {:.0} KB each on average",
-        bytes as f64 / n.max(1) as f64 / 1e3
-    );
+    eprintln!("{n} files, {:.0} KB each on average", mean_kb(&paths));
     let cfg = PreprocessConfig::default();
     let s = cfg.image_size as usize;
     let mut tensors = vec![0f32; n * 3 * s * s];
@@ -284,29 +312,46 @@ fn main() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    // --images-dir keeps the JPEGs (tools/bench_open_clip.py reads the same files).
+    // --images-dir keeps the noise JPEGs (tools/bench_open_clip.py reads the same files).
     let img_dir: PathBuf = arg(&args, "--images-dir").unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&img_dir).unwrap();
-    let paths = make_jpegs(&img_dir, n);
+    let noise = make_jpegs(&img_dir, n);
+    let is_jpeg = |p: &std::path::Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+    };
+    // The main set: the photos when given, else the noise JPEGs.
+    let paths = match arg::<PathBuf>(&args, "--photos-dir") {
+        Some(d) => files_in(&d, n, is_jpeg),
+        None => noise.clone(),
+    };
+    let n = paths.len();
+    let noise: Vec<PathBuf> = noise.into_iter().cycle().take(n).collect();
+    let with_photos = paths != noise;
     let s = m.preprocess.image_size as usize;
     let len = 3 * s * s;
 
     // Decode, then preprocess, one thread, as the engine's decoding threads do (thread CPU time:
     // robust on a shared machine); best of 2 passes (the first also faults the tensors in).
     let mut tensors = vec![0f32; n * len];
+    let (noise_decode_only_ms, noise_decode_ms) =
+        time_decode(&noise, &m.preprocess, &mut tensors, 2);
     let (decode_only_ms, decode_ms) = time_decode(&paths, &m.preprocess, &mut tensors, 2);
     let preprocess_ms = decode_ms - decode_only_ms;
+    let (kb, noise_kb) = (mean_kb(&paths), mean_kb(&noise));
 
     // Warm-up.
     model
         .run_image_batch(&tensors[..batch.min(n) * len], batch.min(n))
         .unwrap();
 
-    // ORT alone on pre-made tensors vs end to end from JPEG files, interleaved over several
-    // rounds; the best round of each counts (the machine may be shared).
+    // ORT alone on pre-made tensors vs end to end from the JPEG files (the photos, then the
+    // noise), interleaved over several rounds; the best round of each counts (the machine may be
+    // shared). CPU is summed over all rounds.
     let inputs: Vec<ImageInput> = paths.iter().map(ImageInput::new).collect();
-    let (mut ort_s, mut e2e_s) = (f64::INFINITY, f64::INFINITY);
-    let (mut ort_cpu, mut e2e_cpu) = (0.0, 0.0);
+    let noise_inputs: Vec<ImageInput> = noise.iter().map(ImageInput::new).collect();
+    let (mut ort_s, mut e2e_s, mut noise_s) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    let (mut ort_cpu, mut e2e_cpu, mut noise_cpu) = (0.0, 0.0, 0.0);
     for round in 0..rounds {
         let c = cpu_s();
         let t = Instant::now();
@@ -319,22 +364,24 @@ fn main() {
             done += k;
         }
         let o = t.elapsed().as_secs_f64();
-        let c2 = cpu_s();
-        ort_cpu += c2 - c;
-        let t = Instant::now();
-        let out = model.embed_images(&inputs).unwrap();
-        let e = t.elapsed().as_secs_f64();
-        e2e_cpu += cpu_s() - c2;
-        assert!(out
-            .iter()
-            .all(|r| r.as_ref().is_ok_and(|v| v.len() == m.dim)));
+        ort_cpu += cpu_s() - c;
+        let (e, ec) = e2e_pass(&model, &inputs, m.dim);
+        e2e_cpu += ec;
+        let (w, wc) = if with_photos {
+            e2e_pass(&model, &noise_inputs, m.dim)
+        } else {
+            (e, ec)
+        };
+        noise_cpu += wc;
         eprintln!(
-            "round {round}: ORT alone {:.1} ms/image, end to end {:.1} ms/image",
+            "round {round}: ORT alone {:.1} ms/image, end to end {:.1} ms/image, noise JPEGs {:.1} ms/image",
             o * 1e3 / n as f64,
-            e * 1e3 / n as f64
+            e * 1e3 / n as f64,
+            w * 1e3 / n as f64
         );
         ort_s = ort_s.min(o);
         e2e_s = e2e_s.min(e);
+        noise_s = noise_s.min(w);
     }
 
     // Prompts.
@@ -350,28 +397,36 @@ fn main() {
 
     let ort_ips = n as f64 / ort_s;
     // CPU cost per image (all threads): what the throughput ratio converges to on an idle machine.
-    let ort_cpu_ms = ort_cpu * 1e3 / (n * rounds) as f64;
-    let e2e_cpu_ms = e2e_cpu * 1e3 / (n * rounds) as f64;
-    let e2e_ips = n as f64 / e2e_s;
+    let per_image = |cpu: f64| cpu * 1e3 / (n * rounds) as f64;
+    let (ort_cpu_ms, e2e_cpu_ms, noise_cpu_ms) =
+        (per_image(ort_cpu), per_image(e2e_cpu), per_image(noise_cpu));
+    let (e2e_ips, noise_ips) = (n as f64 / e2e_s, n as f64 / noise_s);
     let pps = n_prompts as f64 / text_s;
     if json {
         println!(
-            "{{\"model\":\"{}\",\"random_weights\":{},\"images\":{n},\"batch\":{batch},\"decode_ms_per_image\":{decode_ms:.2},\"ort_images_per_s\":{ort_ips:.2},\"e2e_images_per_s\":{e2e_ips:.2},\"e2e_over_ort\":{:.3},\"ort_cpu_ms_per_image\":{ort_cpu_ms:.1},\"e2e_cpu_ms_per_image\":{e2e_cpu_ms:.1},\"prompts_per_s\":{pps:.2},\"prompt_cpu_ms\":{text_cpu_ms:.1}}}",
-            m.name, m.random_weights, e2e_ips / ort_ips
+            "{{\"model\":\"{}\",\"random_weights\":{},\"images\":{n},\"batch\":{batch},\"photos\":{with_photos},\"jpeg_kb\":{kb:.1},\"decode_ms_per_image\":{decode_ms:.2},\"ort_images_per_s\":{ort_ips:.2},\"e2e_images_per_s\":{e2e_ips:.2},\"e2e_over_ort\":{:.3},\"ort_cpu_ms_per_image\":{ort_cpu_ms:.1},\"e2e_cpu_ms_per_image\":{e2e_cpu_ms:.1},\"noise_jpeg_kb\":{noise_kb:.1},\"noise_decode_ms_per_image\":{noise_decode_ms:.2},\"noise_e2e_images_per_s\":{noise_ips:.2},\"noise_e2e_over_ort\":{:.3},\"noise_e2e_cpu_ms_per_image\":{noise_cpu_ms:.1},\"prompts_per_s\":{pps:.2},\"prompt_cpu_ms\":{text_cpu_ms:.1}}}",
+            m.name, m.random_weights, e2e_ips / ort_ips, noise_ips / ort_ips
         );
     } else {
-        println!("decode+preprocess (1 thread, CPU): {decode_ms:.2} ms/image (decode {decode_only_ms:.2}, resize+crop+normalise {preprocess_ms:.2})");
+        let set = if with_photos { "photos" } else { "noise" };
+        println!("JPEGs: {set} {kb:.0} KB, noise {noise_kb:.0} KB on average");
+        println!("decode+preprocess (1 thread, CPU): {decode_ms:.2} ms/image (decode {decode_only_ms:.2}, resize+crop+normalise {preprocess_ms:.2}); noise JPEGs {noise_decode_ms:.2} (decode {noise_decode_only_ms:.2})");
         println!(
             "ORT alone, pre-made tensors: {ort_ips:.2} images/s ({:.1} ms/image)",
             1e3 / ort_ips
         );
         println!(
-            "end to end from JPEG:        {e2e_ips:.2} images/s ({:.1} ms/image)",
-            1e3 / e2e_ips
+            "end to end from JPEG ({set}): {e2e_ips:.2} images/s ({:.1} ms/image), ÷ ORT alone {:.3}",
+            1e3 / e2e_ips,
+            e2e_ips / ort_ips
         );
-        println!("end to end / ORT alone:      {:.3}", e2e_ips / ort_ips);
         println!(
-            "CPU per image (all threads): ORT alone {ort_cpu_ms:.1} ms, end to end {e2e_cpu_ms:.1} ms (ratio {:.3})",
+            "end to end, noise JPEGs:     {noise_ips:.2} images/s ({:.1} ms/image), ÷ ORT alone {:.3}",
+            1e3 / noise_ips,
+            noise_ips / ort_ips
+        );
+        println!(
+            "CPU per image (all threads): ORT alone {ort_cpu_ms:.1} ms, end to end {e2e_cpu_ms:.1} ms (ratio {:.3}), noise {noise_cpu_ms:.1} ms",
             ort_cpu_ms / e2e_cpu_ms
         );
         println!(
