@@ -10,8 +10,9 @@
 //! than announced move the sections to a file twice as big. `persist` writes the id sections and
 //! the header, fsyncs, renames the file into place and serves everything from it; `remove` (not
 //! part of a bulk build) or an I/O error copies the rows into memory and deletes the file.
-//! Files are written with `pwrite`, not through a writable map, so the rows pass through the page
-//! cache without counting in the process's resident set.
+//! Files are written with `pwrite`, not through a writable map; appended rows go past the page
+//! cache where the system allows it (`direct.rs`), since filling fresh page cache costs more CPU
+//! than the rest of a build.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -22,6 +23,7 @@ use std::thread;
 use simile_index::{Embeddings, Error, Metric, Result};
 
 use crate::buf::{le_bytes, Buf};
+use crate::direct::Direct;
 use crate::format::{self, RowLayout, Section};
 use crate::kernel;
 use crate::storage::{self, io_err, TMP_NAME};
@@ -33,6 +35,10 @@ pub(crate) const GROW_NAME: &str = "vectors.simv.tmp.grow";
 /// A streaming build in progress.
 pub(crate) struct Builder {
     file: File,
+    /// Appends of new rows, one per row section: whole blocks past the page cache.
+    direct: [Direct; 3],
+    /// The codes and norms of the last appended batch (reused: fresh buffers cost page faults).
+    scratch: (Vec<u8>, Vec<f32>),
     dir: PathBuf,
     dim: usize,
     /// Rows the file has room for.
@@ -98,6 +104,8 @@ impl Builder {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let (file, layout, map) = Self::create(&dir.join(TMP_NAME), cap, dim)?;
         store.build = Some(Builder {
+            direct: Direct::open_each(&dir.join(TMP_NAME)),
+            scratch: Default::default(),
             file,
             dir: dir.to_path_buf(),
             dim,
@@ -138,6 +146,7 @@ impl Builder {
         let tmp = self.dir.join(TMP_NAME);
         fs::rename(&path, &tmp).map_err(io_err(&tmp))?;
         tracing::debug!(from = self.cap, to = cap, "streaming build grew its file");
+        self.direct = Direct::open_each(&tmp);
         self.file = file;
         self.layout = layout;
         self.cap = cap;
@@ -247,11 +256,17 @@ fn write_rows(store: &mut Store, batch: &Embeddings, plan: &Plan) -> Result<()> 
     let path = b.dir.join(TMP_NAME);
     let first = plan.first_touched();
     let writer = plan.writers();
+    let old_n = plan.old_n;
+    if first == old_n
+        && writer.len() == batch.len()
+        && writer.iter().enumerate().all(|(i, &w)| w == i)
+    {
+        return append(b, batch, old_n).map_err(io_err(&path));
+    }
     let (data, lo, norms) = derive(batch, &writer);
     let sections = [le_bytes(&data), le_bytes(&lo), le_bytes(&norms)];
     let sizes = row_bytes(dim);
     let offsets = b.offsets();
-    let old_n = plan.old_n;
     // Overwritten rows, one by one (keys seen again: rare in a bulk build).
     for (off, _) in writer[..old_n.saturating_sub(first)]
         .iter()
@@ -265,11 +280,12 @@ fn write_rows(store: &mut Store, batch: &Embeddings, plan: &Plan) -> Result<()> 
                 .map_err(io_err(&path))?;
         }
     }
-    // New rows, in one write per section.
+    // New rows, in one append per section.
     let skip = old_n.saturating_sub(first);
     for s in 0..3 {
         let bytes = &sections[s][skip * sizes[s] as usize..];
-        format::write_at(&b.file, offsets[s] + old_n as u64 * sizes[s], bytes)
+        b.direct[s]
+            .append(&b.file, offsets[s] + old_n as u64 * sizes[s], bytes)
             .map_err(io_err(&path))?;
     }
     if first < b.crc_rows {
@@ -281,6 +297,57 @@ fn write_rows(store: &mut Store, batch: &Embeddings, plan: &Plan) -> Result<()> 
             b.crc[s].update(&sections[s][skip * sizes[s] as usize..]);
         }
         b.crc_rows = n;
+    }
+    Ok(())
+}
+
+/// Appends a batch of new keys, in order (a bulk build's every batch): the batch's own rows are
+/// the vector section's bytes, written on a second thread while this one derives the codes and
+/// norms and writes them.
+fn append(b: &mut Builder, batch: &Embeddings, old_n: usize) -> io::Result<()> {
+    let dim = batch.dim();
+    let sizes = row_bytes(dim);
+    let offsets = b.offsets();
+    let at: [u64; 3] = std::array::from_fn(|s| offsets[s] + old_n as u64 * sizes[s]);
+    let data = le_bytes(batch.data());
+    let Builder {
+        file,
+        direct: [dv, dl, dn],
+        scratch: (lo, norms),
+        crc: [cv, cl, cn],
+        crc_rows,
+        ..
+    } = b;
+    let hashed = *crc_rows == old_n;
+    let file = &*file;
+    thread::scope(|s| {
+        let vectors = s.spawn(|| -> io::Result<()> {
+            dv.append(file, at[0], &data)?;
+            if hashed {
+                cv.update(&data);
+            }
+            Ok(())
+        });
+        lo.clear();
+        lo.resize(batch.len() * crate::quant::code_stride(dim), 0);
+        norms.clear();
+        norms.resize(batch.len(), 0.0);
+        kernel::derive_rows(batch.data(), dim, lo, norms);
+        let (lb, nb) = (le_bytes(lo), le_bytes(norms));
+        let rest = dl
+            .append(file, at[1], &lb)
+            .and_then(|()| dn.append(file, at[2], &nb));
+        if hashed {
+            cl.update(&lb);
+            cn.update(&nb);
+        }
+        let vectors = vectors
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the writer thread panicked")));
+        rest.and(vectors)
+    })?;
+    if hashed {
+        *crc_rows = old_n + batch.len();
     }
     Ok(())
 }

@@ -51,6 +51,7 @@
 
 mod buf;
 mod build;
+mod direct;
 mod format;
 mod ids;
 mod index;
