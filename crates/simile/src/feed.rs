@@ -73,25 +73,30 @@ impl Feed {
             }
             Feed::Array { rows, array } => {
                 let dim = array.ncols();
-                let mut data = Vec::new();
-                for (start, batch) in (0..n).step_by(BATCH_ROWS).zip(rows.chunks(BATCH_ROWS)) {
+                let mut starts = (0..n).step_by(BATCH_ROWS).zip(rows.chunks(BATCH_ROWS));
+                pipelined(backend, dim, |data| {
+                    let Some((start, batch)) = starts.next() else {
+                        return Ok(None);
+                    };
                     let part = array.slice(s![start..start + batch.len(), ..]);
-                    data.clear();
                     match part.as_slice() {
                         Some(values) => data.extend_from_slice(values),
                         None => data.extend(part.iter()),
                     }
-                    data = upsert_batch(backend, dim, data, batch)?;
-                }
+                    Ok(Some(batch))
+                })?;
             }
             Feed::Npy { rows, mut file } => {
                 let dim = file.dim();
-                let mut data = Vec::new();
-                for batch in rows.chunks(BATCH_ROWS) {
+                let mut batches = rows.chunks(BATCH_ROWS);
+                pipelined(backend, dim, |data| {
+                    let Some(batch) = batches.next() else {
+                        return Ok(None);
+                    };
                     // The row count was checked against `rows`: every batch is there.
-                    file.read_batch_into(batch.len(), &mut data)?;
-                    data = upsert_batch(backend, dim, data, batch)?;
-                }
+                    file.read_batch_into(batch.len(), data)?;
+                    Ok(Some(batch))
+                })?;
             }
             Feed::Field {
                 rows,
@@ -122,16 +127,48 @@ impl Feed {
     }
 }
 
-/// Upserts one batch (`data` holds `rows.len()` rows of `dim` values) and hands its buffer
-/// back for the next one: a fresh 32 MiB buffer per batch costs page faults on every batch.
-fn upsert_batch(
-    backend: &dyn SimilarityBackend,
-    dim: usize,
-    data: Vec<f32>,
-    rows: &Rows,
-) -> Result<Vec<f32>> {
-    let (keys, sample_ids) = rows.iter().cloned().unzip();
-    let batch = Embeddings::new(dim, data, keys, sample_ids)?;
-    backend.upsert(&batch)?;
-    Ok(batch.into_parts().1)
+/// Upserts batches while the next one is read: `next` fills an empty buffer with the next
+/// batch's rows (`dim` values each) and names its rows, on a second thread, while this thread
+/// upserts the previous batch (for the exact backend: derives and writes it). Two buffers take
+/// turns: a fresh 32 MiB buffer per batch costs page faults on every batch. The first error,
+/// from either side, stops both.
+fn pipelined<'r, F>(backend: &dyn SimilarityBackend, dim: usize, mut next: F) -> Result<()>
+where
+    F: FnMut(&mut Vec<f32>) -> Result<Option<&'r Rows>> + Send,
+{
+    use std::sync::mpsc::sync_channel;
+    let (ready_tx, ready_rx) = sync_channel::<Result<Embeddings>>(1);
+    let (free_tx, free_rx) = sync_channel::<Vec<f32>>(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut spare = vec![Vec::new(), Vec::new()];
+            loop {
+                let Some(mut data) = spare.pop().or_else(|| free_rx.recv().ok()) else {
+                    return; // the upserting side stopped
+                };
+                data.clear();
+                let batch = match next(&mut data) {
+                    Ok(None) => return,
+                    Ok(Some(rows)) => {
+                        let (keys, sample_ids) = rows.iter().cloned().unzip();
+                        Embeddings::new(dim, data, keys, sample_ids).map_err(Into::into)
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = batch.is_err();
+                if ready_tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // Owned here, so an early return drops it and a reader waiting for a buffer stops.
+        let free_tx = free_tx;
+        for batch in ready_rx {
+            let batch = batch?;
+            backend.upsert(&batch)?;
+            // The reader may have finished: then the buffer is not needed.
+            let _ = free_tx.try_send(batch.into_parts().1);
+        }
+        Ok(())
+    })
 }

@@ -218,12 +218,28 @@ impl NpyRows {
                 big_endian,
                 buf,
             } => {
-                buf.resize(take * dim * 4, 0);
-                file.read_exact(buf).map_err(|source| Error::Io {
+                let io = |source| Error::Io {
                     path: self.path.display().to_string(),
                     source,
-                })?;
+                };
                 out.resize(take * dim, 0.0);
+                if cfg!(target_endian = "little") && !*big_endian {
+                    // The file's bytes are the values: read them in place.
+                    // SAFETY: `out` holds `take * dim` initialised f32s; every bit pattern is a
+                    // valid f32, f32 has no padding and u8 has alignment 1; the byte view
+                    // covers exactly `out`'s values and ends before `out` is used again.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.as_mut_ptr().cast::<u8>(),
+                            std::mem::size_of_val(out.as_slice()),
+                        )
+                    };
+                    file.read_exact(bytes).map_err(io)?;
+                    self.next += take;
+                    return Ok(take);
+                }
+                buf.resize(take * dim * 4, 0);
+                file.read_exact(buf).map_err(io)?;
                 let decode = if *big_endian {
                     f32::from_be_bytes
                 } else {
