@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use simile::model::{EmbedError, EmbeddingModel, ImageInput, ItemError};
-use simile::{EmbedOptions, Error, NewSample, Progress, RunFilter, SimilarityOptions};
+use simile::{
+    EmbedOptions, Error, NewSample, Progress, RunFilter, SimilarityOptions, UniquenessSource,
+};
 use simile_e2e::{clip_session, write_images};
 
 const MODEL: &str = "clip-tiny-random";
@@ -97,6 +99,16 @@ fn a_failure_mid_embed_keeps_the_committed_batches_and_marks_the_field_incomplet
         msg.contains("'emb'") && msg.contains("--skip-existing"),
         "{msg}"
     );
+    // Nor for uniqueness, which would score only the 64 samples it holds.
+    let err = ds
+        .view()
+        .compute_uniqueness("uniqueness", UniquenessSource::EmbeddingsField("emb".into()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::IncompleteField { field, done: 64, total: 150, .. } if field == "emb"),
+        "{err}"
+    );
+    assert!(ds.list_brain_runs(&RunFilter::new()).unwrap().is_empty());
 
     // The file is back: the rerun embeds only the 86 the first run did not commit.
     std::fs::rename(&kept, &paths[99]).unwrap();

@@ -85,6 +85,8 @@ impl View {
                 (all.sample_ids, all.embeddings, index.metric())
             }
             UniquenessSource::EmbeddingsField(f) => {
+                // A field an unfinished embed left part-filled would score only its samples.
+                crate::resume::ensure_complete(&self.ctx.store, &dataset, f)?;
                 let ids = self.ids()?;
                 let vectors = self.vectors(f)?;
                 let (mut keep, mut data, mut dim) = (Vec::new(), Vec::new(), 0);
