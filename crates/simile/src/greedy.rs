@@ -2,80 +2,25 @@
 //! keep a row unless an earlier *kept* row lies within `thresh` (inclusive); then map every
 //! duplicate to its nearest kept row.
 //!
-//! Rows are processed in chunks: one GEMM gives a chunk's approximate distances to every row
+//! Rows are processed in chunks. With the int8 first pass ([`crate::sub_int8`], the usual case
+//! from 1024 rows and 64 dimensions) one scan on every core bounds each chunk row's products
+//! with every row kept so far and with the chunk's earlier rows, and only the pairs that pass
+//! are multiplied in f32. Otherwise one GEMM gives a chunk's approximate distances to every row
 //! kept so far, another the distances inside the chunk. A pair whose approximate distance is
 //! within the f32 error bound of `thresh` (see [`crate::neighbors`]) is decided by its exact
 //! f64 distance, so the answer is the exact greedy answer. Memory is the kept rows plus one
-//! chunk × kept block.
-use ndarray::{s, Array2, ArrayView2, Axis};
+//! chunk × kept block (f32) or one 512-column block per thread (int8).
+use ndarray::{s, Array2, ArrayView2};
 use simile_index::Metric;
+
+pub(crate) use crate::row_prep::Sub;
 
 /// Rows per chunk.
 pub(crate) const CHUNK: usize = 512;
 /// Kept rows per block of the chunk × kept product (bounds its memory: 512 × 16384 × 4 B).
 pub(crate) const SLAB: usize = 16384;
-/// Below this many dimensions the first pass on a column subset does not pay.
-const SUB_MIN_DIM: usize = 64;
 /// The first pass is given up when more than this share of the pairs it tests pass it.
 const SUB_MAX_PASS: f64 = 0.02;
-
-/// The cheap first pass: a subset `S` of the columns (those with the most energy) and, per row,
-/// the norm of the other columns. By Cauchy–Schwarz `a·b ≤ a_S·b_S + ‖a_R‖‖b_R‖`, so a pair whose
-/// upper bound fails [`Rows::cutoff`] cannot be within the threshold, whatever its other columns.
-pub(crate) struct Sub {
-    /// `n × m`: the subset's columns of the (normalised) rows.
-    pub(crate) rows: Array2<f32>,
-    /// `‖row_R‖`, rounded up.
-    pub(crate) rest: Vec<f32>,
-    /// The subset's int8 codes, when every row quantises: the first pass then multiplies codes
-    /// ([`crate::sub_int8`]).
-    pub(crate) codes: Option<crate::int8_pairs::Codes>,
-}
-
-impl Sub {
-    fn new(rows: &Array2<f32>) -> Option<Sub> {
-        let dim = rows.ncols();
-        if dim < SUB_MIN_DIM || rows.nrows() < 2 * CHUNK {
-            return None;
-        }
-        let m = (dim / 4).next_multiple_of(16).min(dim);
-        let mut energy = vec![0f64; dim];
-        for r in rows.rows() {
-            for (e, x) in energy.iter_mut().zip(r.iter()) {
-                *e += f64::from(*x).powi(2);
-            }
-        }
-        let mut order: Vec<usize> = (0..dim).collect();
-        order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
-        let mut cols = order[..m].to_vec();
-        cols.sort_unstable();
-        let mut in_sub = vec![false; dim];
-        for &c in &cols {
-            in_sub[c] = true;
-        }
-        let sub = rows.select(Axis(1), &cols);
-        let rest = rows
-            .rows()
-            .into_iter()
-            .map(|r| {
-                let sq: f64 = r
-                    .iter()
-                    .zip(&in_sub)
-                    .filter(|(_, s)| !**s)
-                    .map(|(x, _)| f64::from(*x).powi(2))
-                    .sum();
-                // Rounded up: the bound must never be below the true product.
-                (sq.sqrt() * (1.0 + 1e-6)) as f32
-            })
-            .collect();
-        let codes = crate::int8_pairs::Codes::new(sub.view(), false);
-        Some(Sub {
-            rows: sub,
-            rest,
-            codes,
-        })
-    }
-}
 
 /// Rows prepared for GEMM: unit rows for cosine, squared norms, bound per unit of ‖a‖‖b‖.
 pub(crate) struct Rows<'a> {
@@ -94,23 +39,9 @@ impl<'a> Rows<'a> {
         let d = raw.ncols().max(1) as f64;
         let u = f64::from(f32::EPSILON) / 2.0;
         let gamma = (d * u / (1.0 - d * u)).max(0.0) * 1.01 + 8.0 * u;
-        let mut rows = raw.to_owned();
-        if metric == Metric::Cosine {
-            for mut r in rows.rows_mut() {
-                let n = r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-                if n > 0.0 {
-                    r.mapv_inplace(|x| (f64::from(x) / n) as f32);
-                }
-            }
-        }
-        let sq = rows.rows().into_iter().map(|r| r.dot(&r)).collect();
-        let norm: Vec<f64> = rows
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
-            .collect();
-        let max_norm = norm.iter().copied().fold(0.0, f64::max);
-        let sub = Sub::new(&rows);
+        let p = crate::row_prep::prepare(raw, metric == Metric::Cosine, 2 * CHUNK);
+        let max_norm = p.norm.iter().copied().fold(0.0, f64::max);
+        let (rows, sq, norm, sub) = (p.rows, p.sq, p.norm, p.sub);
         Rows {
             raw,
             rows,
@@ -200,6 +131,26 @@ impl<'a> Rows<'a> {
         (c - margin) as f32
     }
 
+    /// The int8 first pass's terms of rows `r` ([`crate::sub_int8`]): their keys, rest norms
+    /// and cutoffs, lowered by a margin for the f32 arithmetic of the test (a few ulps of its
+    /// largest terms). Needs the column subset.
+    pub(crate) fn int8_terms(
+        &self,
+        r: impl Iterator<Item = usize> + Clone,
+        thresh: f64,
+    ) -> crate::sub_int8::RowTerms {
+        let slack = (1e-5 * (1.0 + 2.0 * self.max_norm * self.max_norm)) as f32;
+        let rest = self.sub.as_ref().map_or(&[][..], |s| &s.rest[..]);
+        crate::sub_int8::RowTerms {
+            keys: r.clone().map(|j| self.key(j)).collect(),
+            rest: r
+                .clone()
+                .map(|j| rest.get(j).copied().unwrap_or(0.0))
+                .collect(),
+            cut: r.map(|i| self.cutoff(i, thresh) - slack).collect(),
+        }
+    }
+
     /// Whether rows `i` and `j` are within `thresh` given their dot product `s`: decided by the
     /// approximation when it is clear of the bound, by the exact distance otherwise.
     pub(crate) fn within(&self, i: usize, j: usize, s: f32, thresh: f64) -> bool {
@@ -268,6 +219,10 @@ fn any_within_upper(
     false
 }
 
+/// Per chunk row: whether a kept row is within the threshold and, from the int8 first pass, the
+/// earlier chunk rows (offsets) that may be.
+type ChunkTest = (Vec<bool>, Option<Vec<Vec<u32>>>);
+
 /// The rows kept so far, in the form the first pass multiplies.
 struct Kept {
     idx: Vec<usize>,
@@ -287,7 +242,8 @@ struct Kept {
 }
 
 impl Kept {
-    /// [`Kept::any_within`] with the first pass on int8 codes ([`crate::sub_int8`]).
+    /// [`Kept::any_within`] with the first pass on int8 codes ([`crate::sub_int8`]), which also
+    /// gives, per chunk row, the earlier rows of the chunk that may be within `thresh`.
     fn any_within_int8(
         &mut self,
         rows: &Rows<'_>,
@@ -295,41 +251,31 @@ impl Kept {
         mut kc: crate::sub_int8::KeptCodes,
         (c0, c1): (usize, usize),
         thresh: f64,
-        mut dup: Vec<bool>,
-    ) -> Vec<bool> {
-        let Some(sub) = &rows.sub else {
-            return dup;
-        };
-        // The f32 arithmetic of the test (a few ulps of its largest terms).
-        let slack = (1e-5 * (1.0 + 2.0 * rows.max_norm * rows.max_norm)) as f32;
+    ) -> Option<ChunkTest> {
+        let terms = rows.int8_terms(c0..c1, thresh);
+        let passing = kc.candidates(codes, (c0, c1), &terms, &self.keys, &self.rest);
         let mut passed = 0u64;
-        for s0 in (0..self.idx.len()).step_by(SLAB) {
-            let s1 = (s0 + SLAB).min(self.idx.len());
-            let idx = &self.idx[s0..s1];
-            kc.any_within(
-                codes,
-                (c0, c1),
-                (s0, s1),
-                &self.keys[s0..s1],
-                &self.rest[s0..s1],
-                |i| sub.rest[i],
-                |i| rows.cutoff(i, thresh) - slack,
-                &mut dup,
-                |di, pos| {
-                    passed += 1;
-                    let (i, j) = (c0 + di, idx[pos]);
-                    rows.within(i, j, rows.rows.row(i).dot(&rows.rows.row(j)), thresh)
-                },
-            );
+        let mut dup = vec![false; c1 - c0];
+        let mut inner = Vec::with_capacity(c1 - c0);
+        for (di, p) in passing.into_iter().enumerate() {
+            let i = c0 + di;
+            passed += (p.kept.len() + p.inner.len()) as u64;
+            let full = rows.rows.row(i);
+            dup[di] = p.kept.iter().any(|&pos| {
+                let j = self.idx[pos as usize];
+                rows.within(i, j, full.dot(&rows.rows.row(j)), thresh)
+            });
+            inner.push(p.inner);
         }
-        self.tested += ((c1 - c0) * self.idx.len()) as u64;
+        let n = (c1 - c0) as u64;
+        self.tested += n * self.idx.len() as u64 + n * n.saturating_sub(1) / 2;
         self.passed += passed;
         if self.tested > 1 << 16 && self.passed as f64 > SUB_MAX_PASS * self.tested as f64 {
             self.full(rows);
         } else {
             self.codes = Some(kc);
         }
-        dup
+        Some((dup, Some(inner)))
     }
 
     fn push(&mut self, rows: &Rows<'_>, i: usize) {
@@ -359,21 +305,22 @@ impl Kept {
     }
 
     /// Whether row `i` (in the chunk starting at `c0`) has a kept row within `thresh`, for
-    /// every row of the chunk.
+    /// every row of the chunk; with the int8 first pass, also the chunk's candidate pairs (per
+    /// row, the earlier chunk rows that may be within `thresh`).
     fn any_within(
         &mut self,
         rows: &Rows<'_>,
         c0: usize,
         c1: usize,
         thresh: f64,
-    ) -> Option<Vec<bool>> {
-        let mut dup = vec![false; c1 - c0];
-        if self.idx.is_empty() {
-            return Some(dup);
-        }
+    ) -> Option<ChunkTest> {
         let sub = rows.sub.as_ref().filter(|_| self.sub);
         if let (Some(codes), Some(kc)) = (sub.and_then(|s| s.codes.as_ref()), self.codes.take()) {
-            return Some(self.any_within_int8(rows, codes, kc, (c0, c1), thresh, dup));
+            return self.any_within_int8(rows, codes, kc, (c0, c1), thresh);
+        }
+        let mut dup = vec![false; c1 - c0];
+        if self.idx.is_empty() {
+            return Some((dup, None));
         }
         let width = sub.map_or(rows.rows.ncols(), |s| s.rows.ncols());
         let lhs = match sub {
@@ -419,7 +366,7 @@ impl Kept {
             }
         }
         self.dots = dots;
-        Some(dup)
+        Some((dup, None))
     }
 }
 
@@ -455,21 +402,36 @@ fn keep_and_pass(
     for c0 in (0..n).step_by(CHUNK) {
         let c1 = (c0 + CHUNK).min(n);
         // Against rows kept before the chunk.
-        let Some(dup) = state.any_within(rows, c0, c1, thresh) else {
+        let Some((dup, inner)) = state.any_within(rows, c0, c1, thresh) else {
             return (None, state.sub);
         };
-        // Inside the chunk, in order.
-        let own = rows.rows.slice(s![c0..c1, ..]);
-        let inner = crate::matmul::dot_t(own, own);
+        // Inside the chunk, in order: on the first pass's candidates, else on one product.
+        let product = match inner {
+            Some(_) => None,
+            None => {
+                let own = rows.rows.slice(s![c0..c1, ..]);
+                Some(crate::matmul::dot_t(own, own))
+            }
+        };
+        let mut in_chunk = vec![false; c1 - c0];
         let mut chunk_kept: Vec<usize> = Vec::new();
         for di in 0..(c1 - c0) {
             let i = c0 + di;
             let is_dup = dup[di]
-                || chunk_kept
-                    .iter()
-                    .any(|&dj| rows.within(i, c0 + dj, inner[[di, dj]], thresh));
+                || match (&inner, &product) {
+                    (Some(cands), _) => cands[di].iter().any(|&dj| {
+                        let j = c0 + dj as usize;
+                        in_chunk[dj as usize]
+                            && rows.within(i, j, rows.rows.row(i).dot(&rows.rows.row(j)), thresh)
+                    }),
+                    (None, Some(p)) => chunk_kept
+                        .iter()
+                        .any(|&dj| rows.within(i, c0 + dj, p[[di, dj]], thresh)),
+                    (None, None) => false,
+                };
             if !is_dup {
                 chunk_kept.push(di);
+                in_chunk[di] = true;
                 kept[i] = true;
                 state.push(rows, i);
                 if max_kept.is_some_and(|m| state.idx.len() > m) {

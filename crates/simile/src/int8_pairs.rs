@@ -164,6 +164,19 @@ impl Codes {
         }
     }
 
+    /// Rows `idx` of `self`, in that order, as either side of products.
+    pub(crate) fn gather(&self, idx: &[usize]) -> Codes {
+        let mut out = self.empty_like();
+        for &i in idx {
+            out.push_row(self, i);
+            if !self.ucodes.is_empty() {
+                out.ucodes
+                    .extend_from_slice(&self.ucodes[i * self.stride..(i + 1) * self.stride]);
+            }
+        }
+        out
+    }
+
     /// Rows.
     pub(crate) fn len(&self) -> usize {
         self.scale.len()

@@ -56,6 +56,7 @@ mod options;
 mod plot;
 mod query;
 mod restrict;
+mod row_prep;
 mod resume;
 mod sort;
 mod storage;
