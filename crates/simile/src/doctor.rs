@@ -238,6 +238,10 @@ impl Simile {
 
 fn doctor(ctx: &Ctx, options: &DoctorOptions) -> Result<DoctorReport> {
     let home = ctx.store.home();
+    if options.repair {
+        // A read-only home can be checked, not repaired.
+        ctx.store.check_writable()?;
+    }
     let mut report = DoctorReport {
         home: home.to_path_buf(),
         repair: options.repair,

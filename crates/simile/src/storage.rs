@@ -41,6 +41,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 pub(crate) struct StorageLock {
     file: Option<File>,
     path: PathBuf,
+    /// Taken on a read-only home: released without deleting the file (it cannot be).
+    keep_file: bool,
 }
 
 fn lock_path(dir: &Path) -> PathBuf {
@@ -85,20 +87,39 @@ fn try_lock(_file: &File) -> io::Result<bool> {
 impl StorageLock {
     /// Locks the storage directory `dir` (absolute) without waiting; `None` when another
     /// process, or another handle of this one, holds the lock.
+    ///
+    /// On a read-only home (where nothing can be removed anyway) the lock file is only looked
+    /// at: none means no compute holds the directory (a compute creates it first), an existing
+    /// one is locked through a read-only descriptor, and released without being deleted.
     pub(crate) fn try_acquire(dir: &Path) -> Result<Option<StorageLock>> {
         let path = lock_path(dir);
-        let file = OpenOptions::new()
+        let opened = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+            .open(&path);
+        let (file, keep_file) = match opened {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => match File::open(&path) {
+                Ok(file) => (file, true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Ok(Some(StorageLock {
+                        file: None,
+                        path,
+                        keep_file: true,
+                    }))
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            },
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         // Taken on a file its holder deleted meanwhile: that holder is done, but whatever
         // state it left is for the next look (counted as in use now).
         if try_lock(&file).map_err(io_err(&path))? && still_linked(&file, &path) {
             Ok(Some(StorageLock {
                 file: Some(file),
                 path,
+                keep_file,
             }))
         } else {
             Ok(None)
@@ -122,6 +143,7 @@ impl StorageLock {
         Ok(Some(StorageLock {
             file: Some(file),
             path,
+            keep_file: false,
         }))
     }
 }
@@ -135,7 +157,7 @@ impl StorageLock {
 
 impl Drop for StorageLock {
     fn drop(&mut self) {
-        if self.file.is_none() {
+        if self.file.is_none() || self.keep_file {
             return;
         }
         // Deleted while still held: whoever opened it before sees it released only once what it

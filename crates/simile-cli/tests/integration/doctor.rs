@@ -239,7 +239,23 @@ fn a_read_only_home_serves_reads_and_names_itself_on_writes() {
     let cli = Cli::new();
     let ids = cli.indexed(6);
     let home = cli.home.path().display().to_string();
+    let dead = leftover(&cli.storage("sim"), "00000000deadbeef");
     let ro = ReadOnly::new(cli.home.path());
+
+    // `doctor` checks a read-only home (its locks are looked at, not created) and says that
+    // it cannot repair it.
+    let (report, code) = cli.doctor(&[]);
+    assert_eq!(code, Some(1), "problems found: {report}");
+    let orphans = report["orphan_storage"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report}");
+    assert_eq!(orphans[0]["in_use"], false, "{report}");
+    assert!(report["broken_runs"].as_array().unwrap().is_empty());
+    let err = cli.fails(&["doctor", "--repair"]);
+    assert!(
+        err.contains(&format!("the home {home} is read-only")),
+        "{err}"
+    );
+    assert!(dead.exists());
 
     assert_eq!(
         cli.ok(&["dataset", "list", "--json"]),
