@@ -161,6 +161,9 @@ struct CliSteps {
     compute: Measured,
     sort_s: f64,
     sort_mb: f64,
+    /// The first sort after the build: the build writes past the page cache, so this one reads
+    /// the int8 codes from disk.
+    first_sort_s: f64,
 }
 
 fn cli_steps(work: &Path, n: usize, simile: &Path) -> Result<CliSteps> {
@@ -231,6 +234,7 @@ fn cli_steps(work: &Path, n: usize, simile: &Path) -> Result<CliSteps> {
         head,
         deep,
         compute,
+        first_sort_s: sorts.first().map_or(f64::NAN, |m| m.secs),
         sort_s: median(sorts.iter().map(|m| m.secs).collect()),
         sort_mb: sorts.iter().map(|m| m.peak_mb).fold(0.0, f64::max),
     })
@@ -260,7 +264,8 @@ pub fn beyond_ram(n: usize) -> String {
             "\n**Beyond RAM** ({n} × {DIM}: {:.1} GB of f32 rows, {:.1} GB index file, 24 GiB machine), CLI only: \
              `dataset create --from-paths` {:.1} s / {:.0} MB; `similarity compute --embeddings F.npy` {:.1} s / {:.0} MB; \
              `similarity sort -k 10` process {:.2} s (median of 5) / {:.0} MB (issue-11 goal: build streaming, query ≤ 0.2 s; \
-             its int8 pass reads {:.2} GB). 1-minute load average before the run: {}.\n",
+             its int8 pass reads {:.2} GB; the first sort after the build, which reads them from disk: {:.2} s). \
+             1-minute load average before the run: {}.\n",
             (n * DIM * 4) as f64 / 1e9,
             (n * (DIM * 5 + 8)) as f64 / 1e9,
             c.create.secs,
@@ -270,6 +275,7 @@ pub fn beyond_ram(n: usize) -> String {
             c.sort_s,
             c.sort_mb,
             (n * (DIM + 4)) as f64 / 1e9,
+            c.first_sort_s,
             load,
         ))
     };
@@ -286,6 +292,7 @@ fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<Stri
         compute,
         sort_s,
         sort_mb,
+        first_sort_s,
     } = cli_steps(work, n, simile)?;
 
     // The facade: an in-memory array handed over, then a cold process that loads and queries.
@@ -320,7 +327,7 @@ fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<Stri
          ",
     );
     out.push_str(&format!(
-        "**{gbps:.1} GB/s**; durable writes where the index lives (`bench disk`: 1 GiB, then fsync): \
+        "**{gbps:.1} GB/s**; durable writes where the index lives (`bench disk`: 1 GiB in 8 MiB direct writes, then fsync): \
          **{disk_gbps:.2} GB/s**; the f32 vectors are {f32_gb:.2} GB. 1-minute load average before the run: {load}.\n\n\
          | step | measured | issue-11 goal | physical limit |\n|---|---|---|---|\n"
     ));
@@ -361,7 +368,11 @@ fn measure_in(work: &Path, n: usize, simile: &Path, bench: &Path) -> Result<Stri
     row(
         &mut out,
         "`simile similarity sort --id … -k 10`, process start to exit (median of 5, max RSS)",
-        format!("{:.0} ms, {sort_mb:.0} MB", sort_s * 1e3),
+        format!(
+            "{:.0} ms, {sort_mb:.0} MB (the first, reading the codes from disk: {:.0} ms)",
+            sort_s * 1e3,
+            first_sort_s * 1e3
+        ),
         "≤ 0.3 s",
         format!("one int8 pass ≈ {scan_ms:.0} ms"),
     );
