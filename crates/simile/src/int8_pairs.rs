@@ -24,7 +24,7 @@
 //! duplicates' column subset) — VNNI 114, AVX2 56, f32 `gemm` 49 GMAC/s.
 use std::ops::Range;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
 use simile_sklearn::quant::{code_stride, quantize_row, scale_of, HALF_STEP, MAX_DIM};
 
 /// Codes per row are padded with zeros to a multiple of this (the SIMD step), so the loops
@@ -52,6 +52,58 @@ pub(crate) struct Codes {
     sums: Vec<i32>,
 }
 
+/// Per row: the scale and, rounded up, `‖a‖₂`, `‖a‖₁`, `δ`, `‖ã‖₁`, `‖ã‖₂`, `‖a − ã‖₂`.
+type RowStats = (f32, [f64; 6]);
+
+/// One row's codes (into `out`) and terms; `row` and `buf` are scratch. `None` when the row has
+/// a non-finite value or cannot be quantised.
+fn quantize(
+    src: ArrayView1<'_, f32>,
+    unit: bool,
+    row: &mut [f32],
+    buf: &mut [u8],
+    out: &mut [i8],
+) -> Option<RowStats> {
+    match src.as_slice() {
+        Some(src) => row.copy_from_slice(src),
+        None => row.iter_mut().zip(src.iter()).for_each(|(o, x)| *o = *x),
+    }
+    if row.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    if unit {
+        crate::row_prep::unit_row(row);
+    }
+    quantize_row(row, buf);
+    let s = scale_of(buf, row.len());
+    if !s.is_finite() {
+        return None;
+    }
+    let (mut n2, mut l1, mut l1q, mut q2, mut r2) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for ((o, &b), &x) in out.iter_mut().zip(&buf[..row.len()]).zip(&*row) {
+        let k = b as i8;
+        *o = k;
+        let (x, q) = (f64::from(x), f64::from(s) * f64::from(k));
+        n2 += x * x;
+        l1 += x.abs();
+        l1q += q.abs();
+        q2 += q * q;
+        r2 += (x - q) * (x - q);
+    }
+    let dev = up(f64::from(HALF_STEP) * f64::from(s));
+    Some((
+        s,
+        [
+            up(n2.sqrt()),
+            up(l1),
+            dev,
+            up(l1q),
+            up(q2.sqrt()),
+            up(r2.sqrt()),
+        ],
+    ))
+}
+
 /// `x` rounded up by a relative margin far above the f64 rounding of the sums behind it.
 fn up(x: f64) -> f64 {
     x * (1.0 + 1e-12)
@@ -63,64 +115,52 @@ impl Codes {
     /// value, a row too small to quantise, more than `MAX_DIM` columns, no columns).
     pub(crate) fn new(rows: ArrayView2<'_, f32>, unit: bool) -> Option<Codes> {
         let (n, dim) = rows.dim();
-        if dim == 0 || dim > MAX_DIM || rows.iter().any(|x| !x.is_finite()) {
+        if dim == 0 || dim > MAX_DIM {
             return None;
         }
         let stride = dim.next_multiple_of(PAD);
+        let mut codes = vec![0i8; n * stride];
+        // Rows split over the cores (each row's numbers are its own).
+        let threads = crate::matmul::cores().min(n.div_ceil(1024)).max(1);
+        let per = n.div_ceil(threads).max(1);
+        let stats: Vec<RowStats> = std::thread::scope(|scope| {
+            let handles: Vec<_> = codes
+                .chunks_mut(per * stride)
+                .enumerate()
+                .map(|(t, out)| {
+                    scope.spawn(move || {
+                        let mut buf = vec![0u8; code_stride(dim)];
+                        let mut row = vec![0f32; dim];
+                        out.chunks_exact_mut(stride)
+                            .enumerate()
+                            .map(|(k, out)| {
+                                let src = rows.row(t * per + k);
+                                quantize(src, unit, &mut row, &mut buf, &mut out[..dim])
+                            })
+                            .collect::<Option<Vec<RowStats>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Option<Vec<Vec<RowStats>>>>()
+                .map(|v| v.concat())
+        })?;
+        let col = |k: usize| stats.iter().map(|s| s.1[k]).collect::<Vec<f64>>();
         let mut c = Codes {
             stride,
-            codes: vec![0; n * stride],
-            scale: vec![0.0; n],
-            norm: vec![0.0; n],
-            l1: vec![0.0; n],
-            dev: vec![0.0; n],
-            l1q: vec![0.0; n],
-            normq: vec![0.0; n],
-            resid: vec![0.0; n],
+            codes,
+            scale: stats.iter().map(|s| s.0).collect(),
+            norm: col(0),
+            l1: col(1),
+            dev: col(2),
+            l1q: col(3),
+            normq: col(4),
+            resid: col(5),
             ucodes: Vec::new(),
             sums: Vec::new(),
         };
-        let mut buf = vec![0u8; code_stride(dim)];
-        let mut row = vec![0f32; dim];
-        for i in 0..n {
-            for (o, x) in row.iter_mut().zip(rows.row(i).iter()) {
-                *o = *x;
-            }
-            if unit {
-                let n = row
-                    .iter()
-                    .map(|x| f64::from(*x).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                if n > 0.0 {
-                    row.iter_mut().for_each(|x| *x = (f64::from(*x) / n) as f32);
-                }
-            }
-            quantize_row(&row, &mut buf);
-            let s = scale_of(&buf, dim);
-            if !s.is_finite() {
-                return None;
-            }
-            let out = &mut c.codes[i * stride..i * stride + dim];
-            let (mut n2, mut l1, mut l1q, mut q2, mut r2) = (0f64, 0f64, 0f64, 0f64, 0f64);
-            for ((o, &b), &x) in out.iter_mut().zip(&buf[..dim]).zip(&row) {
-                let k = b as i8;
-                *o = k;
-                let (x, q) = (f64::from(x), f64::from(s) * f64::from(k));
-                n2 += x * x;
-                l1 += x.abs();
-                l1q += q.abs();
-                q2 += q * q;
-                r2 += (x - q) * (x - q);
-            }
-            c.scale[i] = s;
-            c.norm[i] = up(n2.sqrt());
-            c.l1[i] = up(l1);
-            c.dev[i] = up(f64::from(HALF_STEP) * f64::from(s));
-            c.l1q[i] = up(l1q);
-            c.normq[i] = up(q2.sqrt());
-            c.resid[i] = up(r2.sqrt());
-        }
         if Path::best() == Path::Vnni {
             c.ucodes = c.codes.iter().map(|k| (*k as u8) ^ 0x80).collect();
             c.sums = c

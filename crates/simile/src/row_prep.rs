@@ -27,6 +27,49 @@ pub(crate) struct Sub {
     pub(crate) codes: Option<crate::int8_pairs::Codes>,
 }
 
+/// `Σ x²` in f64: eight interleaved partial sums (vectorised; the serial sum is one long chain
+/// of dependent adds), added in a fixed order — the same value on every CPU.
+pub(crate) fn sum_sq(xs: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += f64::from(*x) * f64::from(*x);
+        }
+    }
+    for (a, x) in acc.iter_mut().zip(tail) {
+        *a += f64::from(*x) * f64::from(*x);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// [`sum_sq`] of the values whose flag in `flags` is not `skipped`.
+fn sum_sq_where(xs: &[f32], flags: &[bool], skipped: bool) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = xs.chunks_exact(8).zip(flags.chunks_exact(8));
+    let tail = xs.len() - xs.len() % 8;
+    for (c, f) in chunks {
+        for ((a, x), f) in acc.iter_mut().zip(c).zip(f) {
+            let x = f64::from(*x);
+            *a += if *f == skipped { 0.0 } else { x * x };
+        }
+    }
+    for ((a, x), f) in acc.iter_mut().zip(&xs[tail..]).zip(&flags[tail..]) {
+        let x = f64::from(*x);
+        *a += if *f == skipped { 0.0 } else { x * x };
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Scales `row` to unit length (in f64, rounded to f32); a zero row stays zero.
+pub(crate) fn unit_row(row: &mut [f32]) {
+    let n = sum_sq(row).sqrt();
+    if n > 0.0 {
+        row.iter_mut().for_each(|x| *x = (f64::from(*x) / n) as f32);
+    }
+}
+
 /// The prepared rows.
 pub(crate) struct Prepared {
     pub(crate) rows: Array2<f32>,
@@ -91,25 +134,16 @@ pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> 
         for (k, st) in stats.iter_mut().enumerate() {
             let i = r.start + k;
             let row = &mut out[k * dim..(k + 1) * dim];
-            for (o, x) in row.iter_mut().zip(raw.row(i).iter()) {
-                *o = *x;
+            let src = raw.row(i);
+            match src.as_slice() {
+                Some(src) => row.copy_from_slice(src),
+                None => row.iter_mut().zip(src.iter()).for_each(|(o, x)| *o = *x),
             }
             if unit {
-                let n = row
-                    .iter()
-                    .map(|x| f64::from(*x).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                if n > 0.0 {
-                    row.iter_mut().for_each(|x| *x = (f64::from(*x) / n) as f32);
-                }
+                unit_row(row);
             }
             let v = ArrayView1::from(&*row);
-            let norm = row
-                .iter()
-                .map(|x| f64::from(*x).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let norm = sum_sq(row).sqrt();
             *st = (v.dot(&v), norm);
             if k % ENERGY_BLOCK == 0 {
                 energy.push(vec![0f64; dim]);
@@ -122,7 +156,6 @@ pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> 
         }
         energy
     });
-    let rows = Array2::from_shape_vec((n, dim), data).unwrap_or_else(|_| Array2::zeros((n, dim)));
     let sub = (dim >= SUB_MIN_DIM && n >= min_rows).then(|| {
         let mut energy = vec![0f64; dim];
         for block in energies.iter().flatten() {
@@ -130,8 +163,9 @@ pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> 
                 *e += b;
             }
         }
-        sub(&rows, &energy, &parts)
+        sub(&data, dim, &energy, &parts)
     });
+    let rows = Array2::from_shape_vec((n, dim), data).unwrap_or_else(|_| Array2::zeros((n, dim)));
     let (sq, norm) = per_row.into_iter().unzip();
     Prepared {
         rows,
@@ -142,8 +176,7 @@ pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> 
 }
 
 /// The first pass's rows: the quarter of the columns with the most `energy` (a multiple of 16).
-fn sub(rows: &Array2<f32>, energy: &[f64], parts: &[Range<usize>]) -> Sub {
-    let dim = rows.ncols();
+fn sub(rows: &[f32], dim: usize, energy: &[f64], parts: &[Range<usize>]) -> Sub {
     let m = (dim / 4).next_multiple_of(16).min(dim);
     let mut order: Vec<usize> = (0..dim).collect();
     order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
@@ -153,21 +186,17 @@ fn sub(rows: &Array2<f32>, energy: &[f64], parts: &[Range<usize>]) -> Sub {
     for &c in &cols {
         in_sub[c] = true;
     }
-    let n = rows.nrows();
+    let n = rows.len() / dim;
     let mut data = vec![0f32; n * m];
     let mut rest = vec![0f32; n];
     on_parts(parts, &mut data, m, &mut rest, |r, out, rest| {
         for (k, rest) in rest.iter_mut().enumerate() {
-            let row = rows.row(r.start + k);
+            let i = r.start + k;
+            let row = &rows[i * dim..(i + 1) * dim];
             for (o, &c) in out[k * m..(k + 1) * m].iter_mut().zip(&cols) {
                 *o = row[c];
             }
-            let sq: f64 = row
-                .iter()
-                .zip(&in_sub)
-                .filter(|(_, s)| !**s)
-                .map(|(x, _)| f64::from(*x).powi(2))
-                .sum();
+            let sq = sum_sq_where(row, &in_sub, true);
             // Rounded up: the bound must never be below the true product.
             *rest = (sq.sqrt() * (1.0 + 1e-6)) as f32;
         }
@@ -207,6 +236,18 @@ mod tests {
         // The row-by-row definitions.
         let r = many.rows.row(4321);
         assert_eq!(many.sq[4321], r.dot(&r));
+        let serial = |xs: &[f32]| xs.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+        let x = emb.row(17).to_vec();
+        assert!((sum_sq(&x) - serial(&x)).abs() <= 1e-12 * serial(&x));
+        assert!((sum_sq(&x[..13]) - serial(&x[..13])).abs() <= 1e-12 * serial(&x[..13]));
+        let flags: Vec<bool> = (0..80).map(|c| c % 3 == 0).collect();
+        let kept: Vec<f32> = x
+            .iter()
+            .zip(&flags)
+            .filter(|(_, f)| !**f)
+            .map(|(v, _)| *v)
+            .collect();
+        assert!((sum_sq_where(&x, &flags, true) - serial(&kept)).abs() <= 1e-12 * serial(&kept));
         assert!(
             prepare(emb.view(), true, 5001).sub.is_none(),
             "too few rows"
