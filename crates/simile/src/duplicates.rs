@@ -331,7 +331,10 @@ fn duplicates_of(
             build(keys, &c.kept, t, c.pairs, method)
         }
         (_, by) => {
-            let rows = Rows::new(emb, metric);
+            let rows = match by {
+                DuplicatesBy::Thresh(t) => Rows::new_for(emb, metric, Some(t)),
+                DuplicatesBy::Fraction(_) => Rows::new(emb, metric),
+            };
             let (thresh, kept) = match by {
                 DuplicatesBy::Thresh(t) => (t, keep(&rows, t, None).unwrap_or_default()),
                 DuplicatesBy::Fraction(f) => {

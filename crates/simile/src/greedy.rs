@@ -36,22 +36,38 @@ pub(crate) struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     pub(crate) fn new(raw: ArrayView2<'a, f32>, metric: Metric) -> Self {
+        Self::new_for(raw, metric, None)
+    }
+
+    /// [`Rows::new`] for passes at one threshold: the first pass's column subset is then as
+    /// narrow as a sample of pairs says pays at `thresh` ([`crate::sub_width`]); a quarter of
+    /// the columns without one.
+    pub(crate) fn new_for(raw: ArrayView2<'a, f32>, metric: Metric, thresh: Option<f64>) -> Self {
         let d = raw.ncols().max(1) as f64;
         let u = f64::from(f32::EPSILON) / 2.0;
         let gamma = (d * u / (1.0 - d * u)).max(0.0) * 1.01 + 8.0 * u;
-        let p = crate::row_prep::prepare(raw, metric == Metric::Cosine, 2 * CHUNK);
+        let p = crate::row_prep::prepare(raw, metric == Metric::Cosine);
         let max_norm = p.norm.iter().copied().fold(0.0, f64::max);
-        let (rows, sq, norm, sub) = (p.rows, p.sq, p.norm, p.sub);
-        Rows {
+        let mut rows = Rows {
             raw,
-            rows,
-            sq,
-            norm,
+            rows: p.rows,
+            sq: p.sq,
+            norm: p.norm,
             gamma,
             max_norm,
             metric,
-            sub,
+            sub: None,
+        };
+        let (n, dim) = rows.rows.dim();
+        if crate::row_prep::sub_applies(n, dim, 2 * CHUNK) {
+            let order = crate::row_prep::energy_order(&p.energy);
+            let m = match thresh {
+                Some(t) => crate::sub_width::choose(&rows, &order, t),
+                None => crate::row_prep::quarter(dim),
+            };
+            rows.sub = Some(crate::row_prep::sub(&rows.rows, &order, m));
         }
+        rows
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -61,6 +61,7 @@ mod resume;
 mod sort;
 mod storage;
 mod sub_int8;
+mod sub_width;
 mod thresh_search;
 mod uniqueness;
 mod vectors;

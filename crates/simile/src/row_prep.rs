@@ -77,7 +77,25 @@ pub(crate) struct Prepared {
     pub(crate) sq: Vec<f32>,
     /// `‖row‖` in f64.
     pub(crate) norm: Vec<f64>,
-    pub(crate) sub: Option<Sub>,
+    /// `Σ x²` of each column over the rows (summed in fixed blocks of rows).
+    pub(crate) energy: Vec<f64>,
+}
+
+/// Whether the first pass on a column subset applies to `n` rows of `dim` columns.
+pub(crate) fn sub_applies(n: usize, dim: usize, min_rows: usize) -> bool {
+    dim >= SUB_MIN_DIM && n >= min_rows
+}
+
+/// The columns by `energy`, largest first (ties: the lower column).
+pub(crate) fn energy_order(energy: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..energy.len()).collect();
+    order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+    order
+}
+
+/// The default subset width: a quarter of the columns (a multiple of 16).
+pub(crate) fn quarter(dim: usize) -> usize {
+    (dim / 4).next_multiple_of(16).min(dim)
 }
 
 /// Contiguous row ranges of `n` rows, one per thread, each (but the last) a multiple of
@@ -123,7 +141,7 @@ fn on_parts<T: Send, E: Send>(
 /// The rows of `raw` (scaled to unit length when `unit`, in f64 and rounded to f32), their
 /// squared norms and norms, and the first pass's subset when it applies (`min_rows` rows at
 /// least, [`SUB_MIN_DIM`] columns at least).
-pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> Prepared {
+pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool) -> Prepared {
     let (n, dim) = raw.dim();
     let mut data = vec![0f32; n * dim];
     // Per row: (sq, norm).
@@ -156,40 +174,39 @@ pub(crate) fn prepare(raw: ArrayView2<'_, f32>, unit: bool, min_rows: usize) -> 
         }
         energy
     });
-    let sub = (dim >= SUB_MIN_DIM && n >= min_rows).then(|| {
-        let mut energy = vec![0f64; dim];
-        for block in energies.iter().flatten() {
-            for (e, b) in energy.iter_mut().zip(block) {
-                *e += b;
-            }
+    let mut energy = vec![0f64; dim];
+    for block in energies.iter().flatten() {
+        for (e, b) in energy.iter_mut().zip(block) {
+            *e += b;
         }
-        sub(&data, dim, &energy, &parts)
-    });
+    }
     let rows = Array2::from_shape_vec((n, dim), data).unwrap_or_else(|_| Array2::zeros((n, dim)));
     let (sq, norm) = per_row.into_iter().unzip();
     Prepared {
         rows,
         sq,
         norm,
-        sub,
+        energy,
     }
 }
 
-/// The first pass's rows: the quarter of the columns with the most `energy` (a multiple of 16).
-fn sub(rows: &[f32], dim: usize, energy: &[f64], parts: &[Range<usize>]) -> Sub {
-    let m = (dim / 4).next_multiple_of(16).min(dim);
-    let mut order: Vec<usize> = (0..dim).collect();
-    order.sort_by(|&a, &b| energy[b].total_cmp(&energy[a]).then(a.cmp(&b)));
+/// The first pass's rows: the first `m` columns of `order` (see [`energy_order`]).
+pub(crate) fn sub(rows: &Array2<f32>, order: &[usize], m: usize) -> Sub {
+    let (n, dim) = rows.dim();
+    let m = m.min(dim);
+    let parts = parts(n, 1);
+    let rows = rows.as_standard_layout();
+    // A standard-layout array is one slice.
+    let rows = rows.as_slice().unwrap_or(&[]);
     let mut cols = order[..m].to_vec();
     cols.sort_unstable();
     let mut in_sub = vec![false; dim];
     for &c in &cols {
         in_sub[c] = true;
     }
-    let n = rows.len() / dim;
     let mut data = vec![0f32; n * m];
     let mut rest = vec![0f32; n];
-    on_parts(parts, &mut data, m, &mut rest, |r, out, rest| {
+    on_parts(&parts, &mut data, m, &mut rest, |r, out, rest| {
         for (k, rest) in rest.iter_mut().enumerate() {
             let i = r.start + k;
             let row = &rows[i * dim..(i + 1) * dim];
@@ -221,16 +238,23 @@ mod tests {
         let emb = Array2::from_shape_fn((5000, 80), |(_, c)| {
             rng.random_range(-1.0f32..1.0) * (1.0 + (c % 3) as f32)
         });
-        let many = prepare(emb.view(), true, 1024);
-        let one = crate::matmul::single_threaded(|| prepare(emb.view(), true, 1024));
+        let many = prepare(emb.view(), true);
+        let one = crate::matmul::single_threaded(|| prepare(emb.view(), true));
         assert!(parts(5000, ENERGY_BLOCK).len() <= crate::matmul::cores());
         assert_eq!(many.rows, one.rows);
         assert_eq!(many.sq, one.sq);
         assert_eq!(many.norm, one.norm);
-        let (a, b) = (many.sub.expect("subset"), one.sub.expect("subset"));
+        assert_eq!(many.energy, one.energy);
+        let order = energy_order(&many.energy);
+        assert!(order
+            .windows(2)
+            .all(|w| many.energy[w[0]] >= many.energy[w[1]]));
+        let a = sub(&many.rows, &order, quarter(80));
+        let b = crate::matmul::single_threaded(|| sub(&many.rows, &order, quarter(80)));
         assert_eq!(a.rows, b.rows);
         assert_eq!(a.rest, b.rest);
         assert_eq!(a.rows.ncols(), 32);
+        assert!(sub_applies(5000, 80, 1024) && !sub_applies(5000, 80, 5001));
         // Unit rows: each norm is 1 up to rounding.
         assert!(many.norm.iter().all(|x| (x - 1.0).abs() < 1e-6));
         // The row-by-row definitions.
@@ -248,9 +272,5 @@ mod tests {
             .map(|(v, _)| *v)
             .collect();
         assert!((sum_sq_where(&x, &flags, true) - serial(&kept)).abs() <= 1e-12 * serial(&kept));
-        assert!(
-            prepare(emb.view(), true, 5001).sub.is_none(),
-            "too few rows"
-        );
     }
 }
