@@ -338,3 +338,55 @@ fn exact_duplicates_group_identical_files_and_report_missing_ones() {
     assert_eq!(out.failed.len(), 1);
     assert_eq!(out.failed[0].0, ids[5]);
 }
+
+/// From 1024 rows and 64 dimensions the exact search starts with its int8 first pass on a
+/// column subset chosen for the threshold: the answers are still the brute-force ones.
+#[test]
+fn duplicates_through_the_int8_first_pass_match_brute_force() {
+    let (_h, simile) = session();
+    // 192 columns: the subset is chosen among 64 and 96 of them.
+    let n = 1100;
+    let emb = planted(n, 192, 6);
+    let ds = simile.create_dataset("dups-first-pass").unwrap();
+    let ids = ds
+        .add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
+        .unwrap();
+    for (metric, thresh) in [
+        (Metric::Cosine, 0.0007),
+        (Metric::Cosine, 0.2),
+        (Metric::Euclidean, 0.3),
+    ] {
+        let key = format!("fp_{}_{}", metric.as_str(), (thresh * 1e4) as u32);
+        let index = ds
+            .compute_similarity(
+                SimilarityOptions::new()
+                    .brain_key(&key)
+                    .metric(metric)
+                    .embeddings(emb.clone()),
+            )
+            .unwrap();
+        let got = index
+            .find_duplicates(Some(DuplicatesBy::Thresh(thresh)))
+            .unwrap();
+        let (unique, dups, map) = reference(&emb, &ids, metric, thresh);
+        assert!(
+            dups.len() > 20 && unique.len() > 900,
+            "{metric:?} {thresh}: {} duplicates",
+            dups.len()
+        );
+        assert_eq!(got.unique_ids, unique, "{metric:?} {thresh}");
+        assert_eq!(got.duplicate_ids, dups, "{metric:?} {thresh}");
+        let mut got_map: Vec<(String, String, f64)> = got
+            .neighbors_map
+            .iter()
+            .flat_map(|(u, ds)| ds.iter().map(move |(d, x)| (d.clone(), u.clone(), *x)))
+            .collect();
+        got_map.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want_map = map;
+        want_map.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got_map, want_map,
+            "{metric:?} {thresh}: nearest unique, exact"
+        );
+    }
+}
