@@ -68,17 +68,15 @@ pub(crate) fn choose(rows: &Rows<'_>, order: &[usize], thresh: f64) -> usize {
         if w < 2 * STEP {
             continue;
         }
+        let rb: Vec<f64> = rest_b.iter().map(|x| x.max(0.0).sqrt()).collect();
         let (mut pass, mut pairs) = (0u64, 0u64);
         for (r, drow) in dots.chunks_exact(nb).enumerate() {
             let ra = rest_a[r].max(0.0).sqrt();
             for (c, &d) in drow.iter().enumerate() {
-                if a_idx[r] == b_idx[c] {
-                    continue;
-                }
-                pairs += 1;
-                let upper = f64::from(d) + ra * rest_b[c].max(0.0).sqrt() - key[c];
-                pass += u64::from(upper >= cut[r]);
+                let upper = f64::from(d) + ra * rb[c] - key[c];
+                pass += u64::from(upper >= cut[r] && a_idx[r] != b_idx[c]);
             }
+            pairs += nb as u64 - b_idx.iter().filter(|&&j| j == a_idx[r]).count() as u64;
         }
         let share = pass as f64 / pairs.max(1) as f64;
         if share > MAX_PASS {
