@@ -234,9 +234,20 @@ impl Codes {
         up(holder.min(cs))
     }
 
-    fn row(&self, i: usize) -> &[i8] {
+    /// Row `i`'s codes, padded with zeros to the stride (a multiple of 32).
+    pub(crate) fn row(&self, i: usize) -> &[i8] {
         &self.codes[i * self.stride..(i + 1) * self.stride]
     }
+
+    /// Row `i`'s codes + 128 as unsigned bytes, where the VNNI kernel is on (see [`vnni_on`]).
+    pub(crate) fn urow(&self, i: usize) -> Option<&[u8]> {
+        self.ucodes.get(i * self.stride..(i + 1) * self.stride)
+    }
+}
+
+/// Whether this CPU runs the AVX-512 VNNI kernels.
+pub(crate) fn vnni_on() -> bool {
+    Path::best() == Path::Vnni
 }
 
 /// `out[r·b.len() + c] = D(a.start + r, b.start + c)`: the exact integer dot products of the

@@ -44,6 +44,7 @@ mod feed;
 mod greedy;
 mod index;
 mod int8_pairs;
+mod int8_panel;
 pub mod io;
 mod knn8;
 mod matmul;

@@ -11,6 +11,7 @@
 //! f32 arithmetic of the test) cannot be within the threshold. The pairs that pass are decided
 //! as before, from the full f32 product and the exact distance.
 use crate::int8_pairs::{dots_of, Codes};
+use crate::int8_panel::Panel;
 
 /// Rows per thread of a chunk × kept product, at least.
 const MIN_ROWS: usize = 64;
@@ -21,6 +22,8 @@ const BLOCK: usize = 512;
 /// The kept rows' subset codes and the per-row terms of the test (f32, rounded up).
 pub(crate) struct KeptCodes {
     codes: Codes,
+    /// The same rows in panels, for the VNNI kernel (`None` without it).
+    panel: Option<Panel>,
     res: Vec<f32>,
     normq: Vec<f32>,
     buf: Vec<Vec<i32>>,
@@ -49,8 +52,10 @@ pub(crate) struct RowTerms {
 
 impl KeptCodes {
     pub(crate) fn new(sub: &Codes) -> KeptCodes {
+        let vnni = crate::int8_pairs::vnni_on() && sub.len() > 0 && sub.urow(0).is_some();
         KeptCodes {
             codes: sub.empty_like(),
+            panel: vnni.then(|| Panel::new(sub.row(0).len())),
             res: Vec::new(),
             normq: Vec::new(),
             buf: Vec::new(),
@@ -59,6 +64,9 @@ impl KeptCodes {
 
     pub(crate) fn push(&mut self, sub: &Codes, i: usize) {
         self.codes.push_row(sub, i);
+        if let Some(p) = &mut self.panel {
+            p.push(sub.row(i));
+        }
         self.res.push(up(sub.resid[i]));
         self.normq.push(up(sub.normq[i]));
     }
@@ -85,7 +93,7 @@ impl KeptCodes {
             sub,
             (c0, c1),
             rows,
-            (&self.codes, &kept),
+            (&self.codes, self.panel.as_ref(), &kept),
             true,
             &mut self.buf,
         )
@@ -112,10 +120,17 @@ pub(crate) fn against(
         keys,
     };
     let mut buf = Vec::new();
-    scan(lhs, (0, lhs.len()), rows, (all, &terms), false, &mut buf)
-        .into_iter()
-        .map(|p| p.kept)
-        .collect()
+    scan(
+        lhs,
+        (0, lhs.len()),
+        rows,
+        (all, None, &terms),
+        false,
+        &mut buf,
+    )
+    .into_iter()
+    .map(|p| p.kept)
+    .collect()
 }
 
 /// The scan behind [`KeptCodes::candidates`] and [`against`]: rows `c0..c1` of `sub` against
@@ -125,7 +140,7 @@ fn scan(
     sub: &Codes,
     (c0, c1): (usize, usize),
     rows: &RowTerms,
-    (rc, right): (&Codes, &Terms<'_>),
+    (rc, panel, right): (&Codes, Option<&Panel>, &Terms<'_>),
     inner: bool,
     bufs: &mut Vec<Vec<i32>>,
 ) -> Vec<Passing> {
@@ -164,7 +179,9 @@ fn scan(
                     let mut out: Vec<Passing> = (r0..r1).map(|_| Passing::default()).collect();
                     for b0 in (0..nr).step_by(BLOCK) {
                         let b1 = (b0 + BLOCK).min(nr);
-                        dots_of(sub, r0..r1, rc, b0..b1, buf);
+                        if !panel.is_some_and(|p| p.dots(sub, r0..r1, b0..b1, buf)) {
+                            dots_of(sub, r0..r1, rc, b0..b1, buf);
+                        }
                         let terms = right.slice(b0..b1);
                         let w = b1 - b0;
                         for (k, o) in out.iter_mut().enumerate() {
