@@ -521,12 +521,12 @@ fn app_section(quick: bool) -> String {
 /// them in docs/benchmarks.md (each section names the command that produced it).
 fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
     let out = root().join("docs/benchmarks.md");
-    let mut doc = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
     let cmd = format!(
         "cargo xtask bench --only {which}{}{}",
         if quick { " --quick" } else { "" },
         if scale { " --scale" } else { "" }
     );
+    let mut sections = Vec::new();
     for name in which.split(',').filter(|n| !n.is_empty()) {
         let section = match name {
             "app" => app_section(quick),
@@ -543,7 +543,12 @@ fn bench_only(which: &str, quick: bool, scale: bool) -> Result<()> {
             .next()
             .unwrap_or_default()
             .to_string();
-        doc = replace_section(&doc, &heading, &section);
+        sections.push((heading, section));
+    }
+    // Read only now: the runs take minutes and others may have edited other sections meanwhile.
+    let mut doc = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+    for (heading, section) in &sections {
+        doc = replace_section(&doc, heading, section);
     }
     std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
     println!("{doc}");
