@@ -249,7 +249,7 @@ const GATHER_MAX: usize = 4096;
 /// written 2.6 GB index), so ~200 scattered rows per query through the map left most of the
 /// file in the querying process's resident set after a few queries. Reading them instead keeps
 /// it at what pass 1 scans (the int8 codes).
-fn gather(store: &Store, rows: &[u32]) -> Option<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn gather(store: &Store, rows: &[u32]) -> Option<(Vec<f32>, Vec<f32>)> {
     if rows.len() > GATHER_MAX {
         return None;
     }
@@ -709,6 +709,15 @@ mod tests {
                 ..crate::storage::read(dir.path()).unwrap().1
             };
             assert!(gather(&unmapped, &rows).is_none());
+            // `select` reads a few rows of a mapped file the same way.
+            for few in [vec![1999, 3], (0..100).collect::<Vec<_>>()] {
+                let want = owned.select(&few).unwrap();
+                for store in [&mapped, &unmapped] {
+                    let got = store.select(&few).unwrap();
+                    assert_eq!(got.data(), want.data());
+                    assert_eq!(got.keys(), want.keys());
+                }
+            }
             for qi in [0, 17, 1234] {
                 let q = batch.row(qi);
                 for (k, restrict) in [(10, None), (300, Some(&rows[..]))] {
