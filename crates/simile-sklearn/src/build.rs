@@ -352,33 +352,6 @@ fn append(b: &mut Builder, batch: &Embeddings, old_n: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the kernel to read `len` bytes from `offset` (`u64::MAX`: to the end) into the page
-/// cache in the background. The rows were written past it (`direct.rs`); what every query reads
-/// (the int8 codes, the norms and the id sections) is brought back so the first queries after a
-/// build do not wait for the disk, as they did not when builds went through the page cache. The
-/// `f32` rows, of which a query reads a few hundred, are left on disk.
-fn warm_up(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        // The kernel reads at most its readahead limit per call: ask in steps.
-        const STEP: u64 = 2 << 20;
-        let end = match len {
-            u64::MAX => file.metadata().map_or(offset, |m| m.len()),
-            len => offset.saturating_add(len),
-        };
-        let mut at = offset;
-        while at < end {
-            let step = std::num::NonZeroU64::new(STEP.min(end - at));
-            if rustix::fs::fadvise(file, at, step, rustix::fs::Advice::WillNeed).is_err() {
-                break;
-            }
-            at += STEP;
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-}
-
 /// Finishes the build: the id sections and header, fsync, rename into place; the store is then
 /// served from the published file.
 pub(crate) fn finish(store: &mut Store, metric: Metric) -> Result<()> {
@@ -411,8 +384,6 @@ pub(crate) fn finish(store: &mut Store, metric: Metric) -> Result<()> {
     let dir = b.dir.clone();
     storage::publish(&dir)?;
     b.done = true;
-    warm_up(&b.file, b.layout.codes, n as u64 * row_bytes(b.dim)[1]);
-    warm_up(&b.file, b.layout.norms, u64::MAX);
     match storage::read(&dir) {
         Ok((_, fresh)) => {
             *store = Store {
