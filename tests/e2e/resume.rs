@@ -102,7 +102,10 @@ fn a_failure_mid_embed_keeps_the_committed_batches_and_marks_the_field_incomplet
     // Nor for uniqueness, which would score only the 64 samples it holds.
     let err = ds
         .view()
-        .compute_uniqueness("uniqueness", UniquenessSource::EmbeddingsField("emb".into()))
+        .compute_uniqueness(
+            "uniqueness",
+            UniquenessSource::EmbeddingsField("emb".into()),
+        )
         .unwrap_err();
     assert!(
         matches!(&err, Error::IncompleteField { field, done: 64, total: 150, .. } if field == "emb"),
