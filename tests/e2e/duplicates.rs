@@ -27,6 +27,15 @@ fn planted(n: usize, dim: usize, seed: u64) -> Array2<f32> {
 /// (unique ids, duplicate ids, (duplicate, its unique, distance)).
 type Greedy = (Vec<String>, Vec<String>, Vec<(String, String, f64)>);
 
+/// A dataset `name` of `n` samples (`0.jpg`…) and their ids.
+fn dataset_of(simile: &Simile, name: &str, n: usize) -> (simile::Dataset, Vec<String>) {
+    let ds = simile.create_dataset(name).unwrap();
+    let ids = ds
+        .add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
+        .unwrap();
+    (ds, ids)
+}
+
 /// The greedy rule the slow obvious way.
 fn reference(emb: &Array2<f32>, ids: &[String], metric: Metric, t: f64) -> Greedy {
     let n = emb.nrows();
@@ -60,10 +69,7 @@ fn reference(emb: &Array2<f32>, ids: &[String], metric: Metric, t: f64) -> Greed
 fn check_against_reference(simile: &Simile, backend: &str, extra: &[(&str, &str)]) {
     let n = 240;
     let emb = planted(n, 12, 4);
-    let ds = simile.create_dataset(&format!("dups-{backend}")).unwrap();
-    let ids = ds
-        .add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
-        .unwrap();
+    let (ds, ids) = dataset_of(simile, &format!("dups-{backend}"), n);
     for (metric, thresh) in [(Metric::Cosine, 0.002), (Metric::Euclidean, 0.08)] {
         let key = format!("k_{}", metric.as_str());
         let mut opts = SimilarityOptions::new()
@@ -254,10 +260,7 @@ fn uniqueness_follows_the_peer_formula_and_is_a_run() {
     let (_h, simile) = session();
     let n = 30;
     let emb = planted(n, 6, 8);
-    let ds = simile.create_dataset("u").unwrap();
-    let ids = ds
-        .add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
-        .unwrap();
+    let (ds, ids) = dataset_of(&simile, "u", n);
     ds.compute_similarity(
         SimilarityOptions::new()
             .brain_key("sim")
@@ -347,10 +350,7 @@ fn duplicates_through_the_int8_first_pass_match_brute_force() {
     // 192 columns: the subset is chosen among 64 and 96 of them.
     let n = 1100;
     let emb = planted(n, 192, 6);
-    let ds = simile.create_dataset("dups-first-pass").unwrap();
-    let ids = ds
-        .add_samples((0..n).map(|i| NewSample::new(format!("{i}.jpg"))).collect())
-        .unwrap();
+    let (ds, ids) = dataset_of(&simile, "dups-first-pass", n);
     for (metric, thresh) in [
         (Metric::Cosine, 0.0007),
         (Metric::Cosine, 0.2),

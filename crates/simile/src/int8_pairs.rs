@@ -343,6 +343,8 @@ mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod vnni;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vnni::dpbusd;
 
 #[cfg(test)]
 mod tests {

@@ -86,24 +86,8 @@ impl Panel {
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// `acc += Σ u·s` in groups of four (`u` unsigned bytes, `s` signed), wrapping.
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dpbusd(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    // SAFETY: callers run only where VNNI (+VL) is on: the CPU executes EVEX vpdpbusd on ymm
-    // registers. The instruction reads and writes registers only.
-    unsafe {
-        std::arch::asm!(
-            "{{evex}} vpdpbusd {acc}, {u}, {s}",
-            acc = inout(ymm_reg) acc,
-            u = in(ymm_reg) u,
-            s = in(ymm_reg) s,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    acc
-}
+use crate::int8_pairs::dpbusd;
 
 #[cfg(target_arch = "x86_64")]
 #[inline]

@@ -37,9 +37,11 @@ fn load<T>(v: &[T], at: usize) -> __m256i {
 }
 
 /// `acc += Σ u·s` in groups of four (`u` unsigned bytes, `s` signed), wrapping.
+/// `acc += Σ u·s` in groups of four (`u` unsigned bytes, `s` signed), wrapping: EVEX
+/// `vpdpbusd` on ymm registers (callers check VNNI + VL first).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dpbusd(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(crate) fn dpbusd(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     // SAFETY: callers run only where `detected()` holds: the CPU executes EVEX vpdpbusd on
     // ymm registers. The instruction reads and writes registers only.
     unsafe {
