@@ -27,6 +27,17 @@ fn planted(n: usize, dim: usize, seed: u64) -> Array2<f32> {
 /// (unique ids, duplicate ids, (duplicate, its unique, distance)).
 type Greedy = (Vec<String>, Vec<String>, Vec<(String, String, f64)>);
 
+/// `(duplicate, its unique id, distance)` of every reported pair, by duplicate id.
+fn duplicate_pairs(got: &simile::Duplicates) -> Vec<(String, String, f64)> {
+    let mut pairs: Vec<(String, String, f64)> = got
+        .neighbors_map
+        .iter()
+        .flat_map(|(u, ds)| ds.iter().map(move |(d, x)| (d.clone(), u.clone(), *x)))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+}
+
 /// A dataset `name` of `n` samples (`0.jpg`…) and their ids.
 fn dataset_of(simile: &Simile, name: &str, n: usize) -> (simile::Dataset, Vec<String>) {
     let ds = simile.create_dataset(name).unwrap();
@@ -91,12 +102,7 @@ fn check_against_reference(simile: &Simile, backend: &str, extra: &[(&str, &str)
         );
         assert_eq!(got.unique_ids, unique, "{backend} {metric:?}");
         assert_eq!(got.duplicate_ids, dups, "{backend} {metric:?}");
-        let mut got_map: Vec<(String, String, f64)> = got
-            .neighbors_map
-            .iter()
-            .flat_map(|(u, ds)| ds.iter().map(move |(d, x)| (d.clone(), u.clone(), *x)))
-            .collect();
-        got_map.sort_by(|a, b| a.0.cmp(&b.0));
+        let got_map = duplicate_pairs(&got);
         let mut want_map = map.clone();
         want_map.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(got_map.len(), want_map.len());
@@ -376,12 +382,7 @@ fn duplicates_through_the_int8_first_pass_match_brute_force() {
         );
         assert_eq!(got.unique_ids, unique, "{metric:?} {thresh}");
         assert_eq!(got.duplicate_ids, dups, "{metric:?} {thresh}");
-        let mut got_map: Vec<(String, String, f64)> = got
-            .neighbors_map
-            .iter()
-            .flat_map(|(u, ds)| ds.iter().map(move |(d, x)| (d.clone(), u.clone(), *x)))
-            .collect();
-        got_map.sort_by(|a, b| a.0.cmp(&b.0));
+        let got_map = duplicate_pairs(&got);
         let mut want_map = map;
         want_map.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(

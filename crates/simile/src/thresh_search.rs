@@ -118,6 +118,13 @@ impl Best<'_> {
         }
     }
 
+    /// Sorts the list (highest score first, then row) and returns its length and whether it
+    /// holds every row offered.
+    fn finish(&mut self) -> (u16, bool) {
+        self.slots[..self.len].sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+        (self.len as u16, self.seen == self.len)
+    }
+
     fn lowest(&self) -> f32 {
         self.slots
             .iter()
@@ -208,11 +215,7 @@ impl Lists {
                             }
                         }
                         for (di, best) in states.iter_mut().enumerate() {
-                            best.slots[..best.len].sort_by(|a, b| {
-                                b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
-                            });
-                            len[di] = best.len as u16;
-                            complete[di] = best.seen == best.len;
+                            (len[di], complete[di]) = best.finish();
                         }
                     }
                 });
@@ -276,11 +279,7 @@ impl Lists {
                 });
             }
             for (di, best) in states.iter_mut().enumerate() {
-                let i = r0 + di;
-                best.slots[..best.len]
-                    .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-                len[i] = best.len as u16;
-                complete[i] = best.seen == best.len;
+                (len[r0 + di], complete[r0 + di]) = best.finish();
             }
         }
         Lists {
